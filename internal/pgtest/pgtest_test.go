@@ -1,0 +1,28 @@
+package pgtest
+
+import "testing"
+
+func TestClusterStartsWithLogicalWAL(t *testing.T) {
+	c := New(t, Options{})
+	got, err := c.Query("postgres", "SHOW wal_level")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != "logical" {
+		t.Fatalf("wal_level = %q", got)
+	}
+	if err := c.Restart("fast"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Query("postgres", "SELECT 1"); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+func TestClusterReplicaLevel(t *testing.T) {
+	c := New(t, Options{WalLevel: "replica"})
+	got, err := c.Query("postgres", "SHOW wal_level")
+	if err != nil || got != "replica" {
+		t.Fatalf("wal_level = %q, %v", got, err)
+	}
+}

@@ -1,0 +1,85 @@
+// Package sinks defines the contract between pgstream's pipeline and the destinations of change
+// events, and holds the built-in sinks (stdout, file, kafka, nats in sub-packages).
+//
+// A Sink receives batches in order and returns from Write only when every event of the batch is
+// durable at the destination. Because Write calls are sequential, completion is reported in order;
+// the pipeline moves the checkpoint past a batch only once every configured sink has returned nil
+// for it. A sink never drops an event: a failure it cannot retry away is returned from Write and
+// stops pgstream, and the events are read again from the replication slot on the next start.
+package sinks
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/pgstream/pgstream/internal/lsn"
+)
+
+// Op is the kind of change an event carries, as written in the envelope's "op" field.
+type Op byte
+
+// The operations.
+const (
+	OpCreate   Op = 'c' // insert
+	OpUpdate   Op = 'u'
+	OpDelete   Op = 'd'
+	OpTruncate Op = 't'
+	OpMessage  Op = 'm' // pg_logical_emit_message
+	OpRead     Op = 'r' // snapshot read
+	OpBegin    Op = 'b' // transaction begin marker
+	OpEnd      Op = 'e' // transaction end marker
+)
+
+func (o Op) String() string { return string(rune(o)) }
+
+// Event is one encoded change. It owns no memory of its own: Key and Value point into the batch's
+// storage and are valid only until the Write call that received them returns. A sink that needs them
+// later must copy them.
+type Event struct {
+	Op     Op
+	Schema string // empty for messages and transaction markers
+	Table  string
+	// Position of the change and of the commit of its transaction. For a non-transactional message
+	// CommitLSN is the message's own LSN.
+	LSN       lsn.LSN
+	CommitLSN lsn.LSN
+	// Seq numbers the events of one transaction from 0; (CommitLSN, Seq) identify an event for good.
+	Seq uint32
+	Xid uint32
+	// Key is a JSON object of the row's replica-identity key columns, or nil when the table has none
+	// or the event is not a row change.
+	Key []byte
+	// Value is the JSON envelope described in docs/format.md, without a trailing newline.
+	Value []byte
+}
+
+// AppendID appends the event's deterministic id, "<commit_lsn>/<seq>", to b.
+func (e *Event) AppendID(b []byte) []byte {
+	b = e.CommitLSN.AppendText(b)
+	b = append(b, '/')
+	return strconv.AppendUint(b, uint64(e.Seq), 10)
+}
+
+// ID returns the event's deterministic id, "<commit_lsn>/<seq>".
+func (e *Event) ID() string { return string(e.AppendID(make([]byte, 0, 32))) }
+
+// Batch is a run of events in commit order. A batch may be empty: it then only carries progress.
+type Batch struct {
+	Events []Event
+}
+
+// Sink is a destination of change events.
+type Sink interface {
+	// Write delivers b and returns nil only when every event of b is durable at the destination.
+	// It is never called concurrently, and a batch is passed to the next Write only after the
+	// previous one returned. A returned error stops the pipeline; the sink is then closed.
+	Write(ctx context.Context, b *Batch) error
+	// Close releases the sink's resources. Events not yet acknowledged by Write are not delivered.
+	Close() error
+}
+
+// Pinger is implemented by sinks that can check at start-up that their destination is reachable and
+// correctly configured, so that a bad configuration fails before replication starts.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
