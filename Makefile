@@ -1,0 +1,32 @@
+GO      ?= go
+BIN     := bin/pgstream
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all setup build demo test test-short vet fuzz bench clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/pgstream
+
+# Starts a throwaway PostgreSQL, runs a live workload and streams it to stdout for 20 s.
+demo: setup
+	$(GO) run ./cmd/pgstream demo --duration 20s
+
+# The whole suite, with the race detector. Tests start their own PostgreSQL clusters, an in-process
+# Kafka, and use the local nats-server or an embedded one.
+test: setup
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m -p 2 ./...
+
+test-short: setup
+	$(GO) test -short -timeout 10m ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./walparse/
+
+clean:
+	rm -rf bin bench/out

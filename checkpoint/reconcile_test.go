@@ -1,0 +1,184 @@
+package checkpoint
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestReconcileNamesFile(t *testing.T) {
+	cp := sampleCheckpoint()
+	srv := Server{SystemID: cp.SystemID, Database: cp.Database, Slot: cp.Slot, SlotExists: true, SlotConfirmedFlush: cp.FlushLSN + 1}
+	s := NewFileStore("/var/lib/pgstream/cp.json", nil)
+	_, err := s.Reconcile(cp, true, srv)
+	if !errors.Is(err, ErrSlotAhead) || !strings.Contains(err.Error(), "remove /var/lib/pgstream/cp.json (") {
+		t.Fatalf("Reconcile = %v; want ErrSlotAhead naming the file", err)
+	}
+	srv.Database = "other"
+	if _, err := s.Reconcile(cp, true, srv); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "remove /var/lib/pgstream/cp.json to start over") {
+		t.Fatalf("Reconcile = %v; want ErrMismatch naming the file", err)
+	}
+	if got, err := s.Reconcile(cp, true, Server{SystemID: cp.SystemID, Database: cp.Database, Slot: cp.Slot, SlotExists: true}); err != nil || got.From != cp.FlushLSN {
+		t.Fatalf("Reconcile = %+v, %v", got, err)
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	cp := sampleCheckpoint() // commit 1/16B3748, flush 1/16B3778
+	srv := Server{
+		SystemID:           cp.SystemID,
+		Database:           cp.Database,
+		Slot:               cp.Slot,
+		SlotExists:         true,
+		SlotConfirmedFlush: cp.FlushLSN,
+	}
+	with := func(f func(*Server)) Server {
+		s := srv
+		f(&s)
+		return s
+	}
+	withCP := func(f func(*Checkpoint)) Checkpoint {
+		c := cp
+		f(&c)
+		return c
+	}
+	for _, tc := range []struct {
+		name     string
+		cp       Checkpoint
+		found    bool
+		srv      Server
+		want     Start
+		err      error
+		mentions []string // substrings the error must contain
+	}{
+		{
+			name: "no checkpoint starts at the slot",
+			srv:  with(func(s *Server) { s.SlotConfirmedFlush = 0x5000 }),
+			want: Start{From: 0x5000, Fresh: true},
+		},
+		{
+			name: "no checkpoint, slot just created",
+			srv: with(func(s *Server) {
+				s.SlotCreated = true
+				s.SlotConfirmedFlush = 0x6000
+			}),
+			want: Start{From: 0x6000, Fresh: true},
+		},
+		{
+			name:     "no checkpoint and no slot",
+			srv:      with(func(s *Server) { s.SlotExists = false }),
+			err:      ErrSlotMissing,
+			mentions: []string{`"pgstream"`},
+		},
+		{
+			name:  "resume where the slot is",
+			cp:    cp,
+			found: true,
+			srv:   srv,
+			want:  Start{From: cp.FlushLSN, SkipThrough: cp.CommitLSN},
+		},
+		{
+			name:  "slot behind the checkpoint",
+			cp:    cp,
+			found: true,
+			srv:   with(func(s *Server) { s.SlotConfirmedFlush = cp.CommitLSN - 0x1000 }),
+			want:  Start{From: cp.FlushLSN, SkipThrough: cp.CommitLSN},
+		},
+		{
+			name:     "another system",
+			cp:       cp,
+			found:    true,
+			srv:      with(func(s *Server) { s.SystemID = "999" }),
+			err:      ErrMismatch,
+			mentions: []string{"system id", cp.SystemID, `"999"`, "checkpoint.path", "remove"},
+		},
+		{
+			name:     "another database",
+			cp:       cp,
+			found:    true,
+			srv:      with(func(s *Server) { s.Database = "other" }),
+			err:      ErrMismatch,
+			mentions: []string{"database", `"app"`, `"other"`},
+		},
+		{
+			name:     "another slot",
+			cp:       cp,
+			found:    true,
+			srv:      with(func(s *Server) { s.Slot = "s2" }),
+			err:      ErrMismatch,
+			mentions: []string{"slot", `"pgstream"`, `"s2"`},
+		},
+		{
+			name:     "slot dropped",
+			cp:       cp,
+			found:    true,
+			srv:      with(func(s *Server) { s.SlotExists = false; s.SlotConfirmedFlush = 0 }),
+			err:      ErrSlotMissing,
+			mentions: []string{`"pgstream"`, "1/16B3778", "remove the checkpoint file", "snapshot"},
+		},
+		{
+			name:  "slot recreated now",
+			cp:    cp,
+			found: true,
+			srv: with(func(s *Server) {
+				s.SlotCreated = true
+				s.SlotConfirmedFlush = 0x9_00000000
+			}),
+			err:      ErrSlotMissing,
+			mentions: []string{"dropped after checkpoint 1/16B3778"},
+		},
+		{
+			name:  "slot recreated now at a lower position",
+			cp:    cp,
+			found: true,
+			srv: with(func(s *Server) {
+				s.SlotCreated = true
+				s.SlotConfirmedFlush = 0x10
+			}),
+			err: ErrSlotMissing,
+		},
+		{
+			name:     "slot ahead",
+			cp:       cp,
+			found:    true,
+			srv:      with(func(s *Server) { s.SlotConfirmedFlush = cp.FlushLSN + 1 }),
+			err:      ErrSlotAhead,
+			mentions: []string{"1/16B3779", "1/16B3778", "remove the checkpoint file"},
+		},
+		{
+			name:  "idle checkpoint: flush beyond the last commit",
+			cp:    withCP(func(c *Checkpoint) { c.FlushLSN = 0x2_00000000 }),
+			found: true,
+			srv:   with(func(s *Server) { s.SlotConfirmedFlush = 0x2_00000000 }),
+			want:  Start{From: 0x2_00000000, SkipThrough: cp.CommitLSN},
+		},
+		{
+			name:  "invalid checkpoint",
+			cp:    withCP(func(c *Checkpoint) { c.FlushLSN = c.CommitLSN - 1 }),
+			found: true,
+			srv:   srv,
+			err:   ErrInvalid,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Reconcile(tc.cp, tc.found, tc.srv)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("Reconcile = %+v, %v; want %v", got, err, tc.err)
+				}
+				if got != (Start{}) {
+					t.Fatalf("Reconcile returned %+v with an error", got)
+				}
+				for _, m := range tc.mentions {
+					if !strings.Contains(err.Error(), m) {
+						t.Errorf("error %q does not mention %q", err, m)
+					}
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Reconcile = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,301 @@
+package checkpoint
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgstream/pgstream/internal/lsn"
+)
+
+// File is an open file as the store uses it: written once, synced, closed. A directory opened by
+// FS.OpenDir is only synced and closed.
+type File interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Close() error
+	// Name returns the path the file was opened or created with.
+	Name() string
+}
+
+// FS is the few file operations FileStore needs. OSFS returns the real one; tests pass their own to
+// inject faults.
+type FS interface {
+	// MkdirAll creates dir and its missing parents.
+	MkdirAll(dir string, perm fs.FileMode) error
+	// CreateTemp creates a new file in dir, named by pattern as os.CreateTemp does.
+	CreateTemp(dir, pattern string) (File, error)
+	// Rename atomically replaces newpath with oldpath.
+	Rename(oldpath, newpath string) error
+	// Remove removes a file.
+	Remove(name string) error
+	// OpenDir opens a directory so that it can be synced.
+	OpenDir(dir string) (File, error)
+	// ReadFile returns the content of a file; a missing file is an error satisfying
+	// errors.Is(err, fs.ErrNotExist).
+	ReadFile(name string) ([]byte, error)
+	// ReadDirNames returns the names of the entries of dir.
+	ReadDirNames(dir string) ([]string, error)
+}
+
+// OSFS returns the FS of the operating system.
+func OSFS() FS { return osFS{} }
+
+type osFS struct{}
+
+func (osFS) MkdirAll(dir string, perm fs.FileMode) error { return os.MkdirAll(dir, perm) }
+func (osFS) CreateTemp(dir, pattern string) (File, error) {
+	return os.CreateTemp(dir, pattern)
+}
+func (osFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+func (osFS) Remove(name string) error             { return os.Remove(name) }
+func (osFS) OpenDir(dir string) (File, error)     { return os.Open(dir) }
+func (osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+func (osFS) ReadDirNames(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names, nil
+}
+
+// formatVersion is the version of the checkpoint file format written by Save.
+const formatVersion = 1
+
+// castagnoli is the CRC-32C table used for the payload checksum.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// envelope is the checkpoint file: {"version":1,"crc32c":N,"payload":{...}}. The checksum covers the
+// payload's bytes exactly as they appear in the file.
+type envelope struct {
+	Version int             `json:"version"`
+	CRC32C  uint32          `json:"crc32c"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+type payload struct {
+	SystemID  string    `json:"system_id"`
+	Timeline  int32     `json:"timeline"`
+	Database  string    `json:"database"`
+	Slot      string    `json:"slot"`
+	CommitLSN lsn.LSN   `json:"commit_lsn"`
+	FlushLSN  lsn.LSN   `json:"flush_lsn"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// FileStore keeps one Checkpoint in one file. It is safe for concurrent use; Saves are serialized.
+type FileStore struct {
+	path string
+	fs   FS
+
+	mu    sync.Mutex
+	fatal error // first fatal failure; every later Save returns it
+}
+
+// NewFileStore returns a store for the checkpoint file at path, accessed through fsys (OSFS() when
+// nil). It does no I/O.
+func NewFileStore(path string, fsys FS) *FileStore {
+	if fsys == nil {
+		fsys = OSFS()
+	}
+	return &FileStore{path: path, fs: fsys}
+}
+
+// Path returns the checkpoint file's path.
+func (s *FileStore) Path() string { return s.path }
+
+// tempPrefix is how the names of the store's temporary files begin.
+func (s *FileStore) tempPrefix() string { return filepath.Base(s.path) + ".tmp-" }
+
+// Load reads the checkpoint. found is false, with a nil error, only when the file does not exist. A
+// file that exists but cannot be decoded, fails its checksum or holds an invalid checkpoint is an
+// error wrapping ErrCorrupt. Temporary files left by an interrupted Save are ignored.
+func (s *FileStore) Load() (cp Checkpoint, found bool, err error) {
+	data, err := s.fs.ReadFile(s.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Checkpoint{}, false, nil
+		}
+		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
+	}
+	cp, err = decode(data)
+	if err != nil {
+		return Checkpoint{}, false, fmt.Errorf("load checkpoint %s: %w", s.path, err)
+	}
+	return cp, true, nil
+}
+
+// decode parses and verifies a checkpoint file's content.
+func decode(data []byte) (Checkpoint, error) {
+	var env envelope
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	for _, c := range data[dec.InputOffset():] {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return Checkpoint{}, fmt.Errorf("%w: data after the checkpoint object", ErrCorrupt)
+		}
+	}
+	if env.Version != formatVersion {
+		return Checkpoint{}, fmt.Errorf("%w: unsupported format version %d", ErrCorrupt, env.Version)
+	}
+	if len(env.Payload) == 0 {
+		return Checkpoint{}, fmt.Errorf("%w: no payload", ErrCorrupt)
+	}
+	if sum := crc32.Checksum(env.Payload, castagnoli); sum != env.CRC32C {
+		return Checkpoint{}, fmt.Errorf("%w: checksum %08x, file says %08x", ErrCorrupt, sum, env.CRC32C)
+	}
+	var p payload
+	pdec := json.NewDecoder(bytes.NewReader(env.Payload))
+	pdec.DisallowUnknownFields()
+	if err := pdec.Decode(&p); err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: payload: %v", ErrCorrupt, err)
+	}
+	cp := Checkpoint{
+		SystemID:  p.SystemID,
+		Timeline:  p.Timeline,
+		Database:  p.Database,
+		Slot:      p.Slot,
+		CommitLSN: p.CommitLSN,
+		FlushLSN:  p.FlushLSN,
+		UpdatedAt: p.UpdatedAt,
+	}
+	if err := cp.Validate(); err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return cp, nil
+}
+
+// encode returns the file content for cp.
+func encode(cp *Checkpoint) ([]byte, error) {
+	p, err := json.Marshal(payload{
+		SystemID:  cp.SystemID,
+		Timeline:  cp.Timeline,
+		Database:  cp.Database,
+		Slot:      cp.Slot,
+		CommitLSN: cp.CommitLSN,
+		FlushLSN:  cp.FlushLSN,
+		UpdatedAt: cp.UpdatedAt.UTC(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	data, err := json.Marshal(envelope{Version: formatVersion, CRC32C: crc32.Checksum(p, castagnoli), Payload: p})
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// Save replaces the checkpoint durably: it writes a temporary file in the same directory, syncs it,
+// renames it over the checkpoint file and syncs the directory, creating the directory first if it is
+// missing. When Save returns nil the new checkpoint survives a crash; when it returns another error
+// the file holds either the old or the new checkpoint, never a mix.
+//
+// A failed fsync returns an error wrapping ErrFatal, and every later Save fails with it too. Temporary
+// files left by an interrupted Save are removed.
+func (s *FileStore) Save(cp Checkpoint) error {
+	if err := cp.Validate(); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	data, err := encode(&cp)
+	if err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fatal != nil {
+		return s.fatal
+	}
+
+	dir := filepath.Dir(s.path)
+	if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create checkpoint directory: %w", err)
+	}
+	s.removeLeftovers(dir)
+
+	f, err := s.fs.CreateTemp(dir, s.tempPrefix()+"*")
+	if err != nil {
+		return fmt.Errorf("create temporary checkpoint: %w", err)
+	}
+	tmp := f.Name()
+	if err := writeAll(f, data); err != nil {
+		_ = f.Close()
+		_ = s.fs.Remove(tmp)
+		return fmt.Errorf("write temporary checkpoint: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		_ = s.fs.Remove(tmp)
+		return s.fail(fmt.Errorf("sync temporary checkpoint %s: %w", tmp, err))
+	}
+	if err := f.Close(); err != nil {
+		_ = s.fs.Remove(tmp)
+		return fmt.Errorf("close temporary checkpoint: %w", err)
+	}
+	if err := s.fs.Rename(tmp, s.path); err != nil {
+		_ = s.fs.Remove(tmp)
+		return fmt.Errorf("rename checkpoint: %w", err)
+	}
+	d, err := s.fs.OpenDir(dir)
+	if err != nil {
+		// The rename is not durable yet; the next Save syncs the directory again.
+		return fmt.Errorf("open checkpoint directory: %w", err)
+	}
+	if err := d.Sync(); err != nil {
+		_ = d.Close()
+		return s.fail(fmt.Errorf("sync checkpoint directory %s: %w", dir, err))
+	}
+	if err := d.Close(); err != nil {
+		return fmt.Errorf("close checkpoint directory: %w", err)
+	}
+	return nil
+}
+
+// fail records err as the store's fatal error and returns it wrapped in ErrFatal. The caller holds mu.
+func (s *FileStore) fail(err error) error {
+	s.fatal = fmt.Errorf("%w: %w", ErrFatal, err)
+	return s.fatal
+}
+
+// removeLeftovers removes temporary files an interrupted Save left in dir. Failures are ignored:
+// leftovers never affect Load, and the next Save tries again.
+func (s *FileStore) removeLeftovers(dir string) {
+	names, err := s.fs.ReadDirNames(dir)
+	if err != nil {
+		return
+	}
+	prefix := s.tempPrefix()
+	for _, name := range names {
+		if strings.HasPrefix(name, prefix) {
+			_ = s.fs.Remove(filepath.Join(dir, name))
+		}
+	}
+}
+
+// writeAll writes data to f, treating a short write without an error as an error.
+func writeAll(f File, data []byte) error {
+	n, err := f.Write(data)
+	if err != nil {
+		return err
+	}
+	if n != len(data) {
+		return fmt.Errorf("short write: %d of %d bytes", n, len(data))
+	}
+	return nil
+}
