@@ -1,0 +1,98 @@
+package stdout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/pgstream/pgstream/sinks"
+)
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrFailed marks a failed write to the writer. The output then may end in a partial line, so the
+	// sink refuses every later Write.
+	ErrFailed = errors.New("stdout sink failed")
+	// ErrClosed is returned by Write after Close.
+	ErrClosed = errors.New("stdout sink closed")
+	// ErrInvalidEvent is returned for an event whose Value cannot be one line: empty or holding '\n'.
+	// Nothing of the batch is written.
+	ErrInvalidEvent = errors.New("event value is not a single line")
+)
+
+// Config configures the stdout sink. It has no settings yet.
+type Config struct{}
+
+// Validate reports a configuration New cannot use; every Config is valid today.
+func (c *Config) Validate() error { return nil }
+
+// maxRetainedBuffer bounds the write buffer kept between batches; a larger one is released after use.
+const maxRetainedBuffer = 8 << 20
+
+// Sink writes events to an io.Writer. Write and Close may be called from different goroutines; they
+// are serialized.
+type Sink struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte // reused for every batch; its bytes are dead once Write returns
+	err error  // sticky: set by a failed write or by Close
+}
+
+var _ sinks.Sink = (*Sink)(nil)
+
+// New returns a sink writing to w. The sink does not close w.
+func New(cfg Config, w io.Writer) *Sink {
+	return &Sink{w: w}
+}
+
+// Write formats the batch, one Value and '\n' per event, into a buffer and hands it to the writer in
+// one call; it returns when the writer has taken every byte. A failed write returns an error wrapping
+// ErrFailed and leaves the sink unusable. b and its events are not retained.
+func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(b.Events) == 0 {
+		return nil
+	}
+	buf := s.buf[:0]
+	for i := range b.Events {
+		v := b.Events[i].Value
+		if len(v) == 0 || bytes.IndexByte(v, '\n') >= 0 {
+			return fmt.Errorf("%w: event %s", ErrInvalidEvent, b.Events[i].ID())
+		}
+		buf = append(buf, v...)
+		buf = append(buf, '\n')
+	}
+	if cap(buf) <= maxRetainedBuffer {
+		s.buf = buf[:0]
+	} else {
+		s.buf = nil
+	}
+	n, err := s.w.Write(buf)
+	if err == nil && n != len(buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		s.err = fmt.Errorf("%w: write: %w", ErrFailed, err)
+		return s.err
+	}
+	return nil
+}
+
+// Close marks the sink closed; later Writes return ErrClosed. The writer is left open.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = ErrClosed
+	s.buf = nil
+	return nil
+}
