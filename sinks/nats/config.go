@@ -1,0 +1,185 @@
+package nats
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Defaults applied by New to zero-valued Config fields.
+const (
+	DefaultServer           = "nats://127.0.0.1:4222"
+	DefaultSubjectTemplate  = "{prefix}.{schema}.{table}"
+	DefaultSubjectPrefix    = "pgstream"
+	DefaultStreamName       = "PGSTREAM"
+	DefaultStreamSubject    = "{prefix}.>"
+	DefaultDuplicateWindow  = 2 * time.Minute
+	DefaultMaxPending       = 4096
+	DefaultAckTimeout       = 10 * time.Second
+	DefaultReconnectBufSize = 8 << 20
+)
+
+// ErrConfig is wrapped by every error Validate returns.
+var ErrConfig = errors.New("invalid nats sink config")
+
+// Config configures the NATS JetStream sink. Every field's zero value selects the documented
+// default.
+type Config struct {
+	// Servers lists the server URLs. Default ["nats://127.0.0.1:4222"].
+	Servers []string `mapstructure:"servers"`
+	// SubjectTemplate names the subject of an event from the placeholders {prefix}, {schema} and
+	// {table}. Default "{prefix}.{schema}.{table}". Schema and table names are escaped into
+	// single subject tokens (see the package documentation).
+	SubjectTemplate string `mapstructure:"subject_template"`
+	// SubjectPrefix is the value of {prefix}, inserted as is: it may hold several tokens
+	// ("a.b") but no wildcard or whitespace. Default "pgstream".
+	SubjectPrefix string `mapstructure:"subject_prefix"`
+	// Stream is the JetStream stream that stores the subjects.
+	Stream StreamConfig `mapstructure:"stream"`
+	// CredsFile, NKeyFile, Token and User/Password select one way to authenticate. Default none.
+	CredsFile string `mapstructure:"creds_file"`
+	NKeyFile  string `mapstructure:"nkey_file"`
+	Token     string `mapstructure:"token"`
+	User      string `mapstructure:"user"`
+	Password  string `mapstructure:"password"`
+	// TLS configures an encrypted connection. Disabled by default.
+	TLS TLSConfig `mapstructure:"tls"`
+	// MaxPending bounds the publishes sent and not yet acknowledged. Default 4096.
+	MaxPending int `mapstructure:"max_pending"`
+	// AckTimeout is how long a publish waits for its acknowledgement before it is sent again.
+	// Default 10s.
+	AckTimeout time.Duration `mapstructure:"ack_timeout"`
+	// ReconnectBufSize bounds the bytes buffered while the connection is down; a publish that
+	// does not fit fails and is retried after a backoff. Default 8 MiB.
+	ReconnectBufSize int `mapstructure:"reconnect_buf_size"`
+}
+
+// StreamConfig describes the stream. Only Name matters when Create is false.
+type StreamConfig struct {
+	// Name of the stream. Default "PGSTREAM".
+	Name string `mapstructure:"name"`
+	// Create creates the stream at Ping when it does not exist. Default false: a missing stream
+	// is an error.
+	Create bool `mapstructure:"create"`
+	// Subjects of a created stream; {prefix} is expanded. Default ["{prefix}.>"].
+	Subjects []string `mapstructure:"subjects"`
+	// Storage of a created stream: "file" (default) or "memory".
+	Storage string `mapstructure:"storage"`
+	// Replicas of a created stream. Default 1.
+	Replicas int `mapstructure:"replicas"`
+	// DuplicateWindow of a created stream: how long JetStream remembers message ids to drop
+	// re-sends. Default 2m.
+	DuplicateWindow time.Duration `mapstructure:"duplicate_window"`
+}
+
+// TLSConfig configures TLS towards the servers.
+type TLSConfig struct {
+	// Enabled turns TLS on. Default false.
+	Enabled bool `mapstructure:"enabled"`
+	// CAFile is a PEM bundle of the authorities to trust. Default: the system pool.
+	CAFile string `mapstructure:"ca_file"`
+	// CertFile and KeyFile are the PEM client certificate and key; both or neither.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// InsecureSkipVerify disables certificate verification. Default false; for tests only.
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Servers) == 0 {
+		c.Servers = []string{DefaultServer}
+	}
+	if c.SubjectTemplate == "" {
+		c.SubjectTemplate = DefaultSubjectTemplate
+	}
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if c.Stream.Name == "" {
+		c.Stream.Name = DefaultStreamName
+	}
+	if len(c.Stream.Subjects) == 0 {
+		c.Stream.Subjects = []string{DefaultStreamSubject}
+	}
+	if c.Stream.Storage == "" {
+		c.Stream.Storage = "file"
+	}
+	if c.Stream.Replicas == 0 {
+		c.Stream.Replicas = 1
+	}
+	if c.Stream.DuplicateWindow == 0 {
+		c.Stream.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.ReconnectBufSize == 0 {
+		c.ReconnectBufSize = DefaultReconnectBufSize
+	}
+	return c
+}
+
+// Validate reports the first problem of c, with defaults applied, as an error wrapping ErrConfig.
+func (c *Config) Validate() error {
+	d := c.withDefaults()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	for _, s := range d.Servers {
+		if strings.TrimSpace(s) == "" {
+			return bad("nats.servers holds an empty URL")
+		}
+	}
+	if err := checkSubject(d.SubjectPrefix, false); err != nil {
+		return bad("nats.subject_prefix: %v", err)
+	}
+	if err := checkSubject(renderSubject(d.SubjectTemplate, d.SubjectPrefix, "s", "t"), false); err != nil {
+		return bad("nats.subject_template: %v", err)
+	}
+	if d.Stream.Name == "" || strings.ContainsAny(d.Stream.Name, ".*> \t\r\n/\\") {
+		return bad("nats.stream.name %q must be non-empty without '.', '*', '>', '/', '\\' or whitespace", d.Stream.Name)
+	}
+	for _, sub := range d.Stream.Subjects {
+		if err := checkSubject(expandPrefix(sub, d.SubjectPrefix), true); err != nil {
+			return bad("nats.stream.subjects: %v", err)
+		}
+	}
+	if d.Stream.Storage != "file" && d.Stream.Storage != "memory" {
+		return bad("nats.stream.storage %q is not file or memory", d.Stream.Storage)
+	}
+	if d.Stream.Replicas < 0 {
+		return bad("nats.stream.replicas must not be negative")
+	}
+	if d.Stream.DuplicateWindow < 0 {
+		return bad("nats.stream.duplicate_window must not be negative")
+	}
+	if d.MaxPending < 0 {
+		return bad("nats.max_pending must not be negative")
+	}
+	if d.AckTimeout < 0 {
+		return bad("nats.ack_timeout must not be negative")
+	}
+	if d.ReconnectBufSize < 0 {
+		return bad("nats.reconnect_buf_size must not be negative")
+	}
+	auth := 0
+	for _, set := range []bool{d.CredsFile != "", d.NKeyFile != "", d.Token != "", d.User != ""} {
+		if set {
+			auth++
+		}
+	}
+	if auth > 1 {
+		return bad("set only one of nats.creds_file, nats.nkey_file, nats.token and nats.user")
+	}
+	if d.Password != "" && d.User == "" {
+		return bad("nats.password needs nats.user")
+	}
+	if (d.TLS.CertFile == "") != (d.TLS.KeyFile == "") {
+		return bad("nats.tls.cert_file and nats.tls.key_file go together")
+	}
+	return nil
+}
