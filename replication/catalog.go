@@ -1,0 +1,390 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgstream/pgstream/internal/lsn"
+)
+
+// SlotInfo describes the configured replication slot as pg_replication_slots shows it.
+type SlotInfo struct {
+	Name, Plugin, Database string
+	Exists, Active         bool
+	ActivePID              int32   // 0 when not active
+	ConfirmedFlush         lsn.LSN // after creation: the consistent point
+	RestartLSN             lsn.LSN
+	WALStatus              string // reserved, extended, unreserved, lost ("" before PostgreSQL 13)
+	Created                bool   // EnsureSlot created it just now
+}
+
+// Problem is one preflight finding with the fix spelled out.
+type Problem struct {
+	Check   string // what was checked: wal_level, role, slot, publication, table, max_replication_slots
+	Message string // what is wrong
+	Fix     string // what to do
+}
+
+// SlotInfo reads the configured slot from pg_replication_slots. A missing slot is not an error:
+// Exists is false.
+func (c *Conn) SlotInfo(ctx context.Context) (SlotInfo, error) {
+	walStatus := "wal_status"
+	if c.pg.ParameterStatus("server_version") != "" && serverVersionNum(c.pg) < 130000 {
+		walStatus = "NULL"
+	}
+	rows, err := c.query(ctx, "SELECT slot_name, coalesce(plugin, ''), coalesce(database::text, ''), active::text, "+
+		"coalesce(active_pid, 0), coalesce(confirmed_flush_lsn::text, ''), coalesce(restart_lsn::text, ''), coalesce("+
+		walStatus+", '') FROM pg_replication_slots WHERE slot_name = "+quoteLiteral(c.cfg.Slot))
+	if err != nil {
+		return SlotInfo{}, fmt.Errorf("read slot %s: %w", c.cfg.Slot, err)
+	}
+	si := SlotInfo{Name: c.cfg.Slot}
+	if len(rows) == 0 {
+		return si, nil
+	}
+	r := rows[0]
+	if len(r) != 8 {
+		return SlotInfo{}, fmt.Errorf("read slot %s: %w: %d columns", c.cfg.Slot, ErrProtocol, len(r))
+	}
+	si.Exists = true
+	si.Plugin, si.Database, si.Active, si.WALStatus = r[1], r[2], r[3] == "true", r[7]
+	pid, err := strconv.ParseInt(r[4], 10, 32)
+	if err != nil {
+		return SlotInfo{}, fmt.Errorf("read slot %s: active_pid %q: %w", c.cfg.Slot, r[4], err)
+	}
+	si.ActivePID = int32(pid)
+	if r[5] != "" {
+		if si.ConfirmedFlush, err = lsn.Parse(r[5]); err != nil {
+			return SlotInfo{}, fmt.Errorf("read slot %s: confirmed_flush_lsn: %w", c.cfg.Slot, err)
+		}
+	}
+	if r[6] != "" {
+		if si.RestartLSN, err = lsn.Parse(r[6]); err != nil {
+			return SlotInfo{}, fmt.Errorf("read slot %s: restart_lsn: %w", c.cfg.Slot, err)
+		}
+	}
+	return si, nil
+}
+
+func serverVersionNum(pg *pgconn.PgConn) int {
+	v := pg.ParameterStatus("server_version")
+	major, rest, _ := strings.Cut(v, ".")
+	maj, _ := strconv.Atoi(major)
+	minor := 0
+	if maj < 10 {
+		m, _, _ := strings.Cut(rest, ".")
+		minor, _ = strconv.Atoi(m)
+	}
+	return maj*10000 + minor*100
+}
+
+// currentDB is the database this connection is attached to.
+func (c *Conn) currentDB(ctx context.Context) (string, error) {
+	if c.db != "" {
+		return c.db, nil
+	}
+	db, err := c.queryValue(ctx, "SELECT current_database()")
+	if err != nil {
+		return "", err
+	}
+	c.db = db
+	return db, nil
+}
+
+// EnsureSlot checks the configured slot and creates it when it is missing and create_slot allows
+// (CREATE_REPLICATION_SLOT … LOGICAL pgoutput NOEXPORT_SNAPSHOT). After a creation Created is
+// true and ConfirmedFlush is the consistent point. An existing slot must use pgoutput, belong to
+// this database and not be lost.
+func (c *Conn) EnsureSlot(ctx context.Context) (SlotInfo, error) {
+	si, err := c.SlotInfo(ctx)
+	if err != nil {
+		return si, err
+	}
+	if si.Exists {
+		return si, c.checkSlot(ctx, si)
+	}
+	if !*c.cfg.CreateSlot {
+		return si, &Error{Kind: ErrSlotMissing, Check: "slot", Msg: "replication slot " + c.cfg.Slot + " does not exist and source.create_slot is false",
+			Fix: c.createSlotFix()}
+	}
+	what := "create replication slot " + c.cfg.Slot
+	rows, err := c.query(ctx, "CREATE_REPLICATION_SLOT "+quoteIdent(c.cfg.Slot)+" LOGICAL pgoutput NOEXPORT_SNAPSHOT")
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created concurrently
+			si, err := c.SlotInfo(ctx)
+			if err != nil {
+				return si, err
+			}
+			return si, c.checkSlot(ctx, si)
+		}
+		return si, c.classifyCommand(ctx, what, err)
+	}
+	if len(rows) != 1 || len(rows[0]) < 2 {
+		return si, fmt.Errorf("%s: %w: want 1 row, got %d", what, ErrProtocol, len(rows))
+	}
+	cp, err := lsn.Parse(rows[0][1])
+	if err != nil {
+		return si, fmt.Errorf("%s: %w: consistent_point: %v", what, ErrProtocol, err)
+	}
+	if si, err = c.SlotInfo(ctx); err != nil {
+		return si, err
+	}
+	si.Created = true
+	si.ConfirmedFlush = cp
+	return si, nil
+}
+
+// checkSlot refuses a slot pgstream cannot use.
+func (c *Conn) checkSlot(ctx context.Context, si SlotInfo) error {
+	db, err := c.currentDB(ctx)
+	if err != nil {
+		return fmt.Errorf("read current database: %w", err)
+	}
+	drop := fmt.Sprintf("drop it if nothing else uses it (SELECT pg_drop_replication_slot(%s)) or choose another source.slot", quoteLiteral(si.Name))
+	if si.Plugin != "pgoutput" {
+		plugin := si.Plugin
+		if plugin == "" {
+			plugin = "none (a physical slot)"
+		}
+		return &Error{Kind: ErrSlotMismatch, Check: "slot",
+			Msg: fmt.Sprintf("replication slot %s uses plugin %s, pgstream needs pgoutput", si.Name, plugin), Fix: drop}
+	}
+	if si.Database != db {
+		return &Error{Kind: ErrSlotMismatch, Check: "slot",
+			Msg: fmt.Sprintf("replication slot %s belongs to database %s, pgstream streams database %s", si.Name, si.Database, db),
+			Fix: drop + " (a slot is dropped from its own database or with the function above)"}
+	}
+	if si.WALStatus == "lost" {
+		return c.slotLostError(si, nil)
+	}
+	return nil
+}
+
+func (c *Conn) slotLostError(si SlotInfo, cause error) error {
+	return &Error{Kind: ErrSlotLost, Check: "slot", Err: cause,
+		Msg: fmt.Sprintf("replication slot %s is lost: the server removed WAL it still needed, so changes since %s are gone", si.Name, si.ConfirmedFlush),
+		Fix: fmt.Sprintf("drop the slot (SELECT pg_drop_replication_slot(%s)), delete the checkpoint, re-snapshot the tables into the sinks and start again (a new slot is created); raise max_slot_wal_keep_size to avoid it", quoteLiteral(si.Name))}
+}
+
+func (c *Conn) slotActiveError(what string, pid int32, cause error) error {
+	who := "another process"
+	if pid != 0 {
+		who = fmt.Sprintf("PID %d", pid)
+	}
+	return &Error{Kind: ErrSlotActive, Check: "slot", Err: cause,
+		Msg: fmt.Sprintf("%s: slot %s is active for %s", what, c.cfg.Slot, who),
+		Fix: "stop the other consumer or choose another source.slot"}
+}
+
+func (c *Conn) createSlotFix() string {
+	db := c.db
+	if db == "" {
+		db = "the source database"
+	}
+	return fmt.Sprintf("run SELECT pg_create_logical_replication_slot(%s, 'pgoutput') in %s, or set source.create_slot: true", quoteLiteral(c.cfg.Slot), db)
+}
+
+// publicationSQL is the statement creating the configured publication.
+func (c *Conn) publicationSQL() string {
+	if len(c.cfg.Tables) == 0 {
+		return "CREATE PUBLICATION " + quoteIdent(c.cfg.Publication) + " FOR ALL TABLES"
+	}
+	return "CREATE PUBLICATION " + quoteIdent(c.cfg.Publication) + " FOR TABLE " + tableList(c.cfg.Tables)
+}
+
+func tableList(tables []string) string {
+	q := make([]string, len(tables))
+	for i, t := range tables {
+		q[i] = qualified(t)
+	}
+	return strings.Join(q, ", ")
+}
+
+type publication struct {
+	exists    bool
+	allTables bool
+	missing   []string // configured tables not in the publication
+}
+
+func (c *Conn) readPublication(ctx context.Context) (publication, error) {
+	all, err := c.query(ctx, "SELECT puballtables::text FROM pg_publication WHERE pubname = "+quoteLiteral(c.cfg.Publication))
+	if err != nil {
+		return publication{}, fmt.Errorf("read publication %s: %w", c.cfg.Publication, err)
+	}
+	if len(all) == 0 {
+		return publication{}, nil
+	}
+	p := publication{exists: true, allTables: all[0][0] == "true"}
+	if p.allTables || len(c.cfg.Tables) == 0 {
+		return p, nil
+	}
+	rows, err := c.query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = "+quoteLiteral(c.cfg.Publication))
+	if err != nil {
+		return publication{}, fmt.Errorf("read publication %s: %w", c.cfg.Publication, err)
+	}
+	have := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		have[r[0]] = true
+	}
+	for _, t := range c.cfg.Tables {
+		s, n, _ := splitTable(t)
+		if !have[s+"."+n] {
+			p.missing = append(p.missing, t)
+		}
+	}
+	return p, nil
+}
+
+// missingTables returns the configured tables that do not exist.
+func (c *Conn) missingTables(ctx context.Context) ([]string, error) {
+	var missing []string
+	for _, t := range c.cfg.Tables {
+		v, err := c.queryValue(ctx, "SELECT (to_regclass("+quoteLiteral(qualified(t))+") IS NOT NULL)::text")
+		if err != nil {
+			return nil, fmt.Errorf("look up table %s: %w", t, err)
+		}
+		if v != "true" {
+			missing = append(missing, t)
+		}
+	}
+	return missing, nil
+}
+
+func tableMissingError(t string) *Error {
+	return &Error{Kind: ErrTableMissing, Check: "table", Msg: "configured table " + t + " does not exist",
+		Fix: "create it or remove it from source.tables (names are schema.table, case-sensitive, schema public when omitted)"}
+}
+
+// EnsurePublication creates the publication when it is missing (FOR ALL TABLES, or FOR TABLE the
+// configured tables) and adds configured tables an existing publication lacks, when
+// create_publication allows; otherwise the error names the statement to run.
+func (c *Conn) EnsurePublication(ctx context.Context) error {
+	missing, err := c.missingTables(ctx)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return tableMissingError(strings.Join(missing, ", "))
+	}
+	p, err := c.readPublication(ctx)
+	if err != nil {
+		return err
+	}
+	var stmt string
+	switch {
+	case !p.exists:
+		stmt = c.publicationSQL()
+		if !*c.cfg.CreatePublication {
+			return &Error{Kind: ErrPublication, Check: "publication", Msg: "publication " + c.cfg.Publication + " does not exist and source.create_publication is false",
+				Fix: "run " + stmt + " in the source database"}
+		}
+	case len(p.missing) > 0:
+		stmt = "ALTER PUBLICATION " + quoteIdent(c.cfg.Publication) + " ADD TABLE " + tableList(p.missing)
+		if !*c.cfg.CreatePublication {
+			return &Error{Kind: ErrPublication, Check: "publication",
+				Msg: "publication " + c.cfg.Publication + " lacks " + strings.Join(p.missing, ", ") + " and source.create_publication is false",
+				Fix: "run " + stmt + " in the source database"}
+		}
+	default:
+		return nil
+	}
+	if _, err := c.query(ctx, stmt); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			switch pgErr.Code {
+			case "42710": // created concurrently
+				return nil
+			case "42501":
+				fix := "run " + stmt + " as the owner of the tables (or a superuser), or grant " + c.user + " ownership"
+				if len(c.cfg.Tables) == 0 {
+					fix = "run " + stmt + " as a superuser, or list the tables in source.tables (the role must own them)"
+				}
+				return &Error{Kind: ErrPermission, Check: "publication", Msg: "role " + c.user + " may not run " + stmt, Err: err, Fix: fix}
+			}
+		}
+		return fmt.Errorf("run %s: %w", stmt, err)
+	}
+	return nil
+}
+
+// Preflight checks everything Connect cannot: wal_level, the role's REPLICATION attribute, the
+// slot (plugin, database, lost, active, free slots), the publication and the configured tables.
+// It returns every problem found, not just the first; nil means ready.
+func (c *Conn) Preflight(ctx context.Context) []Problem {
+	var probs []Problem
+	add := func(err error) {
+		var e *Error
+		if errors.As(err, &e) {
+			probs = append(probs, e.Problem())
+			return
+		}
+		probs = append(probs, Problem{Check: "query", Message: err.Error(), Fix: "check the connection and the role's privileges"})
+	}
+	if level, err := c.queryValue(ctx, "SHOW wal_level"); err != nil {
+		add(err)
+	} else if level != "logical" {
+		add(&Error{Kind: ErrWALLevel, Check: "wal_level", Msg: "wal_level is " + level + ", logical decoding needs logical", Fix: walLevelFix})
+	}
+	super := false
+	if rows, err := c.query(ctx, "SELECT rolsuper::text, rolreplication::text FROM pg_roles WHERE rolname = current_user"); err != nil {
+		add(err)
+	} else if len(rows) == 1 && len(rows[0]) == 2 {
+		super = rows[0][0] == "true"
+		if !super && rows[0][1] != "true" {
+			add(&Error{Kind: ErrReplicationRole, Check: "role", Msg: "role " + c.user + " lacks the REPLICATION attribute", Fix: roleFix(c.user)})
+		}
+	}
+	if si, err := c.SlotInfo(ctx); err != nil {
+		add(err)
+	} else if si.Exists {
+		if err := c.checkSlot(ctx, si); err != nil {
+			add(err)
+		}
+		if si.Active && si.ActivePID != int32(c.pg.PID()) {
+			add(c.slotActiveError("replication slot check", si.ActivePID, nil))
+		}
+	} else if !*c.cfg.CreateSlot {
+		add(&Error{Kind: ErrSlotMissing, Check: "slot", Msg: "replication slot " + c.cfg.Slot + " does not exist and source.create_slot is false", Fix: c.createSlotFix()})
+	} else if rows, err := c.query(ctx, "SELECT count(*), current_setting('max_replication_slots') FROM pg_replication_slots"); err != nil {
+		add(err)
+	} else if len(rows) == 1 && len(rows[0]) == 2 {
+		used, _ := strconv.Atoi(rows[0][0])
+		max, _ := strconv.Atoi(rows[0][1])
+		if used >= max {
+			add(&Error{Kind: ErrNoFreeSlot, Check: "max_replication_slots",
+				Msg: fmt.Sprintf("all %d replication slots are in use, slot %s cannot be created", max, c.cfg.Slot),
+				Fix: "raise max_replication_slots and restart PostgreSQL, or drop an unused slot (SELECT pg_drop_replication_slot(slot_name) for a row of pg_replication_slots)"})
+		}
+	}
+	missing, err := c.missingTables(ctx)
+	if err != nil {
+		add(err)
+	}
+	for _, t := range missing {
+		add(tableMissingError(t))
+	}
+	if p, err := c.readPublication(ctx); err != nil {
+		add(err)
+	} else if !p.exists {
+		stmt := c.publicationSQL()
+		switch {
+		case !*c.cfg.CreatePublication:
+			add(&Error{Kind: ErrPublication, Check: "publication", Msg: "publication " + c.cfg.Publication + " does not exist and source.create_publication is false",
+				Fix: "run " + stmt + " in the source database"})
+		case len(c.cfg.Tables) == 0 && !super:
+			add(&Error{Kind: ErrPermission, Check: "publication", Msg: "publication " + c.cfg.Publication + " does not exist and only a superuser may create it FOR ALL TABLES",
+				Fix: "run " + stmt + " as a superuser, or list the tables in source.tables (the role must own them)"})
+		}
+	} else if len(p.missing) > 0 && !*c.cfg.CreatePublication {
+		add(&Error{Kind: ErrPublication, Check: "publication",
+			Msg: "publication " + c.cfg.Publication + " lacks " + strings.Join(p.missing, ", ") + " and source.create_publication is false",
+			Fix: "run ALTER PUBLICATION " + quoteIdent(c.cfg.Publication) + " ADD TABLE " + tableList(p.missing) + " in the source database"})
+	}
+	return probs
+}

@@ -1,0 +1,236 @@
+package replication
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Config describes the source database and the replication objects pgstream uses there.
+// The zero value of every field but URL is a documented default filled in by Validate.
+type Config struct {
+	// URL is a postgres:// URL or a libpq key=value string. sslmode, sslrootcert, sslcert, sslkey,
+	// target_session_attrs and the other libpq keys work as in libpq; PGHOST, PGPASSWORD, ~/.pgpass
+	// and the other libpq environment variables fill what the URL leaves out. Required.
+	URL string `mapstructure:"url"`
+	// PasswordFile names a file whose first line is the password. It overrides the URL, PGPASSWORD
+	// and ~/.pgpass. Default "": not used.
+	PasswordFile string `mapstructure:"password_file"`
+	// Slot is the logical replication slot (pgoutput). Slot names are 1 to 63 characters of a-z, 0-9
+	// and _. Default "pgstream".
+	Slot string `mapstructure:"slot"`
+	// Publication is the publication named in START_REPLICATION. Default "pgstream".
+	Publication string `mapstructure:"publication"`
+	// Tables lists the tables a created publication covers, as "schema.table" or "table" (schema
+	// public). Names are taken as they are stored in the catalog (no case folding, no quotes). Empty
+	// (the default): a created publication is FOR ALL TABLES and an existing one is used as it is.
+	// When tables are listed, an existing publication missing some of them gets them added (or, with
+	// CreatePublication false, an error names the ALTER PUBLICATION statement to run).
+	Tables []string `mapstructure:"tables"`
+	// CreateSlot allows creating the slot when it is missing. Default (nil) true.
+	CreateSlot *bool `mapstructure:"create_slot"`
+	// CreatePublication allows creating or extending the publication. Default (nil) true.
+	CreatePublication *bool `mapstructure:"create_publication"`
+	// StatusInterval is the time between standby status updates. Default 10s.
+	StatusInterval time.Duration `mapstructure:"status_interval"`
+	// ConnectTimeout bounds each connection attempt (TCP, TLS and authentication). Default 10s.
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+}
+
+// Defaults filled in by Validate.
+const (
+	DefaultSlot           = "pgstream"
+	DefaultPublication    = "pgstream"
+	DefaultStatusInterval = 10 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// ErrConfig is matched (errors.Is) by every error Validate returns.
+var ErrConfig = errors.New("invalid source configuration")
+
+var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// Validate fills in defaults and checks every field, naming the offending key.
+func (c *Config) Validate() error {
+	if strings.TrimSpace(c.URL) == "" {
+		return fmt.Errorf("%w: source.url is required (for example postgres://user@host:5432/db?sslmode=verify-full)", ErrConfig)
+	}
+	if _, err := pgconn.ParseConfig(c.URL); err != nil {
+		return fmt.Errorf("%w: source.url: %s", ErrConfig, RedactURL(err.Error()))
+	}
+	if c.Slot == "" {
+		c.Slot = DefaultSlot
+	}
+	if !slotNameRE.MatchString(c.Slot) {
+		return fmt.Errorf("%w: source.slot %q: a slot name is 1 to 63 characters of a-z, 0-9 and _", ErrConfig, c.Slot)
+	}
+	if c.Publication == "" {
+		c.Publication = DefaultPublication
+	}
+	if len(c.Publication) > 63 || strings.ContainsRune(c.Publication, 0) {
+		return fmt.Errorf("%w: source.publication %q: at most 63 bytes, no NUL", ErrConfig, c.Publication)
+	}
+	for i, t := range c.Tables {
+		if _, _, err := splitTable(t); err != nil {
+			return fmt.Errorf("%w: source.tables[%d]: %v", ErrConfig, i, err)
+		}
+	}
+	if c.CreateSlot == nil {
+		t := true
+		c.CreateSlot = &t
+	}
+	if c.CreatePublication == nil {
+		t := true
+		c.CreatePublication = &t
+	}
+	if c.StatusInterval == 0 {
+		c.StatusInterval = DefaultStatusInterval
+	}
+	if c.StatusInterval < 0 {
+		return fmt.Errorf("%w: source.status_interval %v must be positive", ErrConfig, c.StatusInterval)
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.ConnectTimeout < 0 {
+		return fmt.Errorf("%w: source.connect_timeout %v must be positive", ErrConfig, c.ConnectTimeout)
+	}
+	if c.PasswordFile != "" {
+		if _, err := readPasswordFile(c.PasswordFile); err != nil {
+			return fmt.Errorf("%w: source.password_file: %v", ErrConfig, err)
+		}
+	}
+	return nil
+}
+
+// splitTable splits "schema.table" or "table" (schema public).
+func splitTable(s string) (schema, table string, err error) {
+	if strings.ContainsRune(s, 0) {
+		return "", "", fmt.Errorf("table %q contains NUL", s)
+	}
+	schema, table, ok := strings.Cut(s, ".")
+	if !ok {
+		schema, table = "public", s
+	}
+	if schema == "" || table == "" || strings.Contains(table, ".") {
+		return "", "", fmt.Errorf("table %q: want schema.table or table", s)
+	}
+	return schema, table, nil
+}
+
+func readPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return "", fmt.Errorf("%s: first line is empty", path)
+	}
+	return line, nil
+}
+
+// sessionParams are the settings pgoutput formats values with; they are sent in the startup packet.
+var sessionParams = map[string]string{
+	"DateStyle":                   "ISO",
+	"TimeZone":                    "UTC",
+	"IntervalStyle":               "postgres",
+	"extra_float_digits":          "1",
+	"bytea_output":                "hex",
+	"client_encoding":             "UTF8",
+	"standard_conforming_strings": "on",
+}
+
+// pgConfig builds the pgconn configuration. replication selects replication=database mode.
+func (c *Config) pgConfig(replication bool) (*pgconn.Config, error) {
+	pc, err := pgconn.ParseConfig(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: source.url: %s", ErrConfig, RedactURL(err.Error()))
+	}
+	if c.PasswordFile != "" {
+		pw, err := readPasswordFile(c.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: source.password_file: %v", ErrConfig, err)
+		}
+		pc.Password = pw // fallback hosts share it
+	}
+	if pc.RuntimeParams == nil {
+		pc.RuntimeParams = map[string]string{}
+	}
+	for k, v := range sessionParams {
+		pc.RuntimeParams[k] = v
+	}
+	if pc.RuntimeParams["application_name"] == "" {
+		pc.RuntimeParams["application_name"] = "pgstream"
+	}
+	delete(pc.RuntimeParams, "replication")
+	if replication {
+		pc.RuntimeParams["replication"] = "database"
+	}
+	timeout := c.ConnectTimeout
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	pc.ConnectTimeout = timeout
+	d := &net.Dialer{
+		Timeout: timeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable:   true,
+			Idle:     30 * time.Second,
+			Interval: 10 * time.Second,
+			Count:    3,
+		},
+	}
+	pc.DialFunc = d.DialContext
+	return pc, nil
+}
+
+// connectErr turns a pgconn connection failure into an *Error naming the address and the fix.
+func connectErr(pc *pgconn.Config, err error) error {
+	addr := pc.Host
+	if !strings.HasPrefix(addr, "/") {
+		addr = net.JoinHostPort(pc.Host, fmt.Sprint(pc.Port))
+	}
+	for _, fb := range pc.Fallbacks {
+		a := fb.Host
+		if !strings.HasPrefix(a, "/") {
+			a = net.JoinHostPort(fb.Host, fmt.Sprint(fb.Port))
+		}
+		if a != addr && !strings.Contains(addr, a) {
+			addr += ", " + a
+		}
+	}
+	return classifyConnect(addr, pc.User, pc.Database, err)
+}
+
+var (
+	urlPasswordRE   = regexp.MustCompile(`(://[^:/@?#\s]*:)([^@\s]*)(@)`)
+	paramPasswordRE = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
+)
+
+// RedactURL returns s with every password replaced by "xxxxx": the user:password part of a URL, a
+// password query parameter and a password=... key of a key=value string. It also works on error
+// messages that quote a connection string.
+func RedactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	s = urlPasswordRE.ReplaceAllString(s, "${1}xxxxx${3}")
+	return paramPasswordRE.ReplaceAllString(s, "${1}xxxxx")
+}

@@ -1,0 +1,171 @@
+package replication
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/internal/pgtest"
+)
+
+// Clusters are shared by every test of the package and stopped by TestMain.
+var shared struct {
+	mu sync.Mutex
+	m  map[string]*pgtest.Cluster
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	shared.mu.Lock()
+	for _, c := range shared.m {
+		c.Close()
+	}
+	shared.mu.Unlock()
+	os.Exit(code)
+}
+
+// cluster returns the shared cluster called name, starting it with opts the first time.
+func cluster(t *testing.T, name string, opts pgtest.Options) *pgtest.Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if c := shared.m[name]; c != nil {
+		return c
+	}
+	c, err := pgtest.Start(opts)
+	if err != nil {
+		t.Fatalf("start PostgreSQL %s: %v", name, err)
+	}
+	if shared.m == nil {
+		shared.m = map[string]*pgtest.Cluster{}
+	}
+	shared.m[name] = c
+	return c
+}
+
+// mainCluster: wal_level logical, default timeouts.
+func mainCluster(t *testing.T) *pgtest.Cluster { return cluster(t, "main", pgtest.Options{}) }
+
+// timeoutCluster: wal_sender_timeout 2s.
+func timeoutCluster(t *testing.T) *pgtest.Cluster {
+	return cluster(t, "timeout", pgtest.Options{Settings: map[string]string{"wal_sender_timeout": "'2s'"}})
+}
+
+func boolp(b bool) *bool { return &b }
+
+func testConfig(c *pgtest.Cluster, slot, pub string) Config {
+	return Config{URL: c.URL("postgres"), Slot: slot, Publication: pub, ConnectTimeout: 5 * time.Second}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func connect(t *testing.T, cfg Config) *Conn {
+	t.Helper()
+	c, err := Connect(ctxT(t, 30*time.Second), cfg)
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// dropSlot removes a slot (waiting for it to become inactive) at the end of a test.
+func dropSlotLater(t *testing.T, c *pgtest.Cluster, slot string) {
+	t.Cleanup(func() {
+		for i := 0; i < 50; i++ {
+			err := c.Exec("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
+			if err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
+
+// kindOf returns the sentinel an *Error carries, for messages.
+func kindOf(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return nil
+}
+
+func wantKind(t *testing.T, err, kind error, fixHas ...string) *Error {
+	t.Helper()
+	if !errors.Is(err, kind) {
+		t.Fatalf("error %v (kind %v); want %v", err, kindOf(err), kind)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %T is not *Error", err)
+	}
+	for _, s := range fixHas {
+		if !strings.Contains(err.Error(), s) {
+			t.Fatalf("error %q does not mention %q", err, s)
+		}
+	}
+	return e
+}
+
+// receiveUntil receives frames until pick returns true, answering keepalives that ask for a reply.
+func receiveUntil(t *testing.T, c *Conn, timeout time.Duration, pick func(Frame) bool) Frame {
+	t.Helper()
+	end := time.Now().Add(timeout)
+	for time.Now().Before(end) {
+		f, err := c.Receive(time.Now().Add(200 * time.Millisecond))
+		if errors.Is(err, ErrDeadline) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Receive: %v", err)
+		}
+		if f.Kind == KindKeepalive && f.ReplyRequested {
+			if err := c.SendStatus(f.ServerWALEnd, 0, 0, false); err != nil {
+				t.Fatalf("SendStatus: %v", err)
+			}
+		}
+		if pick(f) {
+			f.Data = append([]byte(nil), f.Data...)
+			return f
+		}
+	}
+	t.Fatalf("no matching frame within %v", timeout)
+	return Frame{}
+}
+
+// commitEnd returns the end LSN of a pgoutput Commit message.
+func commitEnd(data []byte) (lsn.LSN, bool) {
+	if len(data) != 26 || data[0] != 'C' {
+		return 0, false
+	}
+	return lsn.LSN(binary.BigEndian.Uint64(data[10:18])), true
+}
+
+func slotName(t *testing.T) string {
+	n := strings.ToLower(t.Name())
+	n = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, n)
+	if len(n) > 50 {
+		n = n[len(n)-50:]
+	}
+	return fmt.Sprintf("s_%s", n)
+}

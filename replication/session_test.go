@@ -1,0 +1,346 @@
+package replication
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/internal/pgtest"
+)
+
+func TestIdentifySystem(t *testing.T) {
+	pg := mainCluster(t)
+	c := connect(t, testConfig(pg, "unused", "unused"))
+	sys, err := c.IdentifySystem(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := pg.Query("postgres", "SELECT system_identifier::text FROM pg_control_system()")
+	if sys.SystemID != want || sys.Timeline != 1 || sys.DBName != "postgres" || sys.XLogPos == 0 {
+		t.Fatalf("IdentifySystem = %+v; want system id %s, timeline 1, db postgres", sys, want)
+	}
+	cur, _ := pg.Query("postgres", "SELECT pg_current_wal_flush_lsn()::text")
+	if l, _ := lsn.Parse(cur); sys.XLogPos > l {
+		t.Fatalf("xlogpos %s beyond current flush %s", sys.XLogPos, l)
+	}
+	if _, err := c.Receive(time.Now().Add(time.Second)); !errors.Is(err, ErrNotStreaming) {
+		t.Fatalf("Receive before StartReplication: %v", err)
+	}
+	if err := c.SendStatus(1, 1, 1, false); !errors.Is(err, ErrNotStreaming) {
+		t.Fatalf("SendStatus before StartReplication: %v", err)
+	}
+	// Session settings arrive in the startup packet.
+	for k, v := range map[string]string{"DateStyle": "ISO, MDY", "TimeZone": "UTC", "IntervalStyle": "postgres", "application_name": "pgstream", "client_encoding": "UTF8"} {
+		if got := c.PgConn().ParameterStatus(k); got != v {
+			t.Errorf("%s = %q; want %q", k, got, v)
+		}
+	}
+	if got, err := c.queryValue(ctxT(t, 5*time.Second), "SHOW extra_float_digits"); err != nil || got != "1" {
+		t.Errorf("extra_float_digits = %q, %v", got, err)
+	}
+	if got, err := c.queryValue(ctxT(t, 5*time.Second), "SHOW bytea_output"); err != nil || got != "hex" {
+		t.Errorf("bytea_output = %q, %v", got, err)
+	}
+}
+
+func TestEnsurePublication(t *testing.T) {
+	pg := mainCluster(t)
+	pg.MustExec(t, "postgres", `CREATE TABLE pub_a (id int primary key); CREATE SCHEMA s2; CREATE TABLE s2."Mixed" (id int primary key)`)
+	ctx := ctxT(t, 30*time.Second)
+
+	all := connect(t, testConfig(pg, "unused", "pub_all"))
+	if err := all.EnsurePublication(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := pg.Query("postgres", "SELECT puballtables FROM pg_publication WHERE pubname = 'pub_all'"); got != "t" {
+		t.Fatalf("pub_all puballtables = %q", got)
+	}
+	if err := all.EnsurePublication(ctx); err != nil { // exists: nothing to do
+		t.Fatal(err)
+	}
+
+	cfg := testConfig(pg, "unused", "pub_list")
+	cfg.Tables = []string{"pub_a"}
+	list := connect(t, cfg)
+	if err := list.EnsurePublication(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A table added to the configuration is added to the publication.
+	cfg.Tables = []string{"pub_a", `s2.Mixed`}
+	list2 := connect(t, cfg)
+	if probs := list2.Preflight(ctx); len(probs) != 0 {
+		t.Fatalf("preflight: %+v", probs)
+	}
+	if err := list2.EnsurePublication(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pg.QueryRows("postgres", "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = 'pub_list' ORDER BY 1")
+	if err != nil || len(rows) != 2 || rows[0][0] != "public.pub_a" || rows[1][0] != "s2.Mixed" {
+		t.Fatalf("pub_list tables = %v, %v", rows, err)
+	}
+	if got, _ := pg.Query("postgres", "SELECT puballtables FROM pg_publication WHERE pubname = 'pub_list'"); got != "f" {
+		t.Fatalf("pub_list puballtables = %q", got)
+	}
+}
+
+func TestPublicationAndTableErrors(t *testing.T) {
+	pg := mainCluster(t)
+	pg.MustExec(t, "postgres", `CREATE TABLE pe_a (id int primary key)`)
+	ctx := ctxT(t, 30*time.Second)
+
+	cfg := testConfig(pg, "unused", "pub_never")
+	cfg.CreatePublication = boolp(false)
+	cfg.Tables = []string{"pe_a"}
+	c := connect(t, cfg)
+	err := c.EnsurePublication(ctx)
+	wantKind(t, err, ErrPublication, `CREATE PUBLICATION "pub_never" FOR TABLE "public"."pe_a"`)
+	if IsRetryable(err) {
+		t.Fatal("missing publication reported retryable")
+	}
+	probs := c.Preflight(ctx)
+	if len(probs) != 1 || probs[0].Check != "publication" || !strings.Contains(probs[0].Fix, "CREATE PUBLICATION") {
+		t.Fatalf("preflight = %+v", probs)
+	}
+
+	// An existing publication lacking a configured table, with creation off: the ALTER statement.
+	pg.MustExec(t, "postgres", `CREATE TABLE pe_b (id int primary key); CREATE PUBLICATION pub_partial FOR TABLE pe_a`)
+	cfg = testConfig(pg, "unused", "pub_partial")
+	cfg.CreatePublication = boolp(false)
+	cfg.Tables = []string{"pe_a", "public.pe_b"}
+	err = connect(t, cfg).EnsurePublication(ctx)
+	wantKind(t, err, ErrPublication, `ALTER PUBLICATION "pub_partial" ADD TABLE "public"."pe_b"`)
+
+	// Missing tables are named, every one of them, and preflight reports every problem at once.
+	cfg = testConfig(pg, "unused", "pub_missing_tables")
+	cfg.CreatePublication = boolp(false)
+	cfg.CreateSlot = boolp(false)
+	cfg.Tables = []string{"pe_a", "nosuch_one", "nosuch.two"}
+	c = connect(t, cfg)
+	wantKind(t, c.EnsurePublication(ctx), ErrTableMissing, "nosuch_one", "nosuch.two")
+	probs = c.Preflight(ctx)
+	checks := map[string]int{}
+	for _, p := range probs {
+		checks[p.Check]++
+	}
+	if checks["table"] != 2 || checks["publication"] != 1 || checks["slot"] != 1 {
+		t.Fatalf("preflight = %+v", probs)
+	}
+}
+
+func TestEnsureSlot(t *testing.T) {
+	pg := mainCluster(t)
+	ctx := ctxT(t, 30*time.Second)
+	slot := slotName(t)
+	dropSlotLater(t, pg, slot)
+
+	cfg := testConfig(pg, slot, "pub_all")
+	cfg.CreateSlot = boolp(false)
+	c := connect(t, cfg)
+	si, err := c.SlotInfo(ctx)
+	if err != nil || si.Exists {
+		t.Fatalf("SlotInfo before creation = %+v, %v", si, err)
+	}
+	_, err = c.EnsureSlot(ctx)
+	wantKind(t, err, ErrSlotMissing, "pg_create_logical_replication_slot('"+slot+"', 'pgoutput')", "source.create_slot")
+
+	c = connect(t, testConfig(pg, slot, "pub_all"))
+	si, err = c.EnsureSlot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	confirmed, _ := pg.Query("postgres", "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
+	if !si.Created || !si.Exists || si.Plugin != "pgoutput" || si.Database != "postgres" || si.ConfirmedFlush.String() != confirmed ||
+		si.RestartLSN == 0 || si.WALStatus != "reserved" || si.Active {
+		t.Fatalf("created slot = %+v; confirmed_flush_lsn %s", si, confirmed)
+	}
+	si2, err := c.EnsureSlot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si2.Created || !si2.Exists || si2.ConfirmedFlush != si.ConfirmedFlush {
+		t.Fatalf("reused slot = %+v", si2)
+	}
+	if probs := c.Preflight(ctx); len(probs) != 0 {
+		t.Fatalf("preflight = %+v", probs)
+	}
+}
+
+// TestStreamInsert starts streaming, receives the transaction of an INSERT, and checks that
+// keepalives arrive on request and that a flushed position moves confirmed_flush_lsn.
+func TestStreamInsert(t *testing.T) {
+	pg := mainCluster(t)
+	ctx := ctxT(t, 60*time.Second)
+	slot := slotName(t)
+	dropSlotLater(t, pg, slot)
+	pg.MustExec(t, "postgres", `CREATE TABLE si_t (id int primary key, v text)`)
+	cfg := testConfig(pg, slot, "pub_si")
+	cfg.Tables = []string{"si_t"}
+	c := connect(t, cfg)
+	if err := c.EnsurePublication(ctx); err != nil {
+		t.Fatal(err)
+	}
+	si, err := c.EnsureSlot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartReplication(ctx, si.ConfirmedFlush, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.IdentifySystem(ctx); !errors.Is(err, ErrStreaming) {
+		t.Fatalf("command while streaming: %v", err)
+	}
+	pg.MustExec(t, "postgres", `INSERT INTO si_t VALUES (1, 'hello')`)
+
+	var kinds []byte
+	var end lsn.LSN
+	for end == 0 {
+		f := receiveUntil(t, c, 20*time.Second, func(f Frame) bool { return f.Kind == KindXLogData })
+		if f.WALStart == 0 && f.Data[0] != 'R' {
+			t.Fatalf("XLogData without a start position: %+v", f)
+		}
+		if f.ServerTime.Before(time.Now().Add(-time.Minute)) || f.ServerTime.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("server time %v is not now", f.ServerTime)
+		}
+		kinds = append(kinds, f.Data[0])
+		if f.Data[0] == 'I' && !bytes.Contains(f.Data, []byte("hello")) {
+			t.Fatalf("insert message %q lacks the value", f.Data)
+		}
+		if e, ok := commitEnd(f.Data); ok {
+			end = e
+		}
+	}
+	if string(kinds) != "BRIC" {
+		t.Fatalf("pgoutput messages %q; want BRIC", kinds)
+	}
+
+	// A status update asking for a reply gets a keepalive promptly.
+	if err := c.SendStatus(end, 0, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	k := receiveUntil(t, c, 5*time.Second, func(f Frame) bool { return f.Kind == KindKeepalive })
+	if k.ServerWALEnd < end || time.Since(start) > 3*time.Second {
+		t.Fatalf("keepalive %+v after %v; want end >= %s", k, time.Since(start), end)
+	}
+
+	// flushed=end moves the slot's confirmed_flush_lsn to end.
+	if err := c.SendStatus(end, end, end, false); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for i := 0; i < 100; i++ {
+		got, _ = pg.Query("postgres", "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
+		if got == end.String() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got != end.String() {
+		t.Fatalf("confirmed_flush_lsn = %s; want %s", got, end)
+	}
+	app, _ := pg.Query("postgres", "SELECT application_name FROM pg_stat_replication WHERE pid = "+strconv.Itoa(int(c.PgConn().PID())))
+	if app != "pgstream" {
+		t.Fatalf("pg_stat_replication application_name = %q", app)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatalf("Close while streaming: %v", err)
+	}
+	if _, err := c.Receive(time.Time{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Receive after Close: %v", err)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := c.SendStatus(end, end, end, false); !errors.Is(err, ErrClosed) {
+		t.Fatalf("SendStatus after Close: %v", err)
+	}
+	// The slot was released by the polite close.
+	for i := 0; i < 50; i++ {
+		if a, _ := pg.Query("postgres", "SELECT active FROM pg_replication_slots WHERE slot_name = '"+slot+"'"); a == "f" {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("slot still active after Close")
+}
+
+// expectedMessage is the payload of logical message i of TestReceiveTinyDeadlines.
+func expectedMessage(i int) []byte {
+	sum := md5.Sum([]byte(strconv.Itoa(i)))
+	return []byte(strconv.Itoa(i) + ":" + strings.Repeat(hex.EncodeToString(sum[:]), (i*37)%1500))
+}
+
+// TestReceiveTinyDeadlines streams a large workload of messages up to 48 KB while receiving with
+// deadlines of a few microseconds, so that reads time out in the middle of messages, and checks
+// that every message arrives whole, in order and intact.
+func TestReceiveTinyDeadlines(t *testing.T) {
+	pg := mainCluster(t)
+	streamTinyDeadlines(t, pg, testConfig(pg, slotName(t), "pub_all"), 2000)
+}
+
+// streamTinyDeadlines streams n logical messages through a session opened with cfg.
+func streamTinyDeadlines(t *testing.T, pg *pgtest.Cluster, cfg Config, n int) {
+	ctx := ctxT(t, 3*time.Minute)
+	dropSlotLater(t, pg, cfg.Slot)
+	c := connect(t, cfg)
+	if err := c.EnsurePublication(ctx); err != nil {
+		t.Fatal(err)
+	}
+	si, err := c.EnsureSlot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartReplication(ctx, si.ConfirmedFlush, 1); err != nil {
+		t.Fatal(err)
+	}
+	pg.MustExec(t, "postgres", fmt.Sprintf(`SELECT pg_logical_emit_message(false, 'tiny', convert_to(i::text || ':' || repeat(md5(i::text), (i*37) %% 1500), 'UTF8')) FROM generate_series(1, %d) i`, n))
+
+	next := 1
+	deadlines, partial, frames := 0, 0, 0
+	end := time.Now().Add(2 * time.Minute)
+	for next <= n {
+		if time.Now().After(end) {
+			t.Fatalf("received %d of %d messages", next-1, n)
+		}
+		// A deadline already past when the read starts fails without reading, so the deadlines are
+		// long enough for some bytes to arrive and short enough to cut most large messages.
+		f, err := c.Receive(time.Now().Add(time.Duration(10+(frames+deadlines)%11*30) * time.Microsecond))
+		if errors.Is(err, ErrDeadline) {
+			deadlines++
+			if c.PgConn().Frontend().ReadBufferLen() > 0 {
+				partial++
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Receive after %d messages: %v", next-1, err)
+		}
+		frames++
+		if f.Kind != KindXLogData {
+			continue
+		}
+		// pgoutput Message: 'M', flags, Int64 lsn, prefix\0, Int32 length, content.
+		d := f.Data
+		if len(d) < 1+1+8+5+4 || d[0] != 'M' || string(d[10:15]) != "tiny\x00" {
+			t.Fatalf("frame %d: unexpected message %q", frames, d[:min(len(d), 32)])
+		}
+		size := int(binary.BigEndian.Uint32(d[15:19]))
+		content := d[19:]
+		if size != len(content) || !bytes.Equal(content, expectedMessage(next)) {
+			t.Fatalf("message %d: %d bytes (header says %d), content differs", next, len(content), size)
+		}
+		next++
+	}
+	t.Logf("%d messages, %d frames, %d deadlines, %d of them with a partly read message buffered", n, frames, deadlines, partial)
+	if partial == 0 {
+		t.Fatal("no deadline hit a partly read message: the test did not exercise resumption")
+	}
+}

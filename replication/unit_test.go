@@ -1,0 +1,225 @@
+package replication
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgstream/pgstream/internal/lsn"
+)
+
+// frame builds a CopyData payload of the replication stream.
+func frame(kind byte, ints []uint64, tail ...byte) []byte {
+	b := []byte{kind}
+	for _, v := range ints {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return append(b, tail...)
+}
+
+func TestParseFrame(t *testing.T) {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	us := uint64(pgMicros(ts))
+	f, err := parseFrame(frame('w', []uint64{0x1_0000_0010, 0x1_0000_0020, us}, 'B', 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Kind != KindXLogData || f.WALStart != 0x1_0000_0010 || f.ServerWALEnd != 0x1_0000_0020 || !f.ServerTime.Equal(ts) || string(f.Data) != "B\x01\x02" {
+		t.Fatalf("XLogData = %+v", f)
+	}
+	f, err = parseFrame(frame('w', []uint64{1, 2, us}))
+	if err != nil || len(f.Data) != 0 {
+		t.Fatalf("empty XLogData = %+v, %v", f, err)
+	}
+	f, err = parseFrame(frame('k', []uint64{0x42, us}, 1))
+	if err != nil || f.Kind != KindKeepalive || f.ServerWALEnd != 0x42 || !f.ReplyRequested || !f.ServerTime.Equal(ts) {
+		t.Fatalf("keepalive = %+v, %v", f, err)
+	}
+	f, err = parseFrame(frame('k', []uint64{0x42, us}, 0))
+	if err != nil || f.ReplyRequested {
+		t.Fatalf("keepalive = %+v, %v", f, err)
+	}
+
+	for name, b := range map[string][]byte{
+		"empty":           {},
+		"short XLogData":  frame('w', []uint64{1, 2}, 0, 0, 0, 0, 0, 0, 0),
+		"short keepalive": frame('k', []uint64{1, 2}),
+		"long keepalive":  frame('k', []uint64{1, 2}, 0, 0),
+		"bad reply flag":  frame('k', []uint64{1, 2}, 2),
+		"unknown kind":    frame('x', []uint64{1, 2, 3}),
+	} {
+		_, err := parseFrame(b)
+		var fe *FrameError
+		if !errors.As(err, &fe) || !errors.Is(err, ErrProtocol) || fe.Len != len(b) {
+			t.Errorf("%s: err = %v; want *FrameError", name, err)
+		}
+		if IsRetryable(err) {
+			t.Errorf("%s: malformed frame reported retryable", name)
+		}
+	}
+}
+
+func TestAppendStatus(t *testing.T) {
+	now := time.Date(2000, 1, 1, 0, 0, 1, 500, time.UTC) // 1 s and 0.5 µs after the epoch
+	b := appendStatus(nil, 0x10, 0x20, 0x30, now, true)
+	want := frame('r', []uint64{0x10, 0x20, 0x30, 1_000_000}, 1)
+	if string(b) != string(want) || len(b) != 34 {
+		t.Fatalf("status = %x; want %x", b, want)
+	}
+	b = appendStatus(b, 1, 2, 3, now, false)
+	if b[33] != 0 || binary.BigEndian.Uint64(b[17:]) != 3 {
+		t.Fatalf("reused status = %x", b)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, secret string }{
+		{"postgres://app:s3cr%40t@db.example:5432/app?sslmode=verify-full", "s3cr"},
+		{"postgresql://app:hunter2@h1:5432,h2:5433/app", "hunter2"},
+		{"postgres://app@db/app?password=hunter2&sslmode=require", "hunter2"},
+		{"host=db user=app password=hunter2 dbname=app", "hunter2"},
+		{"host=db password = 'hunter 2' dbname=app", "hunter 2"},
+		{"cannot parse `postgres://app:hunter2@db:99999/app`: invalid port", "hunter2"},
+	} {
+		got := RedactURL(tc.in)
+		if strings.Contains(got, tc.secret) || !strings.Contains(got, "xxxxx") {
+			t.Errorf("RedactURL(%q) = %q", tc.in, got)
+		}
+	}
+	for _, s := range []string{"postgres://app@db/app", "host=db user=app"} {
+		if got := RedactURL(s); got != s {
+			t.Errorf("RedactURL(%q) = %q; want unchanged", s, got)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	var c Config
+	if err := c.Validate(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "source.url") {
+		t.Fatalf("empty config: %v", err)
+	}
+	c = Config{URL: "postgres://u@h/db"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Slot != DefaultSlot || c.Publication != DefaultPublication || !*c.CreateSlot || !*c.CreatePublication ||
+		c.StatusInterval != DefaultStatusInterval || c.ConnectTimeout != DefaultConnectTimeout {
+		t.Fatalf("defaults = %+v", c)
+	}
+	f := false
+	c = Config{URL: "postgres://u@h/db", CreateSlot: &f}
+	if err := c.Validate(); err != nil || *c.CreateSlot {
+		t.Fatalf("explicit false lost: %v", err)
+	}
+	for key, bad := range map[string]Config{
+		"source.url":             {URL: "postgres://u:pw@h:notaport/db"},
+		"source.slot":            {URL: "postgres://u@h/db", Slot: "Bad-Slot"},
+		"source.tables[1]":       {URL: "postgres://u@h/db", Tables: []string{"a", "x.y.z"}},
+		"source.status_interval": {URL: "postgres://u@h/db", StatusInterval: -time.Second},
+		"source.connect_timeout": {URL: "postgres://u@h/db", ConnectTimeout: -time.Second},
+		"source.publication":     {URL: "postgres://u@h/db", Publication: strings.Repeat("p", 64)},
+	} {
+		err := bad.Validate()
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s: %v", key, err)
+		}
+		if strings.Contains(fmt.Sprint(err), ":pw@") {
+			t.Errorf("%s: password in %v", key, err)
+		}
+	}
+}
+
+func TestIsRetryable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{io.ErrUnexpectedEOF, true},
+		{fmt.Errorf("x: %w", syscall.ECONNRESET), true},
+		{&pgconn.PgError{Code: "57P01"}, true},
+		{&pgconn.PgError{Code: "57P02"}, true},
+		{&pgconn.PgError{Code: "57P03"}, true},
+		{&pgconn.PgError{Code: "53300"}, true},
+		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "42501"}, false},
+		{&pgconn.PgError{Code: "55000"}, false},
+		{ErrStreamEnded, true},
+		{ErrDeadline, true},
+		{&Error{Kind: ErrUnreachable}, true},
+		{&Error{Kind: ErrTooManyWALSenders, Err: &pgconn.PgError{Code: "53300"}}, true},
+		{&Error{Kind: ErrSlotActive, Err: &pgconn.PgError{Code: "55006"}}, false},
+		{&Error{Kind: ErrAuthFailed, Err: io.EOF}, false},
+		{fmt.Errorf("%w: bad", ErrConfig), false},
+		{errors.New("something else"), false},
+	} {
+		if got := IsRetryable(tc.err); got != tc.want {
+			t.Errorf("IsRetryable(%v) = %v; want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestPgTime(t *testing.T) {
+	ts := time.Date(2026, 11, 23, 12, 0, 0, 123456000, time.UTC)
+	if got := pgTime(pgMicros(ts)); !got.Equal(ts) {
+		t.Fatalf("round trip %v -> %v", ts, got)
+	}
+	if pgMicros(pgEpoch) != 0 {
+		t.Fatal("epoch is not zero")
+	}
+	_ = lsn.InvalidLSN
+}
+
+func FuzzParseFrame(f *testing.F) {
+	f.Add(frame('w', []uint64{1, 2, 3}, 'B'))
+	f.Add(frame('k', []uint64{1, 2}, 1))
+	f.Add([]byte{'w'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := parseFrame(b)
+		if err != nil {
+			var fe *FrameError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %T is not *FrameError", err)
+			}
+			return
+		}
+		switch fr.Kind {
+		case KindXLogData:
+			if len(fr.Data) != len(b)-25 {
+				t.Fatalf("data %d bytes of %d", len(fr.Data), len(b))
+			}
+		case KindKeepalive:
+			if len(b) != 18 || fr.Data != nil {
+				t.Fatalf("keepalive from %d bytes", len(b))
+			}
+		default:
+			t.Fatalf("kind %q accepted", fr.Kind)
+		}
+	})
+}
+
+func BenchmarkParseFrame(b *testing.B) {
+	buf := frame('w', []uint64{1, 2, 3}, make([]byte, 200)...)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := parseFrame(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendStatus(b *testing.B) {
+	var buf [34]byte
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		_ = appendStatus(buf[:0], lsn.LSN(i), lsn.LSN(i), lsn.LSN(i), now, false)
+	}
+}
