@@ -1,0 +1,667 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/events"
+	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/replication"
+	"github.com/pgstream/pgstream/sinks"
+	"github.com/pgstream/pgstream/walparse"
+)
+
+// protoVersion is the pgoutput protocol pgstream asks for: whole transactions, sent at commit.
+const protoVersion = 1
+
+// receiveSlice caps how long one Receive may block, so that a shutdown request or a failed sink is
+// noticed promptly even when the server is quiet.
+const receiveSlice = 250 * time.Millisecond
+
+// errEndReached ends the receive loop when Config.EndLSN has been reached.
+var errEndReached = errors.New("end position reached")
+
+// Store is where the durable checkpoint lives.
+type Store interface {
+	Load() (checkpoint.Checkpoint, bool, error)
+	Save(checkpoint.Checkpoint) error
+	// Reconcile applies checkpoint.Reconcile, naming the store in its errors.
+	Reconcile(cp checkpoint.Checkpoint, found bool, srv checkpoint.Server) (checkpoint.Start, error)
+}
+
+// Pipeline streams changes from one replication slot to the configured sinks. It is used once:
+// New, then Run.
+type Pipeline struct {
+	cfg   Config
+	src   replication.Config
+	store Store
+	specs []SinkSpec
+	log   *zap.Logger
+	now   func() time.Time
+
+	// Owned by the goroutine calling Run.
+	conn           *replication.Conn
+	catalog        *lazyCatalog
+	dec            *walparse.Decoder
+	enc            *events.Encoder
+	markers        *markerEncoder // nil unless Config.TransactionMarkers
+	tracker        *checkpoint.Tracker
+	workers        []*worker
+	cur            *batch
+	ident          checkpoint.Checkpoint // identity fields of the checkpoint
+	tx             events.Tx
+	txOpen         bool
+	skipTx         bool
+	skipSeq        uint32    // events of the open transaction below this seq were handed over before a reconnect
+	skipThrough    lsn.LSN   // transactions committed at or before this were delivered already
+	lastRegistered lsn.LSN   // commit LSN of the newest transaction handed to the sinks
+	partial        partialTx // the open transaction whose first events are already handed over
+	written        lsn.LSN   // newest position received
+	statusInterval time.Duration
+	nextStatus     time.Time
+	replyNow       bool
+	streaming      bool
+
+	durable atomic.Pointer[checkpoint.Position] // newest position the store holds
+	stats   stats
+}
+
+type partialTx struct {
+	commit lsn.LSN
+	seq    uint32
+}
+
+type stats struct {
+	events  atomic.Uint64
+	bytes   atomic.Uint64
+	txs     atomic.Uint64
+	batches atomic.Uint64
+}
+
+// New checks the configuration. It does no I/O.
+func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log *zap.Logger) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := src.Validate(); err != nil {
+		return nil, err
+	}
+	if store == nil {
+		return nil, errors.New("pipeline: a checkpoint store is required")
+	}
+	if len(specs) == 0 {
+		return nil, errors.New("no sinks configured: add at least one entry under sinks (e.g. {type: stdout})")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now}, nil
+}
+
+// Durable returns the newest position the checkpoint store holds (and the server may be told).
+func (p *Pipeline) Durable() checkpoint.Position {
+	if d := p.durable.Load(); d != nil {
+		return *d
+	}
+	return checkpoint.Position{}
+}
+
+// Run streams until ctx ends (a clean shutdown, returning nil) or an error that reconnecting cannot
+// cure. On the way out it stops reading, lets every sink acknowledge what it holds, saves the
+// checkpoint, sends a final status update and closes the connection, in that order.
+func (p *Pipeline) Run(ctx context.Context) (err error) {
+	if err := p.open(ctx); err != nil {
+		p.closeConn()
+		return err
+	}
+	runCtx, fail := context.WithCancelCause(context.Background())
+	defer fail(nil)
+
+	p.tracker = checkpoint.NewTracker(len(p.specs), p.Durable())
+	var wg sync.WaitGroup
+	for i, spec := range p.specs {
+		w := newWorker(i, spec, p.tracker, p.cfg.MaxWriteEvents)
+		p.workers = append(p.workers, w)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.run(runCtx); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	ckStop := make(chan struct{})
+	ckDone := make(chan error, 1)
+	go func() {
+		err := p.checkpointer(runCtx, ckStop)
+		if err != nil {
+			fail(err)
+		}
+		ckDone <- err
+	}()
+	statsDone := make(chan struct{})
+	statsStop := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		p.logStats(statsStop)
+	}()
+
+	streamErr := p.stream(ctx, runCtx)
+
+	// Shutdown: reading has stopped. What the current batch holds belongs to a transaction that has
+	// not committed in the stream yet; it is read again on the next start.
+	p.cur.reset()
+	for _, w := range p.workers {
+		w.finish()
+	}
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(p.cfg.ShutdownTimeout):
+		p.log.Warn("sinks did not acknowledge everything within the shutdown timeout; the rest is sent again on the next start",
+			zap.Duration("shutdown_timeout", p.cfg.ShutdownTimeout))
+		fail(errors.New("shutdown timeout"))
+		<-drained
+	}
+	close(ckStop)
+	ckErr := <-ckDone
+	close(statsStop)
+	<-statsDone
+
+	if p.streaming && p.conn != nil && ckErr == nil {
+		if err := p.sendStatus(); err != nil {
+			p.log.Debug("final status update failed", zap.Error(err))
+		}
+	}
+	p.closeConn()
+	if p.catalog != nil {
+		p.catalog.close()
+	}
+	var closeErrs []error
+	for _, s := range p.specs {
+		if err := s.Sink.Close(); err != nil {
+			closeErrs = append(closeErrs, fmt.Errorf("close sink %s: %w", s.Name, err))
+		}
+	}
+	d := p.Durable()
+	p.log.Info("stopped", zap.Stringer("checkpoint_commit_lsn", d.CommitLSN), zap.Stringer("confirmed_flush_lsn", d.EndLSN),
+		zap.Uint64("events", p.stats.events.Load()))
+
+	var errs []error
+	if streamErr != nil {
+		errs = append(errs, streamErr)
+	}
+	if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, streamErr) {
+		errs = append(errs, cause)
+	}
+	if ckErr != nil && !errors.Is(ckErr, context.Cause(runCtx)) {
+		errs = append(errs, ckErr)
+	}
+	errs = append(errs, closeErrs...)
+	return errors.Join(errs...)
+}
+
+// open connects, checks the server, reconciles the checkpoint with the slot and starts streaming.
+func (p *Pipeline) open(ctx context.Context) error {
+	conn, err := replication.Connect(ctx, p.src)
+	if err != nil {
+		return err
+	}
+	p.conn = conn
+	sys, err := conn.IdentifySystem(ctx)
+	if err != nil {
+		return err
+	}
+	if probs := conn.Preflight(ctx); len(probs) > 0 {
+		return &PreflightError{Problems: probs}
+	}
+	if err := conn.EnsurePublication(ctx); err != nil {
+		return err
+	}
+	slot, err := conn.SlotInfo(ctx)
+	if err != nil {
+		return err
+	}
+	cp, found, err := p.store.Load()
+	if err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
+	switch {
+	case !found && !slot.Exists:
+		// A first start: the slot begins at its consistent point and the checkpoint with it.
+		if slot, err = conn.EnsureSlot(ctx); err != nil {
+			return err
+		}
+		p.log.Info("created replication slot", zap.String("slot", slot.Name), zap.Stringer("consistent_point", slot.ConfirmedFlush))
+	case slot.Exists:
+		if _, err := conn.EnsureSlot(ctx); err != nil {
+			return err // an existing slot must use pgoutput, belong to this database and not be lost
+		}
+	}
+	srv := checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName, Slot: p.src.Slot,
+		SlotExists: slot.Exists || slot.Created, SlotConfirmedFlush: slot.ConfirmedFlush}
+	start, err := p.store.Reconcile(cp, found, srv)
+	if err != nil {
+		return err
+	}
+	p.ident = checkpoint.Checkpoint{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, Slot: p.src.Slot}
+	pos := checkpoint.Position{CommitLSN: start.SkipThrough, EndLSN: start.From}
+	if !found || start.Fresh {
+		cp := p.ident
+		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt = pos.CommitLSN, pos.EndLSN, p.now()
+		if err := p.store.Save(cp); err != nil {
+			return fmt.Errorf("save checkpoint: %w", err)
+		}
+	}
+	p.durable.Store(&pos)
+	p.skipThrough = start.SkipThrough
+	p.lastRegistered = start.SkipThrough
+
+	p.catalog = &lazyCatalog{cfg: p.src}
+	p.enc = events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog)
+	p.dec = walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion})
+	if p.cfg.TransactionMarkers {
+		p.markers = newMarkerEncoder(sys.DBName, p.now)
+	}
+	p.cur = newBatch()
+	p.statusInterval = p.src.StatusInterval
+	p.adjustStatusInterval(ctx)
+	p.log.Info("starting replication", zap.String("slot", p.src.Slot), zap.String("publication", p.src.Publication),
+		zap.String("database", sys.DBName), zap.Stringer("from", start.From), zap.Stringer("skip_through", start.SkipThrough),
+		zap.Bool("fresh", !found))
+	return p.startStreaming(ctx, start.From)
+}
+
+// adjustStatusInterval keeps status updates well inside the server's wal_sender_timeout.
+func (p *Pipeline) adjustStatusInterval(ctx context.Context) {
+	timeout, err := p.catalog.walSenderTimeout(ctx)
+	if err != nil || timeout <= 0 {
+		return
+	}
+	if limit := timeout / 3; p.statusInterval > limit {
+		p.log.Info("status interval shortened to stay within wal_sender_timeout",
+			zap.Duration("status_interval", limit), zap.Duration("wal_sender_timeout", timeout))
+		p.statusInterval = limit
+	}
+}
+
+func (p *Pipeline) startStreaming(ctx context.Context, from lsn.LSN) error {
+	if err := p.conn.StartReplication(ctx, from, protoVersion); err != nil {
+		return err
+	}
+	p.streaming = true
+	p.written = max(p.written, from)
+	p.nextStatus = p.now()
+	return nil
+}
+
+func (p *Pipeline) closeConn() {
+	if p.conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = p.conn.Close(ctx)
+	p.conn = nil
+	p.streaming = false
+}
+
+// stream runs the receive loop, reconnecting after failures that a reconnect may cure.
+func (p *Pipeline) stream(ctx, runCtx context.Context) error {
+	failures := 0
+	backoff := p.cfg.ReconnectMin
+	for {
+		err := p.receiveLoop(ctx, runCtx)
+		if errors.Is(err, errEndReached) {
+			p.log.Info("end position reached", zap.Stringer("end_lsn", p.cfg.EndLSN))
+			return nil
+		}
+		if ctx.Err() != nil || runCtx.Err() != nil {
+			return nil // a shutdown, or a failure reported by its own goroutine
+		}
+		if !replication.IsRetryable(err) {
+			return err
+		}
+		for {
+			failures++
+			if p.cfg.ReconnectAttempts > 0 && failures > p.cfg.ReconnectAttempts {
+				return fmt.Errorf("giving up after %d reconnect attempts: %w", p.cfg.ReconnectAttempts, err)
+			}
+			p.log.Warn("replication connection lost; reconnecting", zap.Error(err), zap.Duration("backoff", backoff), zap.Int("attempt", failures))
+			p.closeConn()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-runCtx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, p.cfg.ReconnectMax)
+			err = p.reopen(ctx)
+			if err == nil {
+				break
+			}
+			// After a network failure the server may still run our previous walsender on the slot
+			// until wal_sender_timeout ends it, so an active slot is worth waiting for here.
+			if !replication.IsRetryable(err) && !errors.Is(err, replication.ErrSlotActive) {
+				return err
+			}
+		}
+		failures = 0
+		backoff = p.cfg.ReconnectMin
+	}
+}
+
+// reopen connects again after a failure and resumes from the durable position, dropping what was
+// already handed to the sinks.
+func (p *Pipeline) reopen(ctx context.Context) error {
+	conn, err := replication.Connect(ctx, p.src)
+	if err != nil {
+		return err
+	}
+	p.conn = conn
+	sys, err := conn.IdentifySystem(ctx)
+	if err != nil {
+		return err
+	}
+	if sys.SystemID != p.ident.SystemID {
+		return fmt.Errorf("%w: server system identifier changed from %s to %s after a reconnect", checkpoint.ErrMismatch, p.ident.SystemID, sys.SystemID)
+	}
+	slot, err := conn.SlotInfo(ctx)
+	if err != nil {
+		return err
+	}
+	d := p.Durable()
+	cp := p.ident
+	cp.CommitLSN, cp.FlushLSN = d.CommitLSN, d.EndLSN
+	if _, err := p.store.Reconcile(cp, true, checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName, Slot: p.src.Slot,
+		SlotExists: slot.Exists, SlotConfirmedFlush: slot.ConfirmedFlush}); err != nil {
+		return err
+	}
+	p.dec.Reset()
+	if p.txOpen && p.partial.commit != p.tx.CommitLSN {
+		p.partial = partialTx{}
+	}
+	p.txOpen, p.skipTx = false, false
+	p.cur.reset()
+	p.skipThrough = max(p.skipThrough, p.lastRegistered)
+	p.log.Info("resuming replication", zap.Stringer("from", d.EndLSN), zap.Stringer("skip_through", p.skipThrough))
+	return p.startStreaming(ctx, d.EndLSN)
+}
+
+func (p *Pipeline) receiveLoop(ctx, runCtx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-runCtx.Done():
+			return context.Cause(runCtx)
+		default:
+		}
+		now := p.now()
+		if p.replyNow || !now.Before(p.nextStatus) {
+			if err := p.sendStatus(); err != nil {
+				return err
+			}
+		}
+		if _, inflight := p.tracker.InFlight(); inflight >= p.cfg.MaxInFlightBytes {
+			// Backpressure: leave the data in the socket until the sinks catch up, but keep the
+			// status updates going so the server does not time the session out.
+			t := time.NewTimer(min(p.nextStatus.Sub(now), receiveSlice))
+			select {
+			case <-p.tracker.Changed():
+			case <-t.C:
+			case <-ctx.Done():
+			case <-runCtx.Done():
+			}
+			t.Stop()
+			continue
+		}
+		deadline := p.nextStatus
+		if limit := now.Add(receiveSlice); limit.Before(deadline) {
+			deadline = limit
+		}
+		f, err := p.conn.Receive(deadline)
+		if errors.Is(err, replication.ErrDeadline) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.handle(ctx, f); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *Pipeline) sendStatus() error {
+	d := p.Durable()
+	if err := p.conn.SendStatus(max(p.written, d.EndLSN), d.EndLSN, d.EndLSN, false); err != nil {
+		return fmt.Errorf("send status update: %w", err)
+	}
+	p.replyNow = false
+	p.nextStatus = p.now().Add(p.statusInterval)
+	return nil
+}
+
+func (p *Pipeline) handle(ctx context.Context, f replication.Frame) error {
+	switch f.Kind {
+	case 'k':
+		p.written = max(p.written, f.ServerWALEnd)
+		if f.ReplyRequested {
+			p.replyNow = true
+		}
+		// Nothing open and nothing in flight: every change before the server's WAL end is durable,
+		// so the slot may move on and release WAL even when no published table changes.
+		if !p.txOpen && len(p.cur.events) == 0 {
+			if batches, _ := p.tracker.InFlight(); batches == 0 {
+				p.tracker.AdvanceIdle(f.ServerWALEnd)
+			}
+			if p.cfg.EndLSN != 0 && f.ServerWALEnd >= p.cfg.EndLSN {
+				return errEndReached
+			}
+		}
+		return nil
+	case 'w':
+		p.written = max(p.written, f.WALStart)
+		msg, err := p.dec.Decode(f.Data)
+		if err != nil {
+			return fmt.Errorf("decode pgoutput message at %s: %w", f.WALStart, err)
+		}
+		return p.apply(ctx, msg, f.WALStart)
+	}
+	return fmt.Errorf("unexpected replication frame %q", f.Kind)
+}
+
+func (p *Pipeline) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) error {
+	switch m := msg.(type) {
+	case *walparse.Begin:
+		p.tx = events.Tx{Xid: m.Xid, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}
+		p.txOpen = true
+		p.skipTx = m.FinalLSN <= p.skipThrough
+		p.skipSeq = 0
+		if p.partial.commit == m.FinalLSN {
+			p.skipSeq = p.partial.seq
+		}
+		if p.markers != nil && !p.skipTx {
+			return p.emit(p.markers.encode(sinks.OpBegin, &p.tx, at, 0), nil)
+		}
+	case *walparse.Commit:
+		p.txOpen = false
+		if p.skipTx {
+			if p.cfg.EndLSN != 0 && m.CommitLSN >= p.cfg.EndLSN {
+				return errEndReached
+			}
+			return nil
+		}
+		if p.markers != nil {
+			p.cur.add(p.markers.encode(sinks.OpEnd, &p.tx, at, p.tx.Seq))
+		}
+		p.cur.pos = checkpoint.Position{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN}
+		p.flush()
+		p.partial = partialTx{}
+		p.stats.txs.Add(1)
+		if p.cfg.EndLSN != 0 && m.CommitLSN >= p.cfg.EndLSN {
+			return errEndReached
+		}
+	case *walparse.Relation:
+		return p.enc.Relation(ctx, m)
+	case *walparse.TypeMsg:
+		p.enc.TypeMsg(m)
+	case *walparse.Origin:
+		// Informational: which replication origin the transaction came from.
+	case *walparse.Insert:
+		if !p.skipTx {
+			return p.emit(p.enc.Insert(&p.tx, at, m))
+		}
+	case *walparse.Update:
+		if !p.skipTx {
+			return p.emit(p.enc.Update(&p.tx, at, m))
+		}
+	case *walparse.Delete:
+		if !p.skipTx {
+			return p.emit(p.enc.Delete(&p.tx, at, m))
+		}
+	case *walparse.Truncate:
+		if !p.skipTx {
+			return p.enc.Truncate(&p.tx, at, m, func(ev sinks.Event) error { return p.emit(ev, nil) })
+		}
+	case *walparse.LogicalMessage:
+		if m.Transactional() {
+			if !p.skipTx {
+				return p.emit(p.enc.Message(&p.tx, m))
+			}
+			return nil
+		}
+		if m.LSN <= p.skipThrough {
+			return nil
+		}
+		if err := p.emit(p.enc.Message(nil, m)); err != nil {
+			return err
+		}
+		// Decoded in WAL order outside any transaction: everything before it has been sent.
+		p.cur.pos = checkpoint.Position{CommitLSN: m.LSN, EndLSN: m.LSN}
+		p.flush()
+	default:
+		return fmt.Errorf("unexpected pgoutput message %s with protocol version %d", msg.Type(), protoVersion)
+	}
+	return nil
+}
+
+// emit copies an encoded event into the current batch, closing the batch when it is full.
+func (p *Pipeline) emit(ev sinks.Event, err error) error {
+	if err != nil {
+		return fmt.Errorf("encode change at %s: %w", ev.LSN, err)
+	}
+	if p.txOpen && ev.Seq < p.skipSeq {
+		return nil
+	}
+	p.cur.add(ev)
+	if len(p.cur.events) >= p.cfg.MaxBatchEvents || p.cur.bytes >= p.cfg.MaxBatchBytes {
+		p.flush()
+		if p.txOpen {
+			p.partial = partialTx{commit: p.tx.CommitLSN, seq: p.tx.Seq}
+		}
+	}
+	return nil
+}
+
+// flush hands the current batch to every sink worker and starts a new one.
+func (p *Pipeline) flush() {
+	b := p.cur
+	b.refs.Store(int32(len(p.workers)))
+	b.seq = p.tracker.Add(b.pos, b.bytes)
+	if b.pos.CommitLSN != 0 {
+		p.lastRegistered = b.pos.CommitLSN
+	}
+	p.stats.events.Add(uint64(len(b.events)))
+	p.stats.bytes.Add(uint64(b.bytes))
+	p.stats.batches.Add(1)
+	for _, w := range p.workers {
+		w.push(b)
+	}
+	p.cur = newBatch()
+}
+
+// checkpointer saves the tracker's position every CheckpointInterval while it moves, and once more
+// when stopped.
+func (p *Pipeline) checkpointer(ctx context.Context, stop <-chan struct{}) error {
+	t := time.NewTicker(p.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := p.saveCheckpoint(); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			// A sink failed: still record what every sink did acknowledge.
+			<-stop
+			return p.saveCheckpoint()
+		case <-stop:
+			return p.saveCheckpoint()
+		}
+	}
+}
+
+func (p *Pipeline) saveCheckpoint() error {
+	pos := p.tracker.Acked()
+	if pos == p.Durable() {
+		return nil
+	}
+	cp := p.ident
+	cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt = pos.CommitLSN, pos.EndLSN, p.now()
+	if err := p.store.Save(cp); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	p.durable.Store(&pos)
+	return nil
+}
+
+func (p *Pipeline) logStats(stop <-chan struct{}) {
+	if p.cfg.StatsInterval < 0 {
+		<-stop
+		return
+	}
+	t := time.NewTicker(p.cfg.StatsInterval)
+	defer t.Stop()
+	var lastEvents uint64
+	last := p.now()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			ev := p.stats.events.Load()
+			d := p.Durable()
+			batches, bytes := p.tracker.InFlight()
+			p.log.Info("progress",
+				zap.Uint64("events", ev), zap.Uint64("transactions", p.stats.txs.Load()),
+				zap.Float64("events_per_sec", float64(ev-lastEvents)/now.Sub(last).Seconds()),
+				zap.Stringer("checkpoint_commit_lsn", d.CommitLSN), zap.Stringer("confirmed_flush_lsn", d.EndLSN),
+				zap.Int("batches_in_flight", batches), zap.Int("bytes_in_flight", bytes))
+			lastEvents, last = ev, now
+		}
+	}
+}
+
+// PreflightError lists everything the preflight found wrong with the server, each with its fix.
+type PreflightError struct {
+	Problems []replication.Problem
+}
+
+func (e *PreflightError) Error() string {
+	s := fmt.Sprintf("the server is not ready for pgstream (%d problem(s)):", len(e.Problems))
+	for _, pr := range e.Problems {
+		s += fmt.Sprintf("\n  - %s: %s\n    fix: %s", pr.Check, pr.Message, pr.Fix)
+	}
+	return s
+}
