@@ -1,0 +1,240 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/replication"
+)
+
+// Config is the whole configuration file. See configs/pgstream.yaml for every key.
+type Config struct {
+	Source     replication.Config `mapstructure:"source"`
+	Checkpoint struct {
+		Path string `mapstructure:"path"`
+	} `mapstructure:"checkpoint"`
+	Sinks    []map[string]any `mapstructure:"sinks"`
+	Pipeline pipeline.Config  `mapstructure:"pipeline"`
+	Log      struct {
+		Level  string `mapstructure:"level"`  // debug, info (default), warn, error
+		Format string `mapstructure:"format"` // auto (default: console on a terminal, else json), console, json
+	} `mapstructure:"log"`
+}
+
+// envKeys are the scalar keys that PGSTREAM_* environment variables may set even when the config
+// file does not mention them (PGSTREAM_SOURCE_URL sets source.url).
+var envKeys = []string{
+	"source.url", "source.password_file", "source.slot", "source.publication", "source.create_slot",
+	"source.create_publication", "source.status_interval", "source.connect_timeout",
+	"checkpoint.path", "log.level", "log.format",
+	"pipeline.max_batch_events", "pipeline.max_batch_bytes", "pipeline.max_in_flight_bytes",
+	"pipeline.checkpoint_interval", "pipeline.shutdown_timeout",
+}
+
+// addConfigFlags registers the flags shared by run and check. Flags override the file and the
+// environment.
+func addConfigFlags(fs *pflag.FlagSet) {
+	fs.StringP("config", "c", "", "configuration file (YAML)")
+	fs.String("source.url", "", "PostgreSQL connection URL (overrides source.url)")
+	fs.String("source.slot", "", "replication slot name (overrides source.slot)")
+	fs.String("source.publication", "", "publication name (overrides source.publication)")
+	fs.String("checkpoint.path", "", "checkpoint file (overrides checkpoint.path)")
+	fs.String("log.level", "", "log level: debug, info, warn, error")
+	fs.String("log.format", "", "log format: auto, console, json")
+	fs.String("endpos", "", "stop cleanly once everything up to this LSN (X/Y) is delivered")
+}
+
+// loadConfig reads the file named by --config (if any), then PGSTREAM_* variables, then flags.
+// Unknown keys are errors, so that a typo never silently falls back to a default.
+func loadConfig(fs *pflag.FlagSet) (*Config, error) {
+	v := viper.New()
+	v.SetEnvPrefix("PGSTREAM")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	for _, k := range envKeys {
+		_ = v.BindEnv(k)
+	}
+	path, _ := fs.GetString("config")
+	if path == "" {
+		path = os.Getenv("PGSTREAM_CONFIG")
+	}
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("read config %s: %w", path, err)
+		}
+	}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "config" && f.Name != "endpos" && f.Changed {
+			v.Set(f.Name, f.Value.String())
+		}
+	})
+	var cfg Config
+	if err := v.UnmarshalExact(&cfg, viper.DecodeHook(decodeHook())); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+	}
+	if s, _ := fs.GetString("endpos"); s != "" {
+		end, err := lsn.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("--endpos: %w", err)
+		}
+		cfg.Pipeline.EndLSN = end
+	}
+	return &cfg, nil
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "(environment and flags)"
+	}
+	return p
+}
+
+func decodeHook() mapstructure.DecodeHookFunc {
+	return mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if err := c.Source.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Pipeline.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Checkpoint.Path == "" {
+		errs = append(errs, errors.New("checkpoint.path is required: the file where pgstream records what every sink has durably received"))
+	}
+	if len(c.Sinks) == 0 {
+		errs = append(errs, errors.New("sinks: at least one sink is required, e.g. sinks: [{type: file, path: ./changes.jsonl}]"))
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q: use debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "", "auto", "console", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q: use auto, console or json", c.Log.Format))
+	}
+	for i := range c.Sinks {
+		h, err := parseSinkHeader(i, c.Sinks[i])
+		if err == nil {
+			_, err = sinkConfig(h, i)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sinkHeader holds the keys every sink entry has; the rest belongs to the sink type's own Config.
+type sinkHeader struct {
+	Type    string
+	Name    string
+	Include []string
+	Exclude []string
+	Rest    map[string]any
+}
+
+func parseSinkHeader(i int, raw map[string]any) (sinkHeader, error) {
+	h := sinkHeader{Rest: map[string]any{}}
+	for k, v := range raw {
+		switch strings.ToLower(k) {
+		case "type":
+			s, ok := v.(string)
+			if !ok {
+				return h, fmt.Errorf("sinks[%d].type must be a string", i)
+			}
+			h.Type = strings.ToLower(s)
+		case "name":
+			h.Name = fmt.Sprint(v)
+		case "include", "exclude":
+			list, err := stringList(v)
+			if err != nil {
+				return h, fmt.Errorf("sinks[%d].%s: %w", i, k, err)
+			}
+			if strings.ToLower(k) == "include" {
+				h.Include = list
+			} else {
+				h.Exclude = list
+			}
+		default:
+			h.Rest[k] = v
+		}
+	}
+	switch h.Type {
+	case "stdout", "file", "kafka", "nats":
+	case "":
+		return h, fmt.Errorf("sinks[%d].type is missing: use stdout, file, kafka or nats", i)
+	default:
+		return h, fmt.Errorf("sinks[%d].type %q is unknown: use stdout, file, kafka or nats", i, h.Type)
+	}
+	if h.Name == "" {
+		h.Name = fmt.Sprintf("%s#%d", h.Type, i)
+	}
+	if _, err := pipeline.NewFilter(h.Include, h.Exclude); err != nil {
+		return h, fmt.Errorf("sinks[%d] (%s): %w", i, h.Name, err)
+	}
+	return h, nil
+}
+
+func stringList(v any) ([]string, error) {
+	switch x := v.(type) {
+	case string:
+		return strings.Split(x, ","), nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("expected a list of strings, got %T", e)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	case []string:
+		return x, nil
+	}
+	return nil, fmt.Errorf("expected a list of strings, got %T", v)
+}
+
+// decodeSinkConfig decodes a sink entry's own keys into out, rejecting unknown keys.
+func decodeSinkConfig(h sinkHeader, i int, out any) error {
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result:           out,
+		ErrorUnused:      true,
+		WeaklyTypedInput: true,
+		DecodeHook:       decodeHook(),
+		TagName:          "mapstructure",
+	})
+	if err != nil {
+		return err
+	}
+	if err := dec.Decode(h.Rest); err != nil {
+		return fmt.Errorf("sinks[%d] (%s, type %s): %w", i, h.Name, h.Type, err)
+	}
+	if v, ok := out.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("sinks[%d] (%s, type %s): %w", i, h.Name, h.Type, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/replication"
+	"github.com/pgstream/pgstream/sinks"
+	"github.com/pgstream/pgstream/sinks/file"
+	"github.com/pgstream/pgstream/sinks/kafka"
+	natssink "github.com/pgstream/pgstream/sinks/nats"
+	"github.com/pgstream/pgstream/sinks/stdout"
+)
+
+func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) error {
+	specs, err := buildSinks(ctx, cfg, log, out)
+	if err != nil {
+		return err
+	}
+	store := checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())
+	p, err := pipeline.New(cfg.Pipeline, cfg.Source, store, specs, log)
+	if err != nil {
+		closeSinks(specs)
+		return err
+	}
+	log.Info("pgstream starting", zap.String("version", buildVersion()), zap.String("source", replication.RedactURL(cfg.Source.URL)),
+		zap.Int("sinks", len(specs)), zap.String("checkpoint", cfg.Checkpoint.Path))
+	return p.Run(ctx)
+}
+
+// buildSinks creates every configured sink and checks that each destination answers, so that a bad
+// broker address fails before replication starts.
+func buildSinks(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) ([]pipeline.SinkSpec, error) {
+	var specs []pipeline.SinkSpec
+	for i, raw := range cfg.Sinks {
+		h, err := parseSinkHeader(i, raw)
+		if err != nil {
+			closeSinks(specs)
+			return nil, err
+		}
+		s, err := newSink(h, i, log.With(zap.String("sink", h.Name)), out)
+		if err != nil {
+			closeSinks(specs)
+			return nil, err
+		}
+		if p, ok := s.(sinks.Pinger); ok {
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := p.Ping(pctx)
+			cancel()
+			if err != nil {
+				_ = s.Close()
+				closeSinks(specs)
+				return nil, fmt.Errorf("sink %s (%s): %w", h.Name, h.Type, err)
+			}
+		}
+		filter, _ := pipeline.NewFilter(h.Include, h.Exclude) // checked by validate
+		specs = append(specs, pipeline.SinkSpec{Name: h.Name, Sink: s, Filter: filter})
+	}
+	return specs, nil
+}
+
+func newSink(h sinkHeader, i int, log *zap.Logger, out io.Writer) (sinks.Sink, error) {
+	c, err := sinkConfig(h, i)
+	if err != nil {
+		return nil, err
+	}
+	switch c := c.(type) {
+	case *stdout.Config:
+		return stdout.New(*c, out), nil
+	case *file.Config:
+		c.Logger = log
+		return file.Open(*c)
+	case *kafka.Config:
+		return kafka.New(*c, log)
+	case *natssink.Config:
+		return natssink.New(*c, log)
+	}
+	return nil, fmt.Errorf("sinks[%d]: unknown type %q", i, h.Type)
+}
+
+// sinkConfig decodes and validates a sink entry's own keys into its type's Config. No I/O.
+func sinkConfig(h sinkHeader, i int) (any, error) {
+	var c any
+	switch h.Type {
+	case "stdout":
+		c = &stdout.Config{}
+	case "file":
+		c = &file.Config{}
+	case "kafka":
+		c = &kafka.Config{}
+	case "nats":
+		c = &natssink.Config{}
+	default:
+		return nil, fmt.Errorf("sinks[%d]: unknown type %q", i, h.Type)
+	}
+	if err := decodeSinkConfig(h, i, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func closeSinks(specs []pipeline.SinkSpec) {
+	for _, s := range specs {
+		_ = s.Sink.Close()
+	}
+}
+
+// runCheck runs every check pgstream can make without streaming, printing each result.
+func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) int {
+	failed := false
+	report := func(name string, err error) {
+		if err != nil {
+			failed = true
+			fmt.Fprintf(out, "FAIL  %s\n      %v\n", name, err)
+			return
+		}
+		fmt.Fprintf(out, "ok    %s\n", name)
+	}
+	conn, err := replication.Connect(ctx, cfg.Source)
+	report("connect to "+replication.RedactURL(cfg.Source.URL)+" in replication mode", err)
+	if err == nil {
+		defer conn.Close(context.Background())
+		sys, err := conn.IdentifySystem(ctx)
+		report("IDENTIFY_SYSTEM", err)
+		probs := conn.Preflight(ctx)
+		if len(probs) == 0 {
+			report("preflight (wal_level, role, slots, wal senders, publication, tables)", nil)
+		}
+		for _, p := range probs {
+			report("preflight: "+p.Check, fmt.Errorf("%s\n      fix: %s", p.Message, p.Fix))
+		}
+		if err == nil {
+			slot, serr := conn.SlotInfo(ctx)
+			report("slot "+cfg.Source.Slot, serr)
+			if serr == nil {
+				store := checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())
+				cp, found, lerr := store.Load()
+				if lerr != nil {
+					report("checkpoint "+cfg.Checkpoint.Path, lerr)
+				} else if !found && !slot.Exists {
+					fmt.Fprintf(out, "ok    checkpoint %s: none yet; the first run creates slot %s and starts there\n", cfg.Checkpoint.Path, cfg.Source.Slot)
+				} else {
+					start, rerr := store.Reconcile(cp, found, checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName,
+						Slot: cfg.Source.Slot, SlotExists: slot.Exists, SlotConfirmedFlush: slot.ConfirmedFlush})
+					switch {
+					case rerr != nil:
+						report("checkpoint "+cfg.Checkpoint.Path, rerr)
+					case found:
+						fmt.Fprintf(out, "ok    checkpoint %s: resumes from %s, skipping transactions committed at or before %s\n", cfg.Checkpoint.Path, start.From, start.SkipThrough)
+					default:
+						fmt.Fprintf(out, "ok    checkpoint %s: none yet; streaming starts at the slot's position %s\n", cfg.Checkpoint.Path, start.From)
+					}
+				}
+			}
+		}
+	}
+	specs, err := buildSinks(ctx, cfg, log, io.Discard)
+	report(fmt.Sprintf("sinks (%d configured, each reachable)", len(cfg.Sinks)), err)
+	closeSinks(specs)
+	if failed {
+		return 1
+	}
+	return 0
+}
