@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgstream/pgstream/internal/pgtest"
+)
+
+func runBinary(t *testing.T, timeout time.Duration, args ...string) (string, int) {
+	t.Helper()
+	p := startBinary(t, args...)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Fatalf("pgstream %v did not finish within %s:\n%s", args, timeout, p.stderr)
+	}
+	return p.stderr.String(), p.cmd.ProcessState.ExitCode()
+}
+
+func TestWrongPasswordIsAClearError(t *testing.T) {
+	db := newDB(t)
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, db, "s_"+db, "")
+	data, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(data), ":"+pgtest.Password+"@", ":wrong-secret@", 1)), 0o600)
+	out, code := runBinary(t, 60*time.Second, "run", "--config", cfg)
+	if code == 0 {
+		t.Fatalf("exit 0 with a wrong password:\n%s", out)
+	}
+	if strings.Contains(out, "wrong-secret") {
+		t.Fatalf("the password appears in the output:\n%s", out)
+	}
+	if !strings.Contains(strings.ToLower(out), "password") {
+		t.Fatalf("the error does not say the password was wrong:\n%s", out)
+	}
+}
+
+func TestBadConfigIsAClearError(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"unknown key", "source:\n  url: postgres://x@127.0.0.1:1/db\n  slott: x\ncheckpoint:\n  path: c\nsinks:\n  - type: stdout\n", "slott"},
+		{"no sinks", "source:\n  url: postgres://x@127.0.0.1:1/db\ncheckpoint:\n  path: c\n", "sinks"},
+		{"unknown sink", "source:\n  url: postgres://x@127.0.0.1:1/db\ncheckpoint:\n  path: c\nsinks:\n  - type: carrier-pigeon\n", "carrier-pigeon"},
+		{"sink key typo", "source:\n  url: postgres://x@127.0.0.1:1/db\ncheckpoint:\n  path: c\nsinks:\n  - type: file\n    pth: x\n", "pth"},
+		{"no url", "checkpoint:\n  path: c\nsinks:\n  - type: stdout\n", "source.url"},
+		{"bad duration", "source:\n  url: postgres://x@127.0.0.1:1/db\n  status_interval: soon\ncheckpoint:\n  path: c\nsinks:\n  - type: stdout\n", "status_interval"},
+		{"not yaml", "source: [\n", "config"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
+			os.WriteFile(p, []byte(tc.yaml), 0o600)
+			out, code := runBinary(t, 30*time.Second, "run", "--config", p)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2:\n%s", code, out)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("error does not name %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}
+
+func TestServerWithoutLogicalWAL(t *testing.T) {
+	c := pgtest.New(t, pgtest.Options{WalLevel: "replica"})
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("source:\n  url: "+c.URL("postgres")+"\ncheckpoint:\n  path: "+filepath.Join(dir, "ck")+"\nsinks:\n  - type: stdout\n"), 0o600)
+	for _, cmd := range []string{"check", "run"} {
+		out, code := runBinary(t, 60*time.Second, cmd, "--config", cfg)
+		if code == 0 {
+			t.Fatalf("%s: exit 0 against wal_level=replica:\n%s", cmd, out)
+		}
+		if !strings.Contains(out, "wal_level") || !strings.Contains(out, "logical") {
+			t.Fatalf("%s: the error does not tell how to set wal_level:\n%s", cmd, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ck")); err == nil {
+		t.Errorf("a checkpoint was written although streaming never started")
+	}
+	_ = context.Background
+}
+
+func TestCheckCommandOnAHealthyServer(t *testing.T) {
+	db := newDB(t)
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, db, "chk_"+db, "")
+	out, code := runBinary(t, 60*time.Second, "check", "--config", cfg)
+	if code != 0 || strings.Contains(out, "FAIL") {
+		t.Fatalf("check failed on a healthy server (exit %d):\n%s", code, out)
+	}
+}

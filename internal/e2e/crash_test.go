@@ -1,0 +1,344 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgstream/pgstream/internal/lsn"
+)
+
+func writeConfig(t testing.TB, dir, db, slot string, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`source:
+  url: %s
+  slot: %s
+  publication: pgs_%s
+  status_interval: 200ms
+checkpoint:
+  path: %s
+sinks:
+  - type: file
+    path: %s
+pipeline:
+  checkpoint_interval: 50ms
+  max_batch_events: 64
+log:
+  level: warn
+  format: json
+%s`, cluster.URL(db), slot, slot, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), extra)
+	p := filepath.Join(dir, "pgstream.yaml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func startBinary(t testing.TB, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stderr: &stderr, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return p
+}
+
+type storedCheckpoint struct {
+	CommitLSN string `json:"commit_lsn"`
+	FlushLSN  string `json:"flush_lsn"`
+}
+
+// readCheckpoint finds the two positions in the checkpoint file, wherever the format nests them.
+func readCheckpoint(t testing.TB, path string) (commit, flush lsn.LSN) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if s, ok := e.(string); ok && (k == "commit_lsn" || k == "flush_lsn") {
+					l, err := lsn.Parse(s)
+					if err != nil {
+						t.Fatalf("checkpoint %s = %q: %v", k, s, err)
+					}
+					if k == "commit_lsn" {
+						commit = l
+					} else {
+						flush = l
+					}
+				}
+				walk(e)
+			}
+		}
+	}
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatalf("checkpoint file %s is not JSON: %v", path, err)
+	}
+	walk(v)
+	return commit, flush
+}
+
+// TestCrashSafety kills the real binary with SIGKILL at random moments during a workload, restarts
+// it, and checks that every committed change reaches the file sink at least once, in commit order
+// per row, and that the slot is never confirmed past what the sink holds.
+func TestCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: several kill/restart rounds")
+	}
+	db := newDB(t)
+	exec1(t, db, `CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, note text)`)
+	dir := t.TempDir()
+	slot := "crash_" + db
+	cfgPath := writeConfig(t, dir, db, slot, "")
+	out := filepath.Join(dir, "changes.jsonl")
+	// The slot exists before the workload starts, so every change of the workload is in it.
+	exec1(t, db, fmt.Sprintf(`CREATE PUBLICATION pgs_%s FOR ALL TABLES`, slot))
+	exec1(t, db, fmt.Sprintf(`SELECT pg_create_logical_replication_slot('%s', 'pgoutput')`, slot))
+
+	// The workload: inserts, version-bumping updates and deletes, committed in transactions of
+	// 1–20 statements. committed[id] lists the versions each row went through, in commit order.
+	type rowHist struct {
+		versions []int
+		deleted  bool
+	}
+	var mu sync.Mutex
+	hist := map[int]*rowHist{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wlDone := make(chan error, 1)
+	go func() {
+		conn, err := cluster.Connect(ctx, db)
+		if err != nil {
+			wlDone <- err
+			return
+		}
+		defer conn.Close(context.Background())
+		next := 1
+		live := []int{}
+		for ctx.Err() == nil {
+			var sql bytes.Buffer
+			sql.WriteString("BEGIN;")
+			type op struct {
+				id, v int
+				del   bool
+			}
+			var ops []op
+			n := 1 + rand.IntN(20)
+			touched := map[int]bool{}
+			for i := 0; i < n; i++ {
+				switch r := rand.IntN(10); {
+				case r < 5 || len(live) < 10:
+					id := next
+					next++
+					fmt.Fprintf(&sql, "INSERT INTO items VALUES (%d, 0, 'n%d');", id, id)
+					ops = append(ops, op{id: id, v: 0})
+					live = append(live, id)
+					touched[id] = true
+				case r < 9:
+					id := live[rand.IntN(len(live))]
+					if touched[id] {
+						continue
+					}
+					touched[id] = true
+					mu.Lock()
+					v := len(hist[id].versions)
+					mu.Unlock()
+					fmt.Fprintf(&sql, "UPDATE items SET v = %d WHERE id = %d;", v, id)
+					ops = append(ops, op{id: id, v: v})
+				default:
+					k := rand.IntN(len(live))
+					id := live[k]
+					if touched[id] {
+						continue
+					}
+					touched[id] = true
+					live = append(live[:k], live[k+1:]...)
+					fmt.Fprintf(&sql, "DELETE FROM items WHERE id = %d;", id)
+					ops = append(ops, op{id: id, del: true})
+				}
+			}
+			sql.WriteString("COMMIT;")
+			if _, err := conn.Exec(ctx, sql.String()).ReadAll(); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				wlDone <- err
+				return
+			}
+			mu.Lock()
+			for _, o := range ops {
+				h := hist[o.id]
+				if h == nil {
+					h = &rowHist{}
+					hist[o.id] = h
+				}
+				if o.del {
+					h.deleted = true
+				} else {
+					h.versions = append(h.versions, o.v)
+				}
+			}
+			mu.Unlock()
+			time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+		}
+		wlDone <- nil
+	}()
+
+	for round := 0; round < 5; round++ {
+		p := startBinary(t, "run", "--config", cfgPath)
+		time.Sleep(time.Duration(400+rand.IntN(1200)) * time.Millisecond)
+		select {
+		case err := <-p.done:
+			t.Fatalf("round %d: pgstream exited early: %v\n%s", round, err, p.stderr)
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		// The slot must never be confirmed past the durable checkpoint, and the checkpoint never
+		// past what the file holds.
+		ckCommit, ckFlush := readCheckpoint(t, filepath.Join(dir, "checkpoint.json"))
+		confirmedText, _ := slotState(t, slot)
+		if confirmedText != "" {
+			confirmed, err := lsn.Parse(confirmedText)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if confirmed > ckFlush {
+				t.Fatalf("round %d: slot confirmed_flush_lsn %s is past the checkpoint's flush position %s", round, confirmed, ckFlush)
+			}
+		}
+		if ckCommit != 0 {
+			found := false
+			for _, e := range readEvents(t, out) {
+				if l, _ := lsn.Parse(e.Source.CommitLSN); l == ckCommit {
+					found = true
+					break
+				}
+			}
+			if !found && ckCommit > 0 {
+				// The checkpoint may name a transaction that touched nothing published only if it
+				// came from a keepalive; a commit LSN always belongs to a delivered transaction.
+				t.Fatalf("round %d: checkpoint commit %s is not in the file sink", round, ckCommit)
+			}
+		}
+	}
+	cancel()
+	if err := <-wlDone; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+
+	// A final run drains everything, then a SIGTERM stops it cleanly.
+	p := startBinary(t, "run", "--config", cfgPath)
+	mu.Lock()
+	wantChanges := 0
+	for _, h := range hist {
+		wantChanges += len(h.versions)
+		if h.deleted {
+			wantChanges++
+		}
+	}
+	mu.Unlock()
+	distinct := func(evs []event) int {
+		ids := map[string]bool{}
+		for _, e := range evs {
+			ids[e.ID] = true
+		}
+		return len(ids)
+	}
+	evs := waitEvents(t, out, 120*time.Second, func(e []event) bool { return distinct(e) >= wantChanges })
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("pgstream did not exit cleanly on SIGTERM: %v\n%s", err, p.stderr)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("pgstream did not stop within 60s of SIGTERM")
+	}
+	evs = readEvents(t, out)
+
+	// First occurrence of each id, in file order, per row.
+	type seen struct {
+		versions []int
+		deleted  bool
+	}
+	got := map[int]*seen{}
+	firstID := map[string]bool{}
+	dups := 0
+	for _, e := range evs {
+		if firstID[e.ID] {
+			dups++
+			continue
+		}
+		firstID[e.ID] = true
+		var idv json.Number
+		var vv json.Number
+		switch e.Op {
+		case "c", "u":
+			a := e.row("after")
+			idv, vv = a["id"].(json.Number), a["v"].(json.Number)
+		case "d":
+			idv = e.row("before")["id"].(json.Number)
+		default:
+			t.Fatalf("unexpected op in %s", e.Raw)
+		}
+		id, _ := strconv.Atoi(idv.String())
+		s := got[id]
+		if s == nil {
+			s = &seen{}
+			got[id] = s
+		}
+		if e.Op == "d" {
+			s.deleted = true
+			continue
+		}
+		v, _ := strconv.Atoi(vv.String())
+		s.versions = append(s.versions, v)
+	}
+	ids := make([]int, 0, len(hist))
+	for id := range hist {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	for _, id := range ids {
+		h, s := hist[id], got[id]
+		if s == nil {
+			t.Fatalf("row %d: no event at all (committed versions %v)", id, h.versions)
+		}
+		if fmt.Sprint(h.versions) != fmt.Sprint(s.versions) {
+			t.Fatalf("row %d: versions in the sink %v, committed %v", id, s.versions, h.versions)
+		}
+		if h.deleted != s.deleted {
+			t.Fatalf("row %d: deleted %v in the sink, committed %v", id, s.deleted, h.deleted)
+		}
+	}
+	t.Logf("%d rows, %d changes, %d events in the file (%d re-sent after kills)", len(hist), wantChanges, len(evs), dups)
+}

@@ -1,0 +1,334 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/pgtest"
+	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/replication"
+	"github.com/pgstream/pgstream/sinks"
+	"github.com/pgstream/pgstream/sinks/file"
+)
+
+// walSenderTimeout is short so that a stuck sink would be noticed by the server within a test.
+const walSenderTimeout = 3 * time.Second
+
+var (
+	cluster *pgtest.Cluster
+	dbSeq   atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	c, err := pgtest.Start(pgtest.Options{Settings: map[string]string{
+		"wal_sender_timeout":        fmt.Sprintf("'%dms'", walSenderTimeout.Milliseconds()),
+		"max_wal_senders":           "20",
+		"max_replication_slots":     "30",
+		"logical_decoding_work_mem": "'64kB'",
+	}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	cluster = c
+	code := m.Run()
+	c.Close()
+	os.Exit(code)
+}
+
+// newDB creates a database of the test's own, so that slots, publications and tables never clash.
+func newDB(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("e2e_%d", dbSeq.Add(1))
+	if err := cluster.CreateDB(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Drop the slot first: a database with a slot cannot be dropped.
+		_ = cluster.Exec("postgres", fmt.Sprintf(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '%s' AND NOT active`, name))
+	})
+	return name
+}
+
+func exec1(t *testing.T, db, sql string) {
+	t.Helper()
+	cluster.MustExec(t, db, sql)
+}
+
+type event struct {
+	ID             string          `json:"id"`
+	Op             string          `json:"op"`
+	Before         json.RawMessage `json:"before"`
+	After          json.RawMessage `json:"after"`
+	UnchangedToast []string        `json:"unchanged_toast"`
+	Message        *struct {
+		Prefix        string `json:"prefix"`
+		Content       string `json:"content"`
+		Transactional bool   `json:"transactional"`
+	} `json:"message"`
+	Source struct {
+		Connector string `json:"connector"`
+		DB        string `json:"db"`
+		Schema    string `json:"schema"`
+		Table     string `json:"table"`
+		TxID      *int64 `json:"txId"`
+		LSN       string `json:"lsn"`
+		CommitLSN string `json:"commit_lsn"`
+		TsMs      int64  `json:"ts_ms"`
+	} `json:"source"`
+	TsMs int64  `json:"ts_ms"`
+	Raw  string `json:"-"`
+}
+
+func (e event) row(which string) map[string]any {
+	raw := e.After
+	if which == "before" {
+		raw = e.Before
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// readEvents parses a file sink's output; every line must be a complete, valid event.
+func readEvents(t testing.TB, path string) []event {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []event
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("invalid JSON line in %s: %q", path, line)
+		}
+		var e event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("bad event %q: %v", line, err)
+		}
+		e.Raw = line
+		out = append(out, e)
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		t.Fatalf("%s ends with a torn line", path)
+	}
+	return out
+}
+
+// waitEvents polls the file until cond holds for its events.
+func waitEvents(t testing.TB, path string, timeout time.Duration, cond func([]event) bool) []event {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		evs := readEvents(t, path)
+		if cond(evs) {
+			return evs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for events in %s; have %d:\n%s", timeout, path, len(evs), tail(evs, 10))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func atLeast(n int) func([]event) bool { return func(e []event) bool { return len(e) >= n } }
+
+func tail(evs []event, n int) string {
+	var sb strings.Builder
+	for i := max(0, len(evs)-n); i < len(evs); i++ {
+		sb.WriteString(evs[i].Raw)
+		sb.WriteByte('\n')
+	}
+	return sb.String()
+}
+
+// dataEvents drops nothing but is a reminder: every event the file sink holds is a change.
+func byTable(evs []event, table string) []event {
+	var out []event
+	for _, e := range evs {
+		if e.Source.Table == table {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// runner is an in-process pipeline streaming one database to a file sink.
+type runner struct {
+	t      testing.TB
+	p      *pipeline.Pipeline
+	cancel context.CancelFunc
+	done   chan error
+	result error
+	ended  bool
+	path   string
+	ckpt   string
+	slot   string
+	db     string
+}
+
+type runOpts struct {
+	tables  []string
+	extra   []pipeline.SinkSpec
+	wrap    func(sinks.Sink) sinks.Sink
+	pcfg    pipeline.Config
+	status  time.Duration
+	dir     string
+	slot    string
+	noStart bool
+}
+
+func sourceConfig(db, slot string, tables []string, status time.Duration) replication.Config {
+	return replication.Config{URL: cluster.URL(db), Slot: slot, Publication: "pgs_" + slot, Tables: tables, StatusInterval: status}
+}
+
+func startPipeline(t testing.TB, db string, o runOpts) *runner {
+	t.Helper()
+	dir := o.dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	slot := o.slot
+	if slot == "" {
+		slot = "s_" + db
+	}
+	r := &runner{t: t, path: filepath.Join(dir, "changes.jsonl"), ckpt: filepath.Join(dir, "checkpoint.json"), slot: slot, db: db}
+	fs, err := file.Open(file.Config{Path: r.path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s sinks.Sink = fs
+	if o.wrap != nil {
+		s = o.wrap(fs)
+	}
+	specs := append([]pipeline.SinkSpec{{Name: "file", Sink: s}}, o.extra...)
+	pcfg := o.pcfg
+	if pcfg.CheckpointInterval == 0 {
+		pcfg.CheckpointInterval = 100 * time.Millisecond
+	}
+	status := o.status
+	if status == 0 {
+		status = 300 * time.Millisecond
+	}
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	p, err := pipeline.New(pcfg, sourceConfig(db, slot, o.tables, status), checkpoint.NewFileStore(r.ckpt, checkpoint.OSFS()), specs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.p = p
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan error, 1)
+	go func() { r.done <- p.Run(ctx) }()
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
+// stop shuts the pipeline down and returns Run's result.
+func (r *runner) stop() error {
+	if r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	r.cancel = nil
+	if r.ended {
+		return r.result
+	}
+	select {
+	case err := <-r.done:
+		r.ended, r.result = true, err
+		return err
+	case <-time.After(60 * time.Second):
+		r.t.Errorf("pipeline did not stop within 60s")
+		return errors.New("timeout")
+	}
+}
+
+// waitStreaming waits until the slot is active (the pipeline is streaming).
+func (r *runner) waitStreaming() {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-r.done:
+			r.ended, r.result = true, err
+			r.t.Fatalf("pipeline ended before streaming: %v", err)
+		default:
+		}
+		v, err := cluster.Query("postgres", fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", r.slot))
+		if err == nil && v == "t" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.t.Fatalf("slot %s never became active", r.slot)
+}
+
+func slotState(t testing.TB, slot string) (confirmed string, pid string) {
+	t.Helper()
+	rows, err := cluster.QueryRows("postgres", fmt.Sprintf("SELECT coalesce(confirmed_flush_lsn::text,''), coalesce(active_pid::text,'') FROM pg_replication_slots WHERE slot_name = '%s'", slot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) == 0 {
+		return "", ""
+	}
+	return rows[0][0], rows[0][1]
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the real pgstream command once per test run.
+func binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pgstream-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "pgstream")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/pgstream/pgstream/cmd/pgstream")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
