@@ -53,14 +53,21 @@ type Event struct {
 	Value []byte
 }
 
-// AppendID appends the event's deterministic id, "<commit_lsn>/<seq>", to b.
+// AppendID appends the event's deterministic id to b: "<commit_lsn>/<seq>", or "<commit_lsn>/b" and
+// "<commit_lsn>/e" for transaction markers, so that markers never collide with row events.
 func (e *Event) AppendID(b []byte) []byte {
 	b = e.CommitLSN.AppendText(b)
 	b = append(b, '/')
+	switch e.Op {
+	case OpBegin:
+		return append(b, 'b')
+	case OpEnd:
+		return append(b, 'e')
+	}
 	return strconv.AppendUint(b, uint64(e.Seq), 10)
 }
 
-// ID returns the event's deterministic id, "<commit_lsn>/<seq>".
+// ID returns the event's deterministic id (see AppendID).
 func (e *Event) ID() string { return string(e.AppendID(make([]byte, 0, 32))) }
 
 // Batch is a run of events in commit order. A batch may be empty: it then only carries progress.
