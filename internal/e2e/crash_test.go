@@ -19,7 +19,8 @@ import (
 	"github.com/pgstream/pgstream/internal/lsn"
 )
 
-func writeConfig(t testing.TB, dir, db, slot string, extra string) string {
+// writeConfig writes a config streaming db to a file sink in dir, plus extraSinks (YAML list items).
+func writeConfig(t testing.TB, dir, db, slot string, extraSinks string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`source:
   url: %s
@@ -31,13 +32,13 @@ checkpoint:
 sinks:
   - type: file
     path: %s
-pipeline:
+%spipeline:
   checkpoint_interval: 50ms
   max_batch_events: 64
 log:
   level: warn
   format: json
-%s`, cluster.URL(db), slot, slot, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), extra)
+`, cluster.URL(db), slot, slot, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), extraSinks)
 	p := filepath.Join(dir, "pgstream.yaml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

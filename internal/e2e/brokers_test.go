@@ -1,0 +1,502 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+
+	"github.com/pgstream/pgstream/internal/kafkatest"
+	"github.com/pgstream/pgstream/internal/natstest"
+	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/sinks/kafka"
+	natssink "github.com/pgstream/pgstream/sinks/nats"
+)
+
+type natsMsg struct {
+	id    string
+	subj  string
+	event event
+}
+
+// streamMessages reads every message of a JetStream stream, in stream order.
+func streamMessages(t testing.TB, url, stream string) []natsMsg {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int(info.State.Msgs)
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []natsMsg
+	for len(out) < total {
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			var e event
+			if err := json.Unmarshal(m.Data(), &e); err != nil {
+				t.Fatalf("bad payload %q: %v", m.Data(), err)
+			}
+			e.Raw = string(m.Data())
+			out = append(out, natsMsg{id: m.Headers().Get("Nats-Msg-Id"), subj: m.Subject(), event: e})
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d messages of %s", len(out), total, stream)
+		}
+	}
+	return out
+}
+
+func deleteStream(url, stream string) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = js.DeleteStream(ctx, stream)
+}
+
+func streamCount(t testing.TB, url, stream string) int {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Timeout(time.Second))
+	if err != nil {
+		return -1
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return -1
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return -1
+	}
+	return int(info.State.Msgs)
+}
+
+func newNATSSink(t testing.TB, url, prefix, stream string, include, exclude []string) pipeline.SinkSpec {
+	t.Helper()
+	s, err := natssink.New(natssink.Config{Servers: []string{url}, SubjectPrefix: prefix,
+		Stream: natssink.StreamConfig{Name: stream, Create: true}}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteStream(url, stream) })
+	f, err := pipeline.NewFilter(include, exclude)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pipeline.SinkSpec{Name: "nats", Sink: s, Filter: f}
+}
+
+// Several sinks at once, each with its own filter; transaction markers on.
+func TestFanOutToKafkaNATSAndFile(t *testing.T) {
+	db := newDB(t)
+	exec1(t, db, `CREATE TABLE orders (id int PRIMARY KEY, v int); CREATE TABLE customers (id int PRIMARY KEY, name text)`)
+	brokers := kafkatest.Start(t)
+	url := natstest.URL(t)
+	prefix := "fan" + db
+	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix,
+		AutoCreate: kafka.AutoCreateConfig{Enabled: true, Partitions: 3, ReplicationFactor: 1}}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyOrders, _ := pipeline.NewFilter([]string{"public.orders"}, nil)
+	nspec := newNATSSink(t, url, prefix, strings.ToUpper(prefix), nil, []string{"orders"})
+	r := startPipeline(t, db, runOpts{
+		extra: []pipeline.SinkSpec{{Name: "kafka", Sink: ks, Filter: onlyOrders}, nspec},
+		pcfg:  pipeline.Config{TransactionMarkers: true},
+	})
+	r.waitStreaming()
+	const n = 30
+	for i := 1; i <= n; i++ {
+		sql := fmt.Sprintf(`BEGIN; INSERT INTO orders VALUES (%d, 0); INSERT INTO customers VALUES (%d, 'c%d'); UPDATE orders SET v = 1 WHERE id = %d;`, i, i, i, i)
+		if i > 1 {
+			sql += fmt.Sprintf(`DELETE FROM customers WHERE id = %d;`, i-1)
+		}
+		exec1(t, db, sql+"COMMIT")
+	}
+	// File: every change plus a begin and an end marker per transaction.
+	wantFile := n*3 + (n - 1) + 2*n
+	evs := waitEvents(t, r.path, 60*time.Second, atLeast(wantFile))
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	evs = readEvents(t, r.path)
+	if len(evs) != wantFile {
+		t.Fatalf("file has %d events, want %d", len(evs), wantFile)
+	}
+	if evs[0].Op != "b" || evs[len(evs)-1].Op != "e" || !strings.HasSuffix(evs[0].ID, "/b") {
+		t.Fatalf("markers: first %s last %s", evs[0].Raw, evs[len(evs)-1].Raw)
+	}
+	if !strings.Contains(evs[4].Raw, `"event_count":3`) {
+		t.Fatalf("first end marker: %s", evs[4].Raw)
+	}
+
+	// Kafka: only orders, keyed by the primary key, insert before update on every key.
+	recs := kafkatest.Records(t, brokers, prefix+".public.orders", 2*n)
+	if len(recs) != 2*n {
+		t.Fatalf("kafka has %d records, want %d", len(recs), 2*n)
+	}
+	perKey := map[string][]string{}
+	partOf := map[string]int32{}
+	for _, rec := range recs {
+		var e event
+		if err := json.Unmarshal(rec.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		k := string(rec.Key)
+		if p, ok := partOf[k]; ok && p != rec.Partition {
+			t.Fatalf("key %s on partitions %d and %d", k, p, rec.Partition)
+		}
+		partOf[k] = rec.Partition
+		perKey[k] = append(perKey[k], e.Op)
+		if hdr(rec, "pgstream.id") != e.ID {
+			t.Fatalf("header id %q, event id %q", hdr(rec, "pgstream.id"), e.ID)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		k := fmt.Sprintf(`{"id":%d}`, i)
+		if got := strings.Join(perKey[k], ""); got != "cu" {
+			t.Fatalf("key %s: ops %q, want cu", k, got)
+		}
+	}
+
+	// NATS: everything but orders, each once.
+	msgs := streamMessages(t, url, strings.ToUpper(prefix))
+	wantNATS := n + (n - 1) + 2*n
+	if len(msgs) != wantNATS {
+		t.Fatalf("nats has %d messages, want %d", len(msgs), wantNATS)
+	}
+	for _, m := range msgs {
+		if m.event.Source.Table == "orders" {
+			t.Fatalf("excluded table reached NATS: %s", m.event.Raw)
+		}
+		if m.id != m.event.ID {
+			t.Fatalf("Nats-Msg-Id %q != id %q", m.id, m.event.ID)
+		}
+	}
+}
+
+func hdr(r *kgo.Record, k string) string {
+	for _, h := range r.Headers {
+		if h.Key == k {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// The broker goes away for longer than wal_sender_timeout while changes keep coming: nothing is
+// lost, nothing crashes, memory stays bounded, and the replication session survives.
+func TestNATSOutageLongerThanWalSenderTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	db := newDB(t)
+	exec1(t, db, `CREATE TABLE t (id int PRIMARY KEY, pad text)`)
+	srv := natstest.StartEmbedded(t)
+	url := srv.ClientURL()
+	stream := "OUT" + strings.ToUpper(db)
+	nspec := newNATSSink(t, url, "out"+db, stream, nil, nil)
+	r := startPipeline(t, db, runOpts{extra: []pipeline.SinkSpec{nspec}})
+	r.waitStreaming()
+	exec1(t, db, `INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g`)
+	deadline := time.Now().Add(30 * time.Second)
+	for streamCount(t, url, stream) < 100 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, pidBefore := slotState(t, r.slot)
+
+	natstest.Stop(srv)
+	var base runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&base)
+	const rows = 60000 // ~30 MB of events, more than the in-flight bound and the reconnect buffer
+	exec1(t, db, fmt.Sprintf(`INSERT INTO t SELECT g, repeat('p', 400) FROM generate_series(101, %d) g`, 100+rows))
+	var peak uint64
+	for end := time.Now().Add(2 * walSenderTimeout); time.Now().Before(end); {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapAlloc)
+		time.Sleep(100 * time.Millisecond)
+	}
+	srv = natstest.Restart(t, srv)
+	defer natstest.Stop(srv)
+
+	deadline = time.Now().Add(120 * time.Second)
+	for streamCount(t, url, stream) < 100+rows && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatalf("pipeline failed across the outage: %v", err)
+	}
+	msgs := streamMessages(t, url, stream)
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		ids[m.id] = true
+	}
+	if len(msgs) != 100+rows || len(ids) != 100+rows {
+		t.Fatalf("stream holds %d messages (%d distinct), want %d each", len(msgs), len(ids), 100+rows)
+	}
+	_, pidAfter := slotState(t, r.slot)
+	if pidAfter != "" && pidAfter != pidBefore {
+		t.Fatalf("walsender changed from %s to %s during the outage", pidBefore, pidAfter)
+	}
+	growth := int64(peak) - int64(base.HeapAlloc)
+	t.Logf("heap grew by %.1f MiB during the outage", float64(growth)/(1<<20))
+	if growth > 64<<20 {
+		t.Fatalf("heap grew by %d MiB while the broker was down: not bounded", growth>>20)
+	}
+}
+
+// SIGKILLs with Kafka and NATS as sinks: JetStream ends up with each change exactly once, Kafka
+// with each at least once and in order per key.
+func TestSIGKILLWithKafkaAndNATS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	db := newDB(t)
+	exec1(t, db, `CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL)`)
+	slot := "kill_" + db
+	exec1(t, db, fmt.Sprintf(`CREATE PUBLICATION pgs_%s FOR ALL TABLES`, slot))
+	exec1(t, db, fmt.Sprintf(`SELECT pg_create_logical_replication_slot('%s', 'pgoutput')`, slot))
+	brokers := kafkatest.Start(t)
+	url := natstest.URL(t)
+	prefix := "kill" + db
+	stream := strings.ToUpper(prefix)
+	t.Cleanup(func() { deleteStream(url, stream) })
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, db, slot, fmt.Sprintf(`  - type: kafka
+    brokers: [%s]
+    topic_prefix: %s
+    auto_create: {enabled: true, partitions: 4, replication_factor: 1}
+  - type: nats
+    servers: [%s]
+    subject_prefix: %s
+    stream: {name: %s, create: true, duplicate_window: 5m}
+`, strings.Join(brokers, ","), prefix, url, prefix, stream))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wl := make(chan error, 1)
+	go func() {
+		conn, err := cluster.Connect(ctx, db)
+		if err != nil {
+			wl <- err
+			return
+		}
+		defer conn.Close(context.Background())
+		next := 1
+		for ctx.Err() == nil {
+			sql := "BEGIN;"
+			for j := 0; j < 5; j++ {
+				sql += fmt.Sprintf("INSERT INTO items VALUES (%d, 0);", next)
+				next++
+			}
+			sql += "UPDATE items SET v = v + 1 WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5);COMMIT;"
+			if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil && ctx.Err() == nil {
+				wl <- err
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		wl <- nil
+	}()
+	for round := 0; round < 3; round++ {
+		p := startBinary(t, "run", "--config", cfg)
+		time.Sleep(time.Duration(1500+round*500) * time.Millisecond)
+		select {
+		case err := <-p.done:
+			t.Fatalf("round %d: pgstream exited: %v\n%s", round, err, p.stderr)
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+	cancel()
+	if err := <-wl; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	rows, err := cluster.QueryRows(db, "SELECT id, v FROM items ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := map[string]int{}
+	want := 0
+	for _, r := range rows {
+		v, _ := strconv.Atoi(r[1])
+		final[fmt.Sprintf(`{"id":%s}`, r[0])] = v
+		want += v + 1 // the insert, then one update per version
+	}
+	p := startBinary(t, "run", "--config", cfg)
+	deadline := time.Now().Add(120 * time.Second)
+	for streamCount(t, url, stream) < want && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-p.done; err != nil {
+		t.Fatalf("pgstream did not stop cleanly: %v\n%s", err, p.stderr)
+	}
+
+	msgs := streamMessages(t, url, stream)
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if seen[m.id] {
+			t.Fatalf("JetStream holds %s twice", m.id)
+		}
+		seen[m.id] = true
+	}
+	if len(msgs) != want {
+		t.Fatalf("JetStream holds %d changes, want exactly %d", len(msgs), want)
+	}
+
+	recs := kafkatest.Records(t, brokers, prefix+".public.items", want)
+	type kv struct {
+		off int64
+		id  string
+		v   int
+	}
+	byKey := map[string][]kv{}
+	for _, rec := range recs {
+		var e event
+		_ = json.Unmarshal(rec.Value, &e)
+		v, _ := strconv.Atoi(num(e.row("after")["v"]))
+		byKey[string(rec.Key)] = append(byKey[string(rec.Key)], kv{rec.Offset, e.ID, v})
+	}
+	for k, fv := range final {
+		list := byKey[k]
+		sort.Slice(list, func(i, j int) bool { return list[i].off < list[j].off })
+		var versions []int
+		ids := map[string]bool{}
+		for _, x := range list {
+			if !ids[x.id] {
+				ids[x.id] = true
+				versions = append(versions, x.v)
+			}
+		}
+		if len(versions) != fv+1 {
+			t.Fatalf("key %s: kafka has versions %v, want 0..%d", k, versions, fv)
+		}
+		for i, v := range versions {
+			if v != i {
+				t.Fatalf("key %s: versions out of order %v", k, versions)
+			}
+		}
+	}
+	t.Logf("%d changes; kafka %d records (%d re-sent), JetStream %d", want, len(recs), len(recs)-want, len(msgs))
+}
+
+// Kafka refuses every produce for twice wal_sender_timeout, then recovers: every change arrives,
+// in order per key, and the replication session survives.
+func TestKafkaOutageLongerThanWalSenderTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	db := newDB(t)
+	exec1(t, db, `CREATE TABLE t (id int PRIMARY KEY, v int)`)
+	c, brokers := kafkatest.StartCluster(t)
+	prefix := "kout" + db
+	kafkatest.CreateTopic(t, brokers, prefix+".public.t", 3)
+	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startPipeline(t, db, runOpts{extra: []pipeline.SinkSpec{{Name: "kafka", Sink: ks}}})
+	r.waitStreaming()
+	_, pidBefore := slotState(t, r.slot)
+
+	var down atomic.Bool
+	down.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !down.Load() {
+			return nil, nil, false
+		}
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	const n = 200
+	for i := 1; i <= n; i++ {
+		exec1(t, db, fmt.Sprintf(`INSERT INTO t VALUES (%d, 0); UPDATE t SET v = 1 WHERE id = %d`, i, i))
+	}
+	time.Sleep(2 * walSenderTimeout)
+	if got := kafkatest.Records(t, brokers, prefix+".public.t", 0); len(got) != 0 {
+		t.Fatalf("%d records were stored while the broker refused every produce", len(got))
+	}
+	if evs := readEvents(t, r.path); len(evs) < 2*n {
+		t.Fatalf("the file sink got %d events during the outage; the stream should have gone on", len(evs))
+	}
+	down.Store(false)
+	recs := kafkatest.Records(t, brokers, prefix+".public.t", 2*n)
+	if err := r.stop(); err != nil {
+		t.Fatalf("pipeline failed across the outage: %v", err)
+	}
+	ops := map[string]string{}
+	for _, rec := range recs {
+		var e event
+		_ = json.Unmarshal(rec.Value, &e)
+		ops[string(rec.Key)] += e.Op
+	}
+	for i := 1; i <= n; i++ {
+		k := fmt.Sprintf(`{"id":%d}`, i)
+		if got := ops[k]; !strings.HasPrefix(got, "cu") || strings.Trim(got, "cu") != "" {
+			t.Fatalf("key %s: ops %q, want insert then update", k, got)
+		}
+	}
+	_, pidAfter := slotState(t, r.slot)
+	if pidAfter != "" && pidAfter != pidBefore {
+		t.Fatalf("walsender changed from %s to %s during the outage", pidBefore, pidAfter)
+	}
+}
