@@ -209,17 +209,24 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	return errors.Join(errs...)
 }
 
-// open connects, checks the server, reconciles the checkpoint with the slot and starts streaming.
-func (p *Pipeline) open(ctx context.Context) error {
+// dial opens the replication connection (kept in p.conn, so that closeConn releases it whatever
+// follows) and identifies the server.
+func (p *Pipeline) dial(ctx context.Context) (replication.SystemInfo, error) {
 	conn, err := replication.Connect(ctx, p.src)
 	if err != nil {
-		return err
+		return replication.SystemInfo{}, err
 	}
 	p.conn = conn
-	sys, err := conn.IdentifySystem(ctx)
+	return conn.IdentifySystem(ctx)
+}
+
+// open connects, checks the server, reconciles the checkpoint with the slot and starts streaming.
+func (p *Pipeline) open(ctx context.Context) error {
+	sys, err := p.dial(ctx)
 	if err != nil {
 		return err
 	}
+	conn := p.conn
 	if probs := conn.Preflight(ctx); len(probs) > 0 {
 		return &PreflightError{Problems: probs}
 	}
@@ -363,15 +370,11 @@ func (p *Pipeline) stream(ctx, runCtx context.Context) error {
 // reopen connects again after a failure and resumes from the durable position, dropping what was
 // already handed to the sinks.
 func (p *Pipeline) reopen(ctx context.Context) error {
-	conn, err := replication.Connect(ctx, p.src)
+	sys, err := p.dial(ctx)
 	if err != nil {
 		return err
 	}
-	p.conn = conn
-	sys, err := conn.IdentifySystem(ctx)
-	if err != nil {
-		return err
-	}
+	conn := p.conn
 	if sys.SystemID != p.ident.SystemID {
 		return fmt.Errorf("%w: server system identifier changed from %s to %s after a reconnect", checkpoint.ErrMismatch, p.ident.SystemID, sys.SystemID)
 	}
