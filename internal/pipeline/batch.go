@@ -16,7 +16,10 @@ type batch struct {
 	seq    uint64
 	pos    checkpoint.Position // zero when the batch completes no transaction
 	events []sinks.Event
-	chunks [][]byte // event bytes; a chunk never moves once written, so events may point into it
+	// chunks hold the events' bytes. A chunk never moves once written, so events may point into
+	// it; chunks[fill] is the one being filled, the ones after it are empty and kept for reuse.
+	chunks [][]byte
+	fill   int
 	bytes  int
 	refs   atomic.Int32
 }
@@ -44,19 +47,17 @@ func (b *batch) add(ev sinks.Event) {
 
 // alloc returns n bytes of storage that stay valid until the batch is recycled.
 func (b *batch) alloc(n int) []byte {
-	if len(b.chunks) > 0 {
-		last := b.chunks[len(b.chunks)-1]
-		if cap(last)-len(last) >= n {
-			b.chunks[len(b.chunks)-1] = last[:len(last)+n]
-			return last[len(last) : len(last)+n : len(last)+n]
+	for ; b.fill < len(b.chunks); b.fill++ {
+		c := b.chunks[b.fill]
+		if cap(c)-len(c) >= n {
+			b.chunks[b.fill] = c[:len(c)+n]
+			return c[len(c) : len(c)+n : len(c)+n]
 		}
 	}
-	size := arenaChunk
-	if n > size {
-		size = n
-	}
+	size := max(arenaChunk, n)
 	c := make([]byte, n, size)
 	b.chunks = append(b.chunks, c)
+	b.fill = len(b.chunks) - 1
 	return c[:n:n]
 }
 
@@ -69,22 +70,21 @@ func (b *batch) release() {
 	batchPool.Put(b)
 }
 
+// reset empties the batch for reuse. Regular chunks are kept (a batch holds at most about
+// MaxBatchBytes of them); an oversized chunk made for one large event is dropped so that it does
+// not pin memory.
 func (b *batch) reset() {
 	clear(b.events)
 	b.events = b.events[:0]
-	// Keep the first regular-sized chunk for reuse, drop the rest so a huge event does not pin memory.
-	var keep []byte
+	kept := b.chunks[:0]
 	for _, c := range b.chunks {
 		if cap(c) == arenaChunk {
-			keep = c[:0]
-			break
+			kept = append(kept, c[:0])
 		}
 	}
-	clear(b.chunks)
-	b.chunks = b.chunks[:0]
-	if keep != nil {
-		b.chunks = append(b.chunks, keep)
-	}
+	clear(b.chunks[len(kept):])
+	b.chunks = kept
+	b.fill = 0
 	b.bytes = 0
 	b.seq = 0
 	b.pos = checkpoint.Position{}

@@ -157,3 +157,31 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("in-flight below batch size accepted")
 	}
 }
+
+func TestBatchReusesItsStorage(t *testing.T) {
+	b := &batch{}
+	val := bytes.Repeat([]byte("v"), 1000)
+	for i := 0; i < 200; i++ { // about three chunks
+		b.add(sinks.Event{Value: val})
+	}
+	chunks := len(b.chunks)
+	b.reset()
+	allocs := testing.AllocsPerRun(20, func() {
+		for i := 0; i < 200; i++ {
+			b.add(sinks.Event{Value: val})
+		}
+		b.reset()
+	})
+	if allocs > 0 {
+		t.Fatalf("refilling a recycled batch allocated %.0f times (it held %d chunks)", allocs, chunks)
+	}
+	// Events of one fill never overlap.
+	for i := 0; i < 200; i++ {
+		b.add(sinks.Event{Value: []byte(fmt.Sprintf("%0999d", i))})
+	}
+	for i, ev := range b.events {
+		if string(ev.Value) != fmt.Sprintf("%0999d", i) {
+			t.Fatalf("event %d overwritten", i)
+		}
+	}
+}
