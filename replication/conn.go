@@ -34,6 +34,7 @@ type Conn struct {
 
 	status   [34]byte          // reused Standby status update
 	copyData pgproto3.CopyData // reused wrapper of status
+	deadline time.Time         // the read deadline last set on the socket
 }
 
 // Connect opens a replication connection described by cfg (after cfg.Validate on a copy). The

@@ -106,9 +106,13 @@ func (c *Conn) Receive(deadline time.Time) (Frame, error) {
 		return Frame{}, ErrClosed
 	}
 	for {
-		if err := c.pg.Conn().SetReadDeadline(deadline); err != nil {
-			c.state = stateBroken
-			return Frame{}, fmt.Errorf("receive: set deadline: %w", err)
+		// Setting a socket deadline is not free; callers pass the same one for many frames.
+		if !deadline.Equal(c.deadline) {
+			if err := c.pg.Conn().SetReadDeadline(deadline); err != nil {
+				c.state = stateBroken
+				return Frame{}, fmt.Errorf("receive: set deadline: %w", err)
+			}
+			c.deadline = deadline
 		}
 		// context.Background disables pgconn's context watcher, so the read deadline above is the
 		// only timeout. On a net timeout pgconn (v5.12) neither closes the connection (peekMessage

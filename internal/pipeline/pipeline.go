@@ -66,6 +66,7 @@ type Pipeline struct {
 	written        lsn.LSN   // newest position received
 	statusInterval time.Duration
 	nextStatus     time.Time
+	sliceEnd       time.Time // end of the current receive slice
 	replyNow       bool
 	streaming      bool
 
@@ -428,9 +429,13 @@ func (p *Pipeline) receiveLoop(ctx, runCtx context.Context) error {
 			t.Stop()
 			continue
 		}
+		// The deadline moves in steps of receiveSlice, so most receives reuse the socket's.
+		if !now.Before(p.sliceEnd) {
+			p.sliceEnd = now.Add(receiveSlice)
+		}
 		deadline := p.nextStatus
-		if limit := now.Add(receiveSlice); limit.Before(deadline) {
-			deadline = limit
+		if p.sliceEnd.Before(deadline) {
+			deadline = p.sliceEnd
 		}
 		f, err := p.conn.Receive(deadline)
 		if errors.Is(err, replication.ErrDeadline) {
