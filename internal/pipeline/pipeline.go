@@ -86,7 +86,8 @@ type stats struct {
 	batches atomic.Uint64
 }
 
-// New checks the configuration. It does no I/O.
+// New checks the configuration. It does no I/O. The pipeline owns the sinks from here on: Run
+// closes them when it returns.
 func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log *zap.Logger) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -120,7 +121,10 @@ func (p *Pipeline) Durable() checkpoint.Position {
 func (p *Pipeline) Run(ctx context.Context) (err error) {
 	if err := p.open(ctx); err != nil {
 		p.closeConn()
-		return err
+		if p.catalog != nil {
+			p.catalog.close()
+		}
+		return errors.Join(append([]error{err}, p.closeSinks()...)...)
 	}
 	runCtx, fail := context.WithCancelCause(context.Background())
 	defer fail(nil)
@@ -186,12 +190,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	if p.catalog != nil {
 		p.catalog.close()
 	}
-	var closeErrs []error
-	for _, s := range p.specs {
-		if err := s.Sink.Close(); err != nil {
-			closeErrs = append(closeErrs, fmt.Errorf("close sink %s: %w", s.Name, err))
-		}
-	}
+	closeErrs := p.closeSinks()
 	d := p.Durable()
 	p.log.Info("stopped", zap.Stringer("checkpoint_commit_lsn", d.CommitLSN), zap.Stringer("confirmed_flush_lsn", d.EndLSN),
 		zap.Uint64("events", p.stats.events.Load()))
@@ -208,6 +207,17 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	}
 	errs = append(errs, closeErrs...)
 	return errors.Join(errs...)
+}
+
+// closeSinks closes every sink; Run owns them from New on.
+func (p *Pipeline) closeSinks() []error {
+	var errs []error
+	for _, s := range p.specs {
+		if err := s.Sink.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close sink %s: %w", s.Name, err))
+		}
+	}
+	return errs
 }
 
 // dial opens the replication connection (kept in p.conn, so that closeConn releases it whatever
