@@ -166,9 +166,26 @@ func repairTail(f file) (int64, error) {
 // Dropped returns the number of bytes of a torn last line Open removed (0 when the file was intact).
 func (s *Sink) Dropped() int64 { return s.dropped }
 
-// Write appends each event's Value and a '\n' in one write, then fsyncs. It returns nil only after
-// the fsync succeeded. A failed write or fsync returns an error wrapping ErrFatal and leaves the sink
-// unusable. b and its events are not retained.
+// writeChunk is the most bytes Write hands to one write call.
+const writeChunk = 1 << 20
+
+// write writes buf whole; a failure makes the sink unusable (ErrFatal).
+func (s *Sink) write(buf []byte) error {
+	// os.File.Write loops until every byte is written or an error occurs.
+	n, err := s.f.Write(buf)
+	if err == nil && n != len(buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		s.err = fmt.Errorf("%w: write: %w", ErrFatal, err)
+		return s.err
+	}
+	return nil
+}
+
+// Write appends each event's Value and a '\n' (in one write call per writeChunk bytes), then
+// fsyncs. It returns nil only after the fsync succeeded. A failed write or fsync returns an error
+// wrapping ErrFatal and leaves the sink unusable. b and its events are not retained.
 func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -189,27 +206,30 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		}
 		size += len(v) + 1
 	}
+	// Events go out through one reused buffer, in pieces of at most writeChunk bytes, so that a
+	// large merged batch costs no second copy of itself in memory.
 	buf := s.buf[:0]
-	if cap(buf) < size {
-		buf = make([]byte, 0, size)
+	if cap(buf) < min(size, writeChunk) {
+		buf = make([]byte, 0, min(size, writeChunk))
 	}
 	for i := range b.Events {
-		buf = append(buf, b.Events[i].Value...)
+		v := b.Events[i].Value
+		if len(buf) > 0 && len(buf)+len(v)+1 > writeChunk {
+			if err := s.write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		buf = append(buf, v...)
 		buf = append(buf, '\n')
+	}
+	if err := s.write(buf); err != nil {
+		return err
 	}
 	if cap(buf) <= maxRetainedBuffer {
 		s.buf = buf[:0]
 	} else {
 		s.buf = nil
-	}
-	// os.File.Write loops until every byte is written or an error occurs.
-	n, err := s.f.Write(buf)
-	if err == nil && n != len(buf) {
-		err = io.ErrShortWrite
-	}
-	if err != nil {
-		s.err = fmt.Errorf("%w: write: %w", ErrFatal, err)
-		return s.err
 	}
 	if err := s.f.Sync(); err != nil {
 		s.err = fmt.Errorf("%w: sync: %w", ErrFatal, err)

@@ -333,3 +333,38 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 }
+
+func TestLargeBatchIsWrittenInChunksThenSyncedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	spy := openSpy(t, path)
+	s, err := newSink(spy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := make([]string, 3000) // about 3 MiB
+	for i := range values {
+		values[i] = fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", 1000))
+	}
+	if err := s.Write(context.Background(), batch(values...)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, path); got != strings.Join(values, "\n")+"\n" {
+		t.Fatalf("file holds %d bytes, not the batch", len(got))
+	}
+	writes := 0
+	for i, c := range spy.calls {
+		if strings.HasPrefix(c, "write ") {
+			writes++
+			var n int
+			fmt.Sscanf(c, "write %d", &n)
+			if n > writeChunk {
+				t.Fatalf("a write of %d bytes, more than %d", n, writeChunk)
+			}
+		} else if c != "sync" || i != len(spy.calls)-1 {
+			t.Fatalf("calls = %v; want writes then one sync", spy.calls)
+		}
+	}
+	if writes < 3 {
+		t.Fatalf("%d writes for a 3 MiB batch", writes)
+	}
+}
