@@ -2,7 +2,7 @@ GO      ?= go
 BIN     := bin/pgstream
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all setup build demo test test-short vet fuzz bench clean
+.PHONY: all setup build demo test test-short vet fuzz bench bench-quick clean
 
 all: build
 
@@ -27,6 +27,16 @@ test-short: setup
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./walparse/
+
+# pgstream against pg_recvlogical on a throwaway PostgreSQL: throughput, client CPU, peak RSS,
+# latency, a CPU profile and the decoder/encoder micro-benchmarks. Report: bench/out/results.md.
+# BENCH_FLAGS adds flags, e.g. make bench BENCH_FLAGS="-repeats 5".
+bench: setup
+	$(GO) run ./bench/cmd/pgbench -out bench/out $(BENCH_FLAGS)
+
+# The same at a tenth of the size, one repeat each: a couple of minutes.
+bench-quick: setup
+	$(GO) run ./bench/cmd/pgbench -out bench/out -rows 100000 -bigtx-rows 100000 -repeats 1 $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin bench/out
