@@ -2,12 +2,9 @@ package nats
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/pgstream/pgstream/internal/tlsfiles"
 	"github.com/pgstream/pgstream/sinks"
 )
 
@@ -164,24 +162,10 @@ func (s *Sink) options(done chan struct{}) ([]nats.Option, error) {
 		opts = append(opts, nats.UserInfo(c.User, c.Password))
 	}
 	if c.TLS.Enabled {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLS.InsecureSkipVerify} //nolint:gosec // explicit opt-in
-		if c.TLS.CAFile != "" {
-			pem, err := os.ReadFile(c.TLS.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("%w: nats.tls.ca_file: %w", ErrConfig, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("%w: nats.tls.ca_file %s holds no PEM certificate", ErrConfig, c.TLS.CAFile)
-			}
-			tc.RootCAs = pool
-		}
-		if c.TLS.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("%w: nats.tls.cert_file/key_file: %w", ErrConfig, err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
+		tc, err := tlsfiles.Config("nats.tls", tlsfiles.Files{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile,
+			KeyFile: c.TLS.KeyFile, InsecureSkipVerify: c.TLS.InsecureSkipVerify})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		opts = append(opts, nats.Secure(tc))
 	}
