@@ -22,9 +22,9 @@ var (
 	ErrFatal = errors.New("file sink failed")
 	// ErrClosed is returned by Write after Close.
 	ErrClosed = errors.New("file sink closed")
-	// ErrInvalidEvent is returned for an event whose Value cannot be one line: empty or holding '\n'.
+	// ErrInvalidEvent (sinks.ErrInvalidEvent) is returned for an event whose Value cannot be one line.
 	// Nothing of the batch is written.
-	ErrInvalidEvent = errors.New("event value is not a single line")
+	ErrInvalidEvent = sinks.ErrInvalidEvent
 	// ErrConfig is returned by Validate.
 	ErrConfig = errors.New("invalid file sink configuration")
 )
@@ -54,9 +54,6 @@ type file interface {
 	Sync() error
 	Close() error
 }
-
-// maxRetainedBuffer bounds the write buffer kept between batches; a larger one is released after use.
-const maxRetainedBuffer = 8 << 20
 
 // Sink appends events to a file. Write and Close may be called from different goroutines; they are
 // serialized.
@@ -166,24 +163,7 @@ func repairTail(f file) (int64, error) {
 // Dropped returns the number of bytes of a torn last line Open removed (0 when the file was intact).
 func (s *Sink) Dropped() int64 { return s.dropped }
 
-// writeChunk is the most bytes Write hands to one write call.
-const writeChunk = 1 << 20
-
-// write writes buf whole; a failure makes the sink unusable (ErrFatal).
-func (s *Sink) write(buf []byte) error {
-	// os.File.Write loops until every byte is written or an error occurs.
-	n, err := s.f.Write(buf)
-	if err == nil && n != len(buf) {
-		err = io.ErrShortWrite
-	}
-	if err != nil {
-		s.err = fmt.Errorf("%w: write: %w", ErrFatal, err)
-		return s.err
-	}
-	return nil
-}
-
-// Write appends each event's Value and a '\n' (in one write call per writeChunk bytes), then
+// Write appends each event's Value and a '\n' (sinks.WriteLines: one write call per 1 MiB), then
 // fsyncs. It returns nil only after the fsync succeeded. A failed write or fsync returns an error
 // wrapping ErrFatal and leaves the sink unusable. b and its events are not retained.
 func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
@@ -198,38 +178,14 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	if len(b.Events) == 0 {
 		return nil
 	}
-	size := 0
-	for i := range b.Events {
-		v := b.Events[i].Value
-		if len(v) == 0 || bytes.IndexByte(v, '\n') >= 0 {
-			return fmt.Errorf("%w: event %s", ErrInvalidEvent, b.Events[i].ID())
-		}
-		size += len(v) + 1
+	buf, err := sinks.WriteLines(s.f, s.buf, b.Events)
+	s.buf = buf
+	if errors.Is(err, sinks.ErrInvalidEvent) {
+		return err // nothing was written
 	}
-	// Events go out through one reused buffer, in pieces of at most writeChunk bytes, so that a
-	// large merged batch costs no second copy of itself in memory.
-	buf := s.buf[:0]
-	if cap(buf) < min(size, writeChunk) {
-		buf = make([]byte, 0, min(size, writeChunk))
-	}
-	for i := range b.Events {
-		v := b.Events[i].Value
-		if len(buf) > 0 && len(buf)+len(v)+1 > writeChunk {
-			if err := s.write(buf); err != nil {
-				return err
-			}
-			buf = buf[:0]
-		}
-		buf = append(buf, v...)
-		buf = append(buf, '\n')
-	}
-	if err := s.write(buf); err != nil {
-		return err
-	}
-	if cap(buf) <= maxRetainedBuffer {
-		s.buf = buf[:0]
-	} else {
-		s.buf = nil
+	if err != nil {
+		s.err = fmt.Errorf("%w: write: %w", ErrFatal, err)
+		return s.err
 	}
 	if err := s.f.Sync(); err != nil {
 		s.err = fmt.Errorf("%w: sync: %w", ErrFatal, err)

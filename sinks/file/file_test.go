@@ -357,8 +357,8 @@ func TestLargeBatchIsWrittenInChunksThenSyncedOnce(t *testing.T) {
 			writes++
 			var n int
 			fmt.Sscanf(c, "write %d", &n)
-			if n > writeChunk {
-				t.Fatalf("a write of %d bytes, more than %d", n, writeChunk)
+			if n > sinks.LineChunk {
+				t.Fatalf("a write of %d bytes, more than %d", n, sinks.LineChunk)
 			}
 		} else if c != "sync" || i != len(spy.calls)-1 {
 			t.Fatalf("calls = %v; want writes then one sync", spy.calls)

@@ -1,7 +1,6 @@
 package stdout
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,9 +17,9 @@ var (
 	ErrFailed = errors.New("stdout sink failed")
 	// ErrClosed is returned by Write after Close.
 	ErrClosed = errors.New("stdout sink closed")
-	// ErrInvalidEvent is returned for an event whose Value cannot be one line: empty or holding '\n'.
+	// ErrInvalidEvent (sinks.ErrInvalidEvent) is returned for an event whose Value cannot be one line.
 	// Nothing of the batch is written.
-	ErrInvalidEvent = errors.New("event value is not a single line")
+	ErrInvalidEvent = sinks.ErrInvalidEvent
 )
 
 // Config configures the stdout sink. It has no settings yet.
@@ -28,9 +27,6 @@ type Config struct{}
 
 // Validate reports a configuration New cannot use; every Config is valid today.
 func (c *Config) Validate() error { return nil }
-
-// maxRetainedBuffer bounds the write buffer kept between batches; a larger one is released after use.
-const maxRetainedBuffer = 8 << 20
 
 // Sink writes events to an io.Writer. Write and Close may be called from different goroutines; they
 // are serialized.
@@ -63,23 +59,10 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	if len(b.Events) == 0 {
 		return nil
 	}
-	buf := s.buf[:0]
-	for i := range b.Events {
-		v := b.Events[i].Value
-		if len(v) == 0 || bytes.IndexByte(v, '\n') >= 0 {
-			return fmt.Errorf("%w: event %s", ErrInvalidEvent, b.Events[i].ID())
-		}
-		buf = append(buf, v...)
-		buf = append(buf, '\n')
-	}
-	if cap(buf) <= maxRetainedBuffer {
-		s.buf = buf[:0]
-	} else {
-		s.buf = nil
-	}
-	n, err := s.w.Write(buf)
-	if err == nil && n != len(buf) {
-		err = io.ErrShortWrite
+	buf, err := sinks.WriteLines(s.w, s.buf, b.Events)
+	s.buf = buf
+	if errors.Is(err, sinks.ErrInvalidEvent) {
+		return err // nothing was written
 	}
 	if err != nil {
 		s.err = fmt.Errorf("%w: write: %w", ErrFailed, err)
