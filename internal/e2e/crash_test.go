@@ -75,11 +75,6 @@ func startBinaryEnv(t testing.TB, env []string, args ...string) *proc {
 	return p
 }
 
-type storedCheckpoint struct {
-	CommitLSN string `json:"commit_lsn"`
-	FlushLSN  string `json:"flush_lsn"`
-}
-
 // readCheckpoint finds the two positions in the checkpoint file, wherever the format nests them.
 func readCheckpoint(t testing.TB, path string) (commit, flush lsn.LSN) {
 	t.Helper()

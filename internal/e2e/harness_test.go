@@ -171,17 +171,6 @@ func tail(evs []event, n int) string {
 	return sb.String()
 }
 
-// dataEvents drops nothing but is a reminder: every event the file sink holds is a change.
-func byTable(evs []event, table string) []event {
-	var out []event
-	for _, e := range evs {
-		if e.Source.Table == table {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // runner is an in-process pipeline streaming one database to a file sink.
 type runner struct {
 	t      testing.TB

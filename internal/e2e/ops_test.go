@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/internal/pipeline"
 )
 
 func num(v any) string {
@@ -264,5 +267,36 @@ func TestPublicationOfSelectedTables(t *testing.T) {
 	}
 	if len(evs) != 2 {
 		t.Fatalf("got %d events, want 2", len(evs))
+	}
+}
+
+// With an end position the pipeline stops by itself, cleanly, once everything up to it is delivered.
+func TestEndPositionStopsCleanly(t *testing.T) {
+	db := newDB(t)
+	slot := "end_" + db
+	exec1(t, db, `CREATE TABLE t (id int PRIMARY KEY)`)
+	exec1(t, db, fmt.Sprintf(`CREATE PUBLICATION pgs_%s FOR ALL TABLES`, slot))
+	exec1(t, db, fmt.Sprintf(`SELECT pg_create_logical_replication_slot('%s', 'pgoutput')`, slot))
+	exec1(t, db, `INSERT INTO t SELECT generate_series(1, 300)`)
+	end, err := cluster.Query(db, `SELECT pg_current_wal_lsn()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endLSN, err := lsn.Parse(end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startPipeline(t, db, runOpts{slot: slot, pcfg: pipeline.Config{EndLSN: endLSN}})
+	select {
+	case err := <-r.done:
+		r.ended, r.result = true, err
+		if err != nil {
+			t.Fatalf("run ended with %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the pipeline did not stop at the end position")
+	}
+	if evs := readEvents(t, r.path); len(evs) != 300 {
+		t.Fatalf("%d events delivered before the end position, want 300", len(evs))
 	}
 }

@@ -514,19 +514,15 @@ func (p *Pipeline) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) 
 		}
 	case *walparse.Commit:
 		p.txOpen = false
-		if p.skipTx {
-			if p.cfg.EndLSN != 0 && m.CommitLSN >= p.cfg.EndLSN {
-				return errEndReached
+		if !p.skipTx {
+			if p.markers != nil {
+				p.cur.add(p.markers.encode(sinks.OpEnd, &p.tx, at, p.tx.Seq))
 			}
-			return nil
+			p.cur.pos = checkpoint.Position{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN}
+			p.flush()
+			p.partial = partialTx{}
+			p.stats.txs.Add(1)
 		}
-		if p.markers != nil {
-			p.cur.add(p.markers.encode(sinks.OpEnd, &p.tx, at, p.tx.Seq))
-		}
-		p.cur.pos = checkpoint.Position{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN}
-		p.flush()
-		p.partial = partialTx{}
-		p.stats.txs.Add(1)
 		if p.cfg.EndLSN != 0 && m.CommitLSN >= p.cfg.EndLSN {
 			return errEndReached
 		}
