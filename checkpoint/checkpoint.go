@@ -59,6 +59,9 @@ type Checkpoint struct {
 	FlushLSN lsn.LSN
 	// UpdatedAt is when the checkpoint was taken.
 	UpdatedAt time.Time
+	// Snapshot lists the table snapshots not finished yet, each with the chunks every sink holds.
+	// Empty when no snapshot is pending.
+	Snapshot []TableSnapshot
 }
 
 // Validate reports a Checkpoint that cannot describe real progress.
@@ -68,6 +71,11 @@ func (c *Checkpoint) Validate() error {
 		return fmt.Errorf("%w: empty slot name", ErrInvalid)
 	case c.FlushLSN < c.CommitLSN:
 		return fmt.Errorf("%w: flush LSN %s below commit LSN %s", ErrInvalid, c.FlushLSN, c.CommitLSN)
+	}
+	for i := range c.Snapshot {
+		if err := c.Snapshot[i].Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -1,14 +1,19 @@
-// Package checkpoint keeps pgstream's durable progress: which transactions every sink holds, and which
-// WAL position may be confirmed to the server.
+// Package checkpoint keeps pgstream's durable progress: which transactions every sink holds, which
+// WAL position may be confirmed to the server, and how far each unfinished table snapshot got.
 //
-// It has three parts:
+// It has four parts:
 //
 //   - FileStore saves and loads a Checkpoint atomically (a temporary file, fsync, rename, fsync of the
 //     directory). The file is JSON carrying a format version and a CRC-32C of its payload, so a damaged
 //     file is reported rather than mistaken for a missing one. A failed fsync is fatal: see ErrFatal.
+//     Save writes format version 2; Load also reads version 1, which has no snapshot progress.
+//   - TableSnapshot records a table snapshot's progress: the table is split into chunks of heap pages
+//     by ctid, and the checkpoint lists the chunks every sink holds, so that a restart reads only the
+//     others again.
 //   - Tracker follows batches from the moment the producer hands them to the sinks until every sink has
 //     acknowledged them, and yields the low watermark: the newest Position whose batch and every
-//     earlier batch are acknowledged by every sink.
+//     earlier batch are acknowledged by every sink. AckedSeq also names that batch, so that the
+//     snapshot chunks it and the earlier batches carried are known to be held too.
 //   - Reconcile compares a loaded Checkpoint with the state of the replication slot on the server and
 //     decides where replication resumes, refusing every case where changes would be silently skipped.
 //

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -71,13 +72,14 @@ func (osFS) ReadDirNames(dir string) ([]string, error) {
 	return names, nil
 }
 
-// formatVersion is the version of the checkpoint file format written by Save.
-const formatVersion = 1
+// formatVersion is the version of the checkpoint file format written by Save. Load also reads
+// version 1, whose payload has no snapshot list.
+const formatVersion = 2
 
 // castagnoli is the CRC-32C table used for the payload checksum.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// envelope is the checkpoint file: {"version":1,"crc32c":N,"payload":{...}}. The checksum covers the
+// envelope is the checkpoint file: {"version":2,"crc32c":N,"payload":{...}}. The checksum covers the
 // payload's bytes exactly as they appear in the file.
 type envelope struct {
 	Version int             `json:"version"`
@@ -85,7 +87,8 @@ type envelope struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-type payload struct {
+// payloadV1 is the payload of format version 1, and the start of every later one.
+type payloadV1 struct {
 	SystemID  string    `json:"system_id"`
 	Timeline  int32     `json:"timeline"`
 	Database  string    `json:"database"`
@@ -93,6 +96,65 @@ type payload struct {
 	CommitLSN lsn.LSN   `json:"commit_lsn"`
 	FlushLSN  lsn.LSN   `json:"flush_lsn"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// payload is the payload of format version 2: version 1's fields and the unfinished table snapshots.
+type payload struct {
+	payloadV1
+	Snapshot []tableSnapshotJSON `json:"snapshot,omitempty"`
+}
+
+// tableSnapshotJSON is a TableSnapshot in the file. Done aliases the TableSnapshot's ranges.
+type tableSnapshotJSON struct {
+	Gen        lsn.LSN         `json:"gen"`
+	OID        uint32          `json:"oid"`
+	Schema     string          `json:"schema"`
+	Table      string          `json:"table"`
+	Pages      uint32          `json:"pages"`
+	ChunkPages uint32          `json:"chunk_pages"`
+	Done       chunkRangesJSON `json:"done"`
+}
+
+// chunkRangesJSON is a list of chunk ranges in the file: [[from,to],...], each range exactly two
+// unsigned 32-bit integers.
+type chunkRangesJSON []ChunkRange
+
+// MarshalJSON implements json.Marshaler.
+func (rs chunkRangesJSON) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 2+len(rs)*24)
+	b = append(b, '[')
+	for i, r := range rs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendUint(b, uint64(r.From), 10)
+		b = append(b, ',')
+		b = strconv.AppendUint(b, uint64(r.To), 10)
+		b = append(b, ']')
+	}
+	return append(b, ']'), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (rs *chunkRangesJSON) UnmarshalJSON(data []byte) error {
+	var pairs [][]uint32
+	if err := json.Unmarshal(data, &pairs); err != nil {
+		return err
+	}
+	if len(pairs) == 0 {
+		*rs = nil
+		return nil
+	}
+	out := make(chunkRangesJSON, len(pairs))
+	for i, p := range pairs {
+		if len(p) != 2 {
+			return fmt.Errorf("chunk range %d has %d numbers, want 2", i, len(p))
+		}
+		out[i] = ChunkRange{From: p[0], To: p[1]}
+	}
+	*rs = out
+	return nil
 }
 
 // FileStore keeps one Checkpoint in one file. It is safe for concurrent use; Saves are serialized.
@@ -150,7 +212,7 @@ func decode(data []byte) (Checkpoint, error) {
 			return Checkpoint{}, fmt.Errorf("%w: data after the checkpoint object", ErrCorrupt)
 		}
 	}
-	if env.Version != formatVersion {
+	if env.Version != 1 && env.Version != formatVersion {
 		return Checkpoint{}, fmt.Errorf("%w: unsupported format version %d", ErrCorrupt, env.Version)
 	}
 	if len(env.Payload) == 0 {
@@ -160,9 +222,14 @@ func decode(data []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("%w: checksum %08x, file says %08x", ErrCorrupt, sum, env.CRC32C)
 	}
 	var p payload
+	var dst any = &p
+	if env.Version == 1 {
+		// Version 1 has no snapshot list: a "snapshot" field is an unknown field.
+		dst = &p.payloadV1
+	}
 	pdec := json.NewDecoder(bytes.NewReader(env.Payload))
 	pdec.DisallowUnknownFields()
-	if err := pdec.Decode(&p); err != nil {
+	if err := pdec.Decode(dst); err != nil {
 		return Checkpoint{}, fmt.Errorf("%w: payload: %v", ErrCorrupt, err)
 	}
 	cp := Checkpoint{
@@ -174,15 +241,29 @@ func decode(data []byte) (Checkpoint, error) {
 		FlushLSN:  p.FlushLSN,
 		UpdatedAt: p.UpdatedAt,
 	}
+	if len(p.Snapshot) > 0 {
+		cp.Snapshot = make([]TableSnapshot, len(p.Snapshot))
+		for i, s := range p.Snapshot {
+			cp.Snapshot[i] = TableSnapshot{
+				Gen:        s.Gen,
+				OID:        s.OID,
+				Schema:     s.Schema,
+				Table:      s.Table,
+				Pages:      s.Pages,
+				ChunkPages: s.ChunkPages,
+				Done:       s.Done,
+			}
+		}
+	}
 	if err := cp.Validate(); err != nil {
 		return Checkpoint{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return cp, nil
 }
 
-// encode returns the file content for cp.
+// encode returns the file content for cp. The result shares no memory with cp.
 func encode(cp *Checkpoint) ([]byte, error) {
-	p, err := json.Marshal(payload{
+	pl := payload{payloadV1: payloadV1{
 		SystemID:  cp.SystemID,
 		Timeline:  cp.Timeline,
 		Database:  cp.Database,
@@ -190,7 +271,24 @@ func encode(cp *Checkpoint) ([]byte, error) {
 		CommitLSN: cp.CommitLSN,
 		FlushLSN:  cp.FlushLSN,
 		UpdatedAt: cp.UpdatedAt.UTC(),
-	})
+	}}
+	if len(cp.Snapshot) > 0 {
+		// The ranges are not copied: they are only read, until Marshal returns.
+		pl.Snapshot = make([]tableSnapshotJSON, len(cp.Snapshot))
+		for i := range cp.Snapshot {
+			s := &cp.Snapshot[i]
+			pl.Snapshot[i] = tableSnapshotJSON{
+				Gen:        s.Gen,
+				OID:        s.OID,
+				Schema:     s.Schema,
+				Table:      s.Table,
+				Pages:      s.Pages,
+				ChunkPages: s.ChunkPages,
+				Done:       chunkRangesJSON(s.Done),
+			}
+		}
+	}
+	p, err := json.Marshal(pl)
 	if err != nil {
 		return nil, fmt.Errorf("encode checkpoint: %w", err)
 	}
@@ -208,6 +306,9 @@ func encode(cp *Checkpoint) ([]byte, error) {
 //
 // A failed fsync returns an error wrapping ErrFatal, and every later Save fails with it too. Temporary
 // files left by an interrupted Save are removed.
+//
+// Save reads cp.Snapshot without copying it, and keeps no reference to it once it returns; the caller
+// must not modify it during the call.
 func (s *FileStore) Save(cp Checkpoint) error {
 	if err := cp.Validate(); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)

@@ -3,9 +3,11 @@ package checkpoint
 import (
 	"encoding/json"
 	"errors"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -51,7 +53,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		t.Fatalf("UpdatedAt = %v, want %v", got.UpdatedAt, cp.UpdatedAt)
 	}
 	got.UpdatedAt = cp.UpdatedAt
-	if got != cp {
+	if !reflect.DeepEqual(got, cp) {
 		t.Fatalf("Load = %+v, want %+v", got, cp)
 	}
 
@@ -68,11 +70,14 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(raw, &env); err != nil {
 		t.Fatalf("file is not JSON: %v\n%s", err, raw)
 	}
-	if env.Version != 1 || env.CRC32C == nil {
+	if env.Version != 2 || env.CRC32C == nil {
 		t.Fatalf("file lacks version or checksum: %s", raw)
 	}
 	if env.Payload["commit_lsn"] != "1/16B3748" || env.Payload["flush_lsn"] != "1/16B3778" {
 		t.Fatalf("LSNs not in X/Y form: %s", raw)
+	}
+	if _, ok := env.Payload["snapshot"]; ok {
+		t.Fatalf("snapshot list written without snapshots: %s", raw)
 	}
 
 	// A second Save replaces the first.
@@ -114,7 +119,8 @@ func TestLoadCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cp.json")
 	s := NewFileStore(path, OSFS())
-	if err := s.Save(sampleCheckpoint()); err != nil {
+	// With snapshots, so that every part of the format is damaged in turn.
+	if err := s.Save(snapshotCheckpoint()); err != nil {
 		t.Fatal(err)
 	}
 	good, err := os.ReadFile(path)
@@ -156,9 +162,9 @@ func TestLoadCorrupt(t *testing.T) {
 		}
 	})
 	t.Run("future version", func(t *testing.T) {
-		data := []byte(strings.Replace(string(good), `"version":1`, `"version":2`, 1))
-		if err := load(t, data); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "version 2") {
-			t.Fatalf("Load = %v; want ErrCorrupt naming version 2", err)
+		data := []byte(strings.Replace(string(good), `"version":2`, `"version":3`, 1))
+		if err := load(t, data); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "version 3") {
+			t.Fatalf("Load = %v; want ErrCorrupt naming version 3", err)
 		}
 	})
 	t.Run("valid checksum, invalid content", func(t *testing.T) {
@@ -182,6 +188,198 @@ func TestLoadCorrupt(t *testing.T) {
 			t.Fatalf("Load of a directory = found %v, %v; want an error", found, err)
 		}
 	})
+}
+
+func snapshotCheckpoint() Checkpoint {
+	cp := sampleCheckpoint()
+	cp.Snapshot = []TableSnapshot{
+		{
+			Gen: 0x1_016B0000, OID: 16384, Schema: "public", Table: "orders", Pages: 1000, ChunkPages: 64,
+			Done: []ChunkRange{{From: 0, To: 3}, {From: 5, To: 6}, {From: 15, To: 16}},
+		},
+		{Gen: 0x1_016B0000, OID: 16390, Schema: "sales", Table: "line \"items\"", Pages: 0, ChunkPages: 64},
+	}
+	return cp
+}
+
+func TestSaveLoadSnapshot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	s := NewFileStore(path, nil)
+	cp := snapshotCheckpoint()
+	before := cp
+	before.Snapshot = []TableSnapshot{cp.Snapshot[0].Clone(), cp.Snapshot[1].Clone()}
+	if err := s.Save(cp); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	if !reflect.DeepEqual(cp, before) {
+		t.Fatalf("Save modified its argument: %+v", cp)
+	}
+	got, found, err := s.Load()
+	if err != nil || !found {
+		t.Fatalf("Load = found %v, %v", found, err)
+	}
+	if !reflect.DeepEqual(got, cp) {
+		t.Fatalf("Load = %+v, want %+v", got, cp)
+	}
+
+	// The loaded checkpoint shares nothing with the saved one.
+	got.Snapshot[0].MarkDone(3)
+	got.Snapshot[0].Done[0].From = 1
+	if !reflect.DeepEqual(cp, before) {
+		t.Fatalf("changing the loaded checkpoint changed the saved one: %+v", cp)
+	}
+
+	// The entries are in the documented form.
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct {
+		Version int
+		Payload struct {
+			Snapshot []json.RawMessage
+		}
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatalf("file is not JSON: %v\n%s", err, raw)
+	}
+	want := []string{
+		`{"gen":"1/16B0000","oid":16384,"schema":"public","table":"orders","pages":1000,"chunk_pages":64,"done":[[0,3],[5,6],[15,16]]}`,
+		`{"gen":"1/16B0000","oid":16390,"schema":"sales","table":"line \"items\"","pages":0,"chunk_pages":64,"done":[]}`,
+	}
+	if env.Version != 2 || len(env.Payload.Snapshot) != len(want) {
+		t.Fatalf("file = %s; want version 2 with %d snapshot entries", raw, len(want))
+	}
+	for i, w := range want {
+		if got := string(env.Payload.Snapshot[i]); got != w {
+			t.Fatalf("snapshot entry %d = %s\nwant %s", i, got, w)
+		}
+	}
+
+	// Finishing every snapshot drops the list.
+	cp.Snapshot = nil
+	if err := s.Save(cp); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.Load(); err != nil || got.Snapshot != nil {
+		t.Fatalf("Load = %+v, %v; want no snapshot", got, err)
+	}
+}
+
+func TestSaveRejectsInvalidSnapshot(t *testing.T) {
+	s := NewFileStore(filepath.Join(t.TempDir(), "cp.json"), nil)
+	cp := snapshotCheckpoint()
+	cp.Snapshot[0].Done = append(cp.Snapshot[0].Done, ChunkRange{From: 15, To: 17})
+	if err := s.Save(cp); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Save with overlapping chunks = %v; want ErrInvalid", err)
+	}
+	if _, found, err := s.Load(); found || err != nil {
+		t.Fatalf("rejected Save wrote a file: found %v, %v", found, err)
+	}
+}
+
+// v1Payload is sampleCheckpoint's payload in format version 1, and v1CRC its CRC-32C.
+const (
+	v1Payload = `{"system_id":"7301234567890123456","timeline":1,"database":"app","slot":"pgstream",` +
+		`"commit_lsn":"1/16B3748","flush_lsn":"1/16B3778","updated_at":"2026-11-23T21:00:00.123456789Z"}`
+	v1CRC = 928905839
+)
+
+func TestLoadVersion1(t *testing.T) {
+	if sum := crc32.Checksum([]byte(v1Payload), crc32.MakeTable(crc32.Castagnoli)); sum != v1CRC {
+		t.Fatalf("fixture checksum %d, computed %d", v1CRC, sum)
+	}
+	path := filepath.Join(t.TempDir(), "cp.json")
+	file := `{"version":1,"crc32c":928905839,"payload":` + v1Payload + "}\n"
+	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := NewFileStore(path, nil)
+	got, found, err := s.Load()
+	if err != nil || !found {
+		t.Fatalf("Load = found %v, %v", found, err)
+	}
+	if want := sampleCheckpoint(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Load = %+v, want %+v", got, want)
+	}
+
+	// The next Save writes version 2.
+	if err := s.Save(got); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(raw), `{"version":2,`) {
+		t.Fatalf("Save after loading version 1 wrote %s", raw)
+	}
+}
+
+// checkpointFile returns a checkpoint file of the given version around payload, with a correct checksum.
+func checkpointFile(version int, payload string) []byte {
+	env := envelope{Version: version, CRC32C: crc32.Checksum([]byte(payload), castagnoli), Payload: json.RawMessage(payload)}
+	data, err := json.Marshal(env)
+	if err != nil {
+		panic(err)
+	}
+	return data
+}
+
+func TestLoadSnapshotCorrupt(t *testing.T) {
+	// withSnapshot returns version 1's payload with a snapshot list.
+	withSnapshot := func(list string) string {
+		return strings.TrimSuffix(v1Payload, "}") + `,"snapshot":` + list + `}`
+	}
+	const entry = `{"gen":"1/16B0000","oid":16384,"schema":"public","table":"orders","pages":1000,"chunk_pages":64,"done":[[0,3],[5,6]]}`
+	path := filepath.Join(t.TempDir(), "cp.json")
+	s := NewFileStore(path, nil)
+	for _, tc := range []struct {
+		name    string
+		version int
+		payload string
+		invalid bool // the error also wraps ErrInvalid
+	}{
+		{name: "snapshot in version 1", version: 1, payload: withSnapshot(`[` + entry + `]`)},
+		{name: "empty snapshot in version 1", version: 1, payload: withSnapshot(`[]`)},
+		{name: "unknown field", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `"oid"`, `"relkind":"r","oid"`, 1) + `]`)},
+		{name: "misspelt field", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `"chunk_pages"`, `"chunkPages"`, 1) + `]`)},
+		{name: "not a list", version: 2, payload: withSnapshot(entry)},
+		{name: "gen as a number", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `"1/16B0000"`, `23789568`, 1) + `]`)},
+		{name: "gen not an LSN", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `"1/16B0000"`, `"16B0000"`, 1) + `]`)},
+		{name: "negative OID", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `16384`, `-1`, 1) + `]`)},
+		{name: "OID over 32 bits", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `16384`, `4294967296`, 1) + `]`)},
+		{name: "range of one number", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `[5,6]`, `[5]`, 1) + `]`)},
+		{name: "range of three numbers", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `[5,6]`, `[5,6,7]`, 1) + `]`)},
+		{name: "range as an object", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `[5,6]`, `{"from":5,"to":6}`, 1) + `]`)},
+		{name: "null range", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `[5,6]`, `null`, 1) + `]`)},
+		{name: "fractional chunk", version: 2, payload: withSnapshot(`[` + strings.Replace(entry, `[5,6]`, `[5,6.5]`, 1) + `]`)},
+		{name: "overlapping ranges", version: 2, invalid: true, payload: withSnapshot(`[` + strings.Replace(entry, `[5,6]`, `[2,6]`, 1) + `]`)},
+		{name: "unsorted ranges", version: 2, invalid: true, payload: withSnapshot(`[` + strings.Replace(entry, `[[0,3],[5,6]]`, `[[5,6],[0,3]]`, 1) + `]`)},
+		{name: "range beyond the last chunk", version: 2, invalid: true, payload: withSnapshot(`[` + strings.Replace(entry, `[5,6]`, `[5,17]`, 1) + `]`)},
+		{name: "zero chunk size", version: 2, invalid: true, payload: withSnapshot(`[` + strings.Replace(entry, `"chunk_pages":64`, `"chunk_pages":0`, 1) + `]`)},
+		{name: "missing OID", version: 2, invalid: true, payload: withSnapshot(`[` + strings.Replace(entry, `"oid":16384,`, ``, 1) + `]`)},
+		{name: "second entry invalid", version: 2, invalid: true, payload: withSnapshot(`[` + entry + `,` + strings.Replace(entry, `"orders"`, `""`, 1) + `]`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(path, checkpointFile(tc.version, tc.payload), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, found, err := s.Load()
+			if found || !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrInvalid) != tc.invalid {
+				t.Fatalf("Load = found %v, %v; want ErrCorrupt (ErrInvalid %v)", found, err, tc.invalid)
+			}
+		})
+	}
+
+	// The fixture itself is valid, in version 2 only.
+	if err := os.WriteFile(path, checkpointFile(2, withSnapshot(`[`+entry+`]`)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, found, err := s.Load()
+	if err != nil || !found || len(got.Snapshot) != 1 || !slices.Equal(got.Snapshot[0].Done, []ChunkRange{{0, 3}, {5, 6}}) {
+		t.Fatalf("Load = %+v, %v, %v", got, found, err)
+	}
 }
 
 // faultFS wraps the real file system, records the operations in order and fails those it is told to.

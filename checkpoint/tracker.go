@@ -15,8 +15,9 @@ import (
 // the Position of the newest complete batch that has every earlier batch complete too.
 //
 // A Tracker is safe for concurrent use: typically one producer goroutine calls Add and AdvanceIdle,
-// one goroutine per sink calls Ack, and another reads Acked and InFlight when Changed signals. Memory
-// is proportional to the batches in flight, and every call is O(1) (amortized for Add).
+// one goroutine per sink calls Ack, and another reads Acked (or AckedSeq) and InFlight when Changed
+// signals. Memory is proportional to the batches in flight, and every call is O(1) (amortized for
+// Add).
 type Tracker struct {
 	mu      sync.Mutex
 	sinks   int
@@ -62,10 +63,10 @@ func (t *Tracker) Add(pos Position, bytes int) uint64 {
 	seq := t.next
 	t.next++
 	if t.sinks == 0 {
+		// Complete at once: AckedSeq moves even when the position does not.
 		t.head = t.next
-		if t.advance(pos) {
-			t.signal()
-		}
+		t.advance(pos)
+		t.signal()
 		return seq
 	}
 	t.queue.push(pending{pos: pos, bytes: bytes})
@@ -127,6 +128,15 @@ func (t *Tracker) Acked() Position {
 	return t.pos
 }
 
+// AckedSeq returns, consistently with each other, the newest safe position (as Acked does) and the
+// sequence number of the newest batch that is complete together with every earlier batch, or 0 when
+// there is none. Every batch up to that number is held by every sink, and the position covers them.
+func (t *Tracker) AckedSeq() (Position, uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pos, t.head - 1
+}
+
 // InFlight returns the number and encoded size of the batches registered but not yet acknowledged by
 // every sink.
 func (t *Tracker) InFlight() (batches int, bytes int) {
@@ -135,9 +145,9 @@ func (t *Tracker) InFlight() (batches int, bytes int) {
 	return t.queue.len(), t.bytes
 }
 
-// Changed returns a channel that receives a value whenever Acked or InFlight changes. It has a
-// buffer of one and is never closed: several changes between two receives are reported once, so a
-// receiver reads Acked and InFlight afresh after each signal.
+// Changed returns a channel that receives a value whenever Acked, AckedSeq or InFlight changes. It has
+// a buffer of one and is never closed: several changes between two receives are reported once, so a
+// receiver reads them afresh after each signal.
 func (t *Tracker) Changed() <-chan struct{} { return t.changed }
 
 // AdvanceIdle moves the acknowledged EndLSN (never CommitLSN) forward to end when nothing is in
