@@ -101,6 +101,27 @@ func (c *Conn) currentDB(ctx context.Context) (string, error) {
 // true and ConfirmedFlush is the consistent point. An existing slot must use pgoutput, belong to
 // this database and not be lost.
 func (c *Conn) EnsureSlot(ctx context.Context) (SlotInfo, error) {
+	si, _, err := c.ensureSlot(ctx, false)
+	return si, err
+}
+
+// EnsureSlotExport is EnsureSlot, except that a slot it creates exports its snapshot
+// (CREATE_REPLICATION_SLOT … LOGICAL pgoutput EXPORT_SNAPSHOT): the database exactly as of the
+// slot's consistent point, so that reading the tables in it and streaming from the consistent point
+// sees every row once. snapshot is the name to pass to SET TRANSACTION SNAPSHOT on ordinary
+// connections; it stays importable only until the next command on c (or c closes), so every reader
+// must import it first. snapshot is "" when the slot existed already.
+func (c *Conn) EnsureSlotExport(ctx context.Context) (si SlotInfo, snapshot string, err error) {
+	return c.ensureSlot(ctx, true)
+}
+
+func (c *Conn) ensureSlot(ctx context.Context, export bool) (SlotInfo, string, error) {
+	si, err := c.ensureSlotInner(ctx, export)
+	return si, c.exported, err
+}
+
+func (c *Conn) ensureSlotInner(ctx context.Context, export bool) (SlotInfo, error) {
+	c.exported = ""
 	si, err := c.SlotInfo(ctx)
 	if err != nil {
 		return si, err
@@ -113,7 +134,11 @@ func (c *Conn) EnsureSlot(ctx context.Context) (SlotInfo, error) {
 			Fix: c.createSlotFix()}
 	}
 	what := "create replication slot " + c.cfg.Slot
-	rows, err := c.query(ctx, "CREATE_REPLICATION_SLOT "+quoteIdent(c.cfg.Slot)+" LOGICAL pgoutput NOEXPORT_SNAPSHOT")
+	snap := " NOEXPORT_SNAPSHOT"
+	if export {
+		snap = " EXPORT_SNAPSHOT"
+	}
+	rows, err := c.query(ctx, "CREATE_REPLICATION_SLOT "+quoteIdent(c.cfg.Slot)+" LOGICAL pgoutput"+snap)
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created concurrently
@@ -131,6 +156,15 @@ func (c *Conn) EnsureSlot(ctx context.Context) (SlotInfo, error) {
 	cp, err := lsn.Parse(rows[0][1])
 	if err != nil {
 		return si, fmt.Errorf("%s: %w: consistent_point: %v", what, ErrProtocol, err)
+	}
+	if export {
+		if len(rows[0]) < 3 || rows[0][2] == "" {
+			return si, fmt.Errorf("%s: %w: no snapshot_name", what, ErrProtocol)
+		}
+		// The slot's row is read on another connection: a command here would end the export.
+		si.Exists, si.Created, si.ConfirmedFlush, si.Plugin = true, true, cp, "pgoutput"
+		c.exported = rows[0][2]
+		return si, nil
 	}
 	if si, err = c.SlotInfo(ctx); err != nil {
 		return si, err

@@ -35,6 +35,7 @@ type Conn struct {
 	status   [34]byte          // reused Standby status update
 	copyData pgproto3.CopyData // reused wrapper of status
 	deadline time.Time         // the read deadline last set on the socket
+	exported string            // snapshot exported by the slot creation, until the next command
 }
 
 // Connect opens a replication connection described by cfg (after cfg.Validate on a copy). The
@@ -171,6 +172,7 @@ func (c *Conn) query(ctx context.Context, sql string) ([][]string, error) {
 	case stateBroken:
 		return nil, ErrClosed
 	}
+	c.exported = ""
 	results, err := c.pg.Exec(ctx, sql).ReadAll()
 	if err != nil {
 		return nil, err

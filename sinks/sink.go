@@ -45,7 +45,12 @@ type Event struct {
 	CommitLSN lsn.LSN
 	// Seq numbers the events of one transaction from 0; (CommitLSN, Seq) identify an event for good.
 	Seq uint32
+	// Xid is the transaction id; for a snapshot read (OpRead) it is the row version's xmin.
 	Xid uint32
+	// Rel and Row are set only for snapshot reads (OpRead): the table's OID and the row version's
+	// ctid as block<<16 | offset. CommitLSN is then the snapshot's generation (see AppendID).
+	Rel uint32
+	Row uint64
 	// Key is a JSON object of the row's replica-identity key columns, or nil when the table has none
 	// or the event is not a row change.
 	Key []byte
@@ -54,7 +59,10 @@ type Event struct {
 }
 
 // AppendID appends the event's deterministic id to b: "<commit_lsn>/<seq>", or "<commit_lsn>/b" and
-// "<commit_lsn>/e" for transaction markers, so that markers never collide with row events.
+// "<commit_lsn>/e" for transaction markers, so that markers never collide with row events. A
+// snapshot read is "<generation>/r/<table oid>/<block>.<offset>/<xmin>": the same row version read
+// again by the same snapshot (after a crash, or by a re-read of an unfinished chunk) has the same
+// id, and any other version or snapshot has another.
 func (e *Event) AppendID(b []byte) []byte {
 	b = e.CommitLSN.AppendText(b)
 	b = append(b, '/')
@@ -63,6 +71,15 @@ func (e *Event) AppendID(b []byte) []byte {
 		return append(b, 'b')
 	case OpEnd:
 		return append(b, 'e')
+	case OpRead:
+		b = append(b, "r/"...)
+		b = strconv.AppendUint(b, uint64(e.Rel), 10)
+		b = append(b, '/')
+		b = strconv.AppendUint(b, e.Row>>16, 10)
+		b = append(b, '.')
+		b = strconv.AppendUint(b, e.Row&0xffff, 10)
+		b = append(b, '/')
+		return strconv.AppendUint(b, uint64(e.Xid), 10)
 	}
 	return strconv.AppendUint(b, uint64(e.Seq), 10)
 }
