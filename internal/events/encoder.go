@@ -361,6 +361,63 @@ func (e *Encoder) Message(tx *Tx, m *walparse.LogicalMessage) (sinks.Event, erro
 	return ev, nil
 }
 
+// Read encodes a snapshot read (op "r") of the row version at ctid row (block<<16 | offset) with
+// xmin, of a relation registered with Relation, read by the snapshot of generation gen.
+//
+// "after" and the Key are built as Insert builds them, so a row read by a snapshot and a streamed
+// change of it have byte-identical keys. source.txId is null, source.lsn and source.commit_lsn are
+// gen, source.ts_ms is the emit time and source.snapshot is true. The event's id is the one
+// sinks.Event.AppendID gives a read: it names the row version, not a position in a transaction.
+// A snapshot row is always whole: an unchanged-TOAST column is an error wrapping ErrColumnKind.
+// The event's Key and Value are valid until the next call on e.
+func (e *Encoder) Read(gen lsn.LSN, relID uint32, row uint64, xmin uint32, t *walparse.Tuple) (sinks.Event, error) {
+	r, ok := e.rels[relID]
+	if !ok {
+		return sinks.Event{}, fmt.Errorf("read: %w: id %d", ErrUnknownRelation, relID)
+	}
+	if err := r.checkCount("read", t); err != nil {
+		return sinks.Event{}, err
+	}
+	for i := range t.Columns {
+		if t.Columns[i].Kind == walparse.TupleUnchangedToast {
+			return sinks.Event{}, r.colErr("read", &ColumnError{Column: r.cols[i].name,
+				Err: fmt.Errorf("%w: unchanged TOAST in a snapshot row", ErrColumnKind)})
+		}
+	}
+	ev := sinks.Event{
+		Op: sinks.OpRead, Schema: r.schema, Table: r.table,
+		LSN: gen, CommitLSN: gen, Xid: xmin, Rel: relID, Row: row,
+	}
+	v := append(e.val[:0], `{"id":"`...)
+	v = ev.AppendID(v)
+	v = append(v, `","op":"r","before":null,"after":`...)
+	var err error
+	if v, err = e.appendObject(v, r, nil, t, nil, false); err != nil {
+		return sinks.Event{}, r.colErr("read", err)
+	}
+	if e.key, err = e.appendKey(e.key[:0], r, t, nil); err != nil {
+		return sinks.Event{}, r.colErr("read", err)
+	}
+	now := e.now().UnixMilli()
+	v = append(v, ',')
+	v = append(v, r.source...)
+	v = append(v, `null,"lsn":"`...)
+	v = gen.AppendText(v)
+	v = append(v, `","commit_lsn":"`...)
+	v = gen.AppendText(v)
+	v = append(v, `","ts_ms":`...)
+	v = strconv.AppendInt(v, now, 10)
+	v = append(v, `,"snapshot":true},"ts_ms":`...)
+	v = strconv.AppendInt(v, now, 10)
+	v = append(v, '}')
+	e.val = v
+	ev.Value = v
+	if len(r.key) > 0 {
+		ev.Key = e.key
+	}
+	return ev, nil
+}
+
 // header appends `{"id":"<commit_lsn>/<seq>","op":"<op>",`.
 func (e *Encoder) header(v []byte, commitLSN lsn.LSN, seq uint32, op sinks.Op) []byte {
 	v = append(v, `{"id":"`...)
