@@ -21,8 +21,9 @@ type Config struct {
 	Checkpoint struct {
 		Path string `mapstructure:"path"`
 	} `mapstructure:"checkpoint"`
-	Sinks    []map[string]any `mapstructure:"sinks"`
-	Pipeline pipeline.Config  `mapstructure:"pipeline"`
+	Sinks    []map[string]any        `mapstructure:"sinks"`
+	Pipeline pipeline.Config         `mapstructure:"pipeline"`
+	Snapshot pipeline.SnapshotConfig `mapstructure:"snapshot"`
 	Log      struct {
 		Level  string `mapstructure:"level"`  // debug, info (default), warn, error
 		Format string `mapstructure:"format"` // auto (default: console on a terminal, else json), console, json
@@ -37,6 +38,7 @@ var envKeys = []string{
 	"checkpoint.path", "log.level", "log.format",
 	"pipeline.max_batch_events", "pipeline.max_batch_bytes", "pipeline.max_in_flight_bytes",
 	"pipeline.checkpoint_interval", "pipeline.shutdown_timeout",
+	"snapshot.mode", "snapshot.workers", "snapshot.chunk_pages", "snapshot.progress_interval",
 }
 
 // addConfigFlags registers the flags shared by run and check. Flags override the file and the
@@ -50,6 +52,8 @@ func addConfigFlags(fs *pflag.FlagSet) {
 	fs.String("log.level", "", "log level: debug, info, warn, error")
 	fs.String("log.format", "", "log format: auto, console, json")
 	fs.String("endpos", "", "stop cleanly once everything up to this LSN (X/Y) is delivered")
+	fs.String("snapshot.mode", "", "initial (snapshot when there is no checkpoint, then stream), never, initial_only")
+	fs.Int("snapshot.workers", 0, "connections reading snapshot chunks at once")
 }
 
 // loadConfig reads the file named by --config (if any), then PGSTREAM_* variables, then flags.
@@ -74,7 +78,7 @@ func loadConfig(fs *pflag.FlagSet) (*Config, error) {
 		}
 	}
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Name != "config" && f.Name != "endpos" && f.Changed {
+		if f.Changed && strings.Contains(f.Name, ".") { // section.key flags only; the rest are the command's own
 			v.Set(f.Name, f.Value.String())
 		}
 	})
@@ -114,9 +118,11 @@ func (c *Config) validate() error {
 	if err := c.Source.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	c.Pipeline.Snapshot = c.Snapshot
 	if err := c.Pipeline.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	c.Snapshot = c.Pipeline.Snapshot
 	if c.Checkpoint.Path == "" {
 		errs = append(errs, errors.New("checkpoint.path is required: the file where pgstream records what every sink has durably received"))
 	}

@@ -3,6 +3,7 @@
 //
 //	pgstream run --config FILE     stream until SIGINT/SIGTERM
 //	pgstream check --config FILE   check the server, the checkpoint and the sinks, and say how to fix what is wrong
+//	pgstream snapshot --config FILE --table T   re-read a table while the running pgstream keeps streaming
 //	pgstream demo                  a throwaway local PostgreSQL with a live workload, streamed to stdout
 //	pgstream version
 package main
@@ -32,6 +33,8 @@ const usage = `pgstream streams PostgreSQL changes to stdout, files, Kafka and N
 Usage:
   pgstream run     --config FILE   stream changes until SIGINT or SIGTERM
   pgstream check   --config FILE   check server, checkpoint and sinks; print what to fix
+  pgstream snapshot --config FILE --table SCHEMA.TABLE [--table …]
+                                   re-read tables into the sinks while pgstream keeps streaming
   pgstream demo    [--duration D]  stream a live workload from a throwaway local PostgreSQL to stdout
   pgstream version                 print the version
 
@@ -87,6 +90,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "snapshot":
+		return runSnapshotRequest(args, stdout, stderr)
 	case "demo":
 		return runDemo(args, stdout, stderr)
 	default:

@@ -144,7 +144,11 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 				if lerr != nil {
 					report("checkpoint "+cfg.Checkpoint.Path, lerr)
 				} else if !found && !slot.Exists {
-					fmt.Fprintf(out, "ok    checkpoint %s: none yet; the first run creates slot %s and starts there\n", cfg.Checkpoint.Path, cfg.Source.Slot)
+					what := "snapshots the published tables, then streams from there"
+					if cfg.Snapshot.Mode == pipeline.SnapshotNever {
+						what = "starts there"
+					}
+					fmt.Fprintf(out, "ok    checkpoint %s: none yet; the first run creates slot %s and %s\n", cfg.Checkpoint.Path, cfg.Source.Slot, what)
 				} else {
 					start, rerr := store.Reconcile(cp, found, checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName,
 						Slot: cfg.Source.Slot, SlotExists: slot.Exists, SlotConfirmedFlush: slot.ConfirmedFlush})
@@ -153,6 +157,12 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 						report("checkpoint "+cfg.Checkpoint.Path, rerr)
 					case found:
 						fmt.Fprintf(out, "ok    checkpoint %s: resumes from %s, skipping transactions committed at or before %s\n", cfg.Checkpoint.Path, start.From, start.SkipThrough)
+						for _, t := range cp.Snapshot {
+							fmt.Fprintf(out, "      snapshot of %s unfinished: %d of %d chunks done; the rest is read while streaming\n",
+								t.Name(), t.Chunks()-uint32(len(t.Pending())), t.Chunks())
+						}
+					case cfg.Snapshot.Mode != pipeline.SnapshotNever:
+						fmt.Fprintf(out, "ok    checkpoint %s: none yet; the published tables are snapshotted while streaming from the slot's position %s\n", cfg.Checkpoint.Path, start.From)
 					default:
 						fmt.Fprintf(out, "ok    checkpoint %s: none yet; streaming starts at the slot's position %s\n", cfg.Checkpoint.Path, start.From)
 					}

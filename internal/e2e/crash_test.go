@@ -36,6 +36,8 @@ sinks:
 %spipeline:
   checkpoint_interval: 50ms
   max_batch_events: 64
+snapshot:
+  mode: never
 log:
   level: warn
   format: json

@@ -224,6 +224,10 @@ func startPipeline(t testing.TB, db string, o runOpts) *runner {
 	if pcfg.CheckpointInterval == 0 {
 		pcfg.CheckpointInterval = 100 * time.Millisecond
 	}
+	if pcfg.Snapshot.Mode == "" {
+		// Tests of streaming check exact event sequences; the snapshot tests ask for one.
+		pcfg.Snapshot.Mode = pipeline.SnapshotNever
+	}
 	status := o.status
 	if status == 0 {
 		status = 300 * time.Millisecond

@@ -33,6 +33,14 @@ func (c *lazyCatalog) get(ctx context.Context) (events.Catalog, error) {
 	return c.inner, nil
 }
 
+// pg returns the catalog connection, opening it when needed.
+func (c *lazyCatalog) pg(ctx context.Context) (*pgconn.PgConn, error) {
+	if _, err := c.get(ctx); err != nil {
+		return nil, err
+	}
+	return c.conn, nil
+}
+
 // retry runs f, and once more on a fresh connection when the first connection had died.
 func retry[T any](ctx context.Context, c *lazyCatalog, f func(events.Catalog) (T, error)) (T, error) {
 	var zero T

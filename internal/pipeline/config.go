@@ -40,6 +40,62 @@ type Config struct {
 	// and delivered: after the first transaction committing at or past it, or a keepalive reporting
 	// the server's WAL at or past it while nothing is open (pg_recvlogical's --endpos).
 	EndLSN lsn.LSN `mapstructure:"-"`
+	// Snapshot configures table snapshots; it is the top-level snapshot section of the config file.
+	Snapshot SnapshotConfig `mapstructure:"-"`
+}
+
+// Snapshot modes.
+const (
+	// SnapshotInitial snapshots the published tables when there is no checkpoint yet, then streams.
+	SnapshotInitial = "initial"
+	// SnapshotNever never snapshots on its own: streaming starts at the slot's position.
+	SnapshotNever = "never"
+	// SnapshotInitialOnly snapshots like SnapshotInitial, then stops; a later run streams from the
+	// snapshot's consistent point.
+	SnapshotInitialOnly = "initial_only"
+)
+
+// SnapshotConfig tunes table snapshots. Every zero value means the documented default.
+type SnapshotConfig struct {
+	// Mode is initial (default), never or initial_only.
+	Mode string `mapstructure:"mode"`
+	// Workers is how many connections read chunks at once. Default 2.
+	Workers int `mapstructure:"workers"`
+	// ChunkPages is the size of a chunk in heap pages (8 KiB each by default). Default 1024. A chunk
+	// read while streaming (a resumed or online snapshot) is held in memory until its high watermark
+	// comes through the stream, so this bounds that memory.
+	ChunkPages int `mapstructure:"chunk_pages"`
+	// ProgressInterval is how often snapshot progress is logged. Default 10s; negative disables.
+	ProgressInterval time.Duration `mapstructure:"progress_interval"`
+}
+
+// Validate fills in defaults and rejects values that cannot work.
+func (c *SnapshotConfig) Validate() error {
+	if c.Mode == "" {
+		c.Mode = SnapshotInitial
+	}
+	if c.Workers == 0 {
+		c.Workers = 2
+	}
+	if c.ChunkPages == 0 {
+		c.ChunkPages = 1024
+	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = 10 * time.Second
+	}
+	var errs []error
+	switch c.Mode {
+	case SnapshotInitial, SnapshotNever, SnapshotInitialOnly:
+	default:
+		errs = append(errs, fmt.Errorf("snapshot.mode %q: use initial, never or initial_only", c.Mode))
+	}
+	if c.Workers < 1 || c.Workers > 64 {
+		errs = append(errs, fmt.Errorf("snapshot.workers %d: use 1 to 64", c.Workers))
+	}
+	if c.ChunkPages < 1 || c.ChunkPages > 1<<20 {
+		errs = append(errs, fmt.Errorf("snapshot.chunk_pages %d: use 1 to 1048576", c.ChunkPages))
+	}
+	return errors.Join(errs...)
 }
 
 // Validate fills in defaults and rejects values that cannot work.
@@ -75,6 +131,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReconnectAttempts < 0 {
 		errs = append(errs, errors.New("pipeline.reconnect_attempts must be 0 (forever) or positive"))
+	}
+	if err := c.Snapshot.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

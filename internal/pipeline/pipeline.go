@@ -70,8 +70,21 @@ type Pipeline struct {
 	replyNow       bool
 	streaming      bool
 
-	durable atomic.Pointer[checkpoint.Position] // newest position the store holds
-	stats   stats
+	startFrom lsn.LSN   // where streaming starts
+	exported  string    // snapshot exported by the slot creation, "" when there is none
+	runID     string    // identifies this run's watermarks
+	requests  []Request // snapshot requests of the open transaction
+	openRel   map[uint32][]*window
+
+	durable   atomic.Pointer[checkpoint.Position] // newest position the store holds
+	stats     stats
+	saveMu    sync.Mutex // serializes saveCheckpoint; guards snap.tables
+	snap      snapState
+	snapStats snapStats
+	snapDone  atomic.Bool // the snapshot list became empty after having tables
+	jobs      jobQueue
+	wins      windows
+	windowSeq atomic.Uint64
 }
 
 type partialTx struct {
@@ -104,7 +117,9 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now}, nil
+	return &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now,
+		runID: newRunID(), openRel: map[uint32][]*window{},
+		jobs: jobQueue{wake: make(chan struct{}, 1)}, wins: windows{m: map[uint64]*window{}}}, nil
 }
 
 // Durable returns the newest position the checkpoint store holds (and the server may be told).
@@ -157,8 +172,13 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		defer close(statsDone)
 		p.logStats(statsStop)
 	}()
+	snapLogDone := make(chan struct{})
+	go func() {
+		defer close(snapLogDone)
+		p.logSnapshotProgress(statsStop)
+	}()
 
-	streamErr := p.stream(ctx, runCtx)
+	streamErr := p.run(ctx, runCtx, fail)
 
 	// Shutdown: reading has stopped. What the current batch holds belongs to a transaction that has
 	// not committed in the stream yet; it is read again on the next start.
@@ -180,6 +200,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	ckErr := <-ckDone
 	close(statsStop)
 	<-statsDone
+	<-snapLogDone
 
 	if p.streaming && p.conn != nil && ckErr == nil {
 		if err := p.sendStatus(); err != nil {
@@ -252,10 +273,17 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load checkpoint: %w", err)
 	}
+	snapshotNow := !found && p.cfg.Snapshot.Mode != SnapshotNever
 	switch {
 	case !found && !slot.Exists:
-		// A first start: the slot begins at its consistent point and the checkpoint with it.
-		if slot, err = conn.EnsureSlot(ctx); err != nil {
+		// A first start: the slot begins at its consistent point and the checkpoint with it. The
+		// snapshot it exports is the database exactly as of that point.
+		if snapshotNow {
+			slot, p.exported, err = conn.EnsureSlotExport(ctx)
+		} else {
+			slot, err = conn.EnsureSlot(ctx)
+		}
+		if err != nil {
 			return err
 		}
 		p.log.Info("created replication slot", zap.String("slot", slot.Name), zap.Stringer("consistent_point", slot.ConfirmedFlush))
@@ -272,9 +300,19 @@ func (p *Pipeline) open(ctx context.Context) error {
 	}
 	p.ident = checkpoint.Checkpoint{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, Slot: p.src.Slot}
 	pos := checkpoint.Position{CommitLSN: start.SkipThrough, EndLSN: start.From}
+	p.catalog = &lazyCatalog{cfg: p.src}
+	if found {
+		p.snap.tables = cp.Snapshot
+	}
+	if snapshotNow {
+		// The plan is saved before the first row is read: a crash from here on resumes the snapshot.
+		if p.snap.tables, err = p.planSnapshot(ctx, start.From); err != nil {
+			return err
+		}
+	}
 	if !found || start.Fresh {
 		cp := p.ident
-		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt = pos.CommitLSN, pos.EndLSN, p.now()
+		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), p.snap.tables
 		if err := p.store.Save(cp); err != nil {
 			return fmt.Errorf("save checkpoint: %w", err)
 		}
@@ -283,7 +321,6 @@ func (p *Pipeline) open(ctx context.Context) error {
 	p.skipThrough = start.SkipThrough
 	p.lastRegistered = start.SkipThrough
 
-	p.catalog = &lazyCatalog{cfg: p.src}
 	p.enc = events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog)
 	p.dec = walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion})
 	if p.cfg.TransactionMarkers {
@@ -292,10 +329,45 @@ func (p *Pipeline) open(ctx context.Context) error {
 	p.cur = newBatch()
 	p.statusInterval = p.src.StatusInterval
 	p.adjustStatusInterval(ctx)
+	p.startFrom = start.From
 	p.log.Info("starting replication", zap.String("slot", p.src.Slot), zap.String("publication", p.src.Publication),
 		zap.String("database", sys.DBName), zap.Stringer("from", start.From), zap.Stringer("skip_through", start.SkipThrough),
-		zap.Bool("fresh", !found))
-	return p.startStreaming(ctx, start.From)
+		zap.Bool("fresh", !found), zap.Int("snapshot_tables", len(p.snap.tables)))
+	return nil
+}
+
+// run reads the snapshot exported at the slot's creation (if any), then streams; chunks of
+// unfinished or requested snapshots are read while streaming.
+func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc) error {
+	initialOnly := p.cfg.Snapshot.Mode == SnapshotInitialOnly
+	if p.exported != "" {
+		if err := p.snapshotExported(ctx, runCtx, p.exported, p.pendingSnapshot()); err != nil {
+			return err
+		}
+		if ctx.Err() != nil || runCtx.Err() != nil {
+			return nil
+		}
+		if initialOnly {
+			p.log.Info("snapshot.mode is initial_only: stopping; the next run streams from the consistent point", zap.Stringer("consistent_point", p.startFrom))
+			return nil
+		}
+	}
+	pending := p.pendingSnapshot()
+	if initialOnly && len(pending) == 0 {
+		p.log.Info("snapshot.mode is initial_only and no snapshot is pending: nothing to do")
+		return nil
+	}
+	if err := p.startStreaming(ctx, p.startFrom); err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		p.log.Info("resuming snapshot while streaming", zap.Int("tables", len(pending)))
+		p.jobs.add(p.pendingJobs(ctx, pending)...)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	wait := p.startResnap(rctx, fail)
+	defer func() { stop(); wait() }()
+	return p.stream(ctx, runCtx)
 }
 
 // adjustStatusInterval keeps status updates well inside the server's wal_sender_timeout.
@@ -339,6 +411,10 @@ func (p *Pipeline) stream(ctx, runCtx context.Context) error {
 	for {
 		err := p.receiveLoop(ctx, runCtx)
 		if errors.Is(err, errEndReached) {
+			if p.snapDone.Load() && p.cfg.Snapshot.Mode == SnapshotInitialOnly {
+				p.log.Info("snapshot complete; snapshot.mode is initial_only: stopping")
+				return nil
+			}
 			p.log.Info("end position reached", zap.Stringer("end_lsn", p.cfg.EndLSN))
 			return nil
 		}
@@ -419,6 +495,9 @@ func (p *Pipeline) receiveLoop(ctx, runCtx context.Context) error {
 		case <-runCtx.Done():
 			return context.Cause(runCtx)
 		default:
+		}
+		if p.snapDone.Load() && p.cfg.Snapshot.Mode == SnapshotInitialOnly {
+			return errEndReached
 		}
 		now := p.now()
 		if p.replyNow || !now.Before(p.nextStatus) {
@@ -519,10 +598,14 @@ func (p *Pipeline) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) 
 				p.cur.add(p.markers.encode(sinks.OpEnd, &p.tx, at, p.tx.Seq))
 			}
 			p.cur.pos = checkpoint.Position{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN}
-			p.flush()
+			seq := p.flush()
 			p.partial = partialTx{}
 			p.stats.txs.Add(1)
+			if len(p.requests) > 0 {
+				p.startRequests(ctx, m.CommitLSN, seq)
+			}
 		}
+		p.requests = nil
 		if p.cfg.EndLSN != 0 && m.CommitLSN >= p.cfg.EndLSN {
 			return errEndReached
 		}
@@ -534,21 +617,60 @@ func (p *Pipeline) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) 
 		// Informational: which replication origin the transaction came from.
 	case *walparse.Insert:
 		if !p.skipTx {
-			return p.emit(p.enc.Insert(&p.tx, at, m))
+			ev, err := p.enc.Insert(&p.tx, at, m)
+			if err == nil && len(p.openRel) > 0 {
+				p.noteKey(m.RelationID, ev.Key)
+			}
+			return p.emit(ev, err)
 		}
 	case *walparse.Update:
 		if !p.skipTx {
-			return p.emit(p.enc.Update(&p.tx, at, m))
+			ev, err := p.enc.Update(&p.tx, at, m)
+			if err != nil || len(p.openRel) == 0 {
+				return p.emit(ev, err)
+			}
+			p.noteKey(m.RelationID, ev.Key)
+			if err := p.emit(ev, nil); err != nil {
+				return err
+			}
+			if m.OldKind != walparse.OldNone {
+				old, err := p.enc.KeyOf(m.RelationID, &m.Old)
+				if err != nil {
+					return fmt.Errorf("encode change at %s: %w", at, err)
+				}
+				p.noteKey(m.RelationID, old)
+			}
 		}
 	case *walparse.Delete:
 		if !p.skipTx {
-			return p.emit(p.enc.Delete(&p.tx, at, m))
+			ev, err := p.enc.Delete(&p.tx, at, m)
+			if err == nil && len(p.openRel) > 0 {
+				p.noteKey(m.RelationID, ev.Key)
+			}
+			return p.emit(ev, err)
 		}
 	case *walparse.Truncate:
 		if !p.skipTx {
+			if len(p.openRel) > 0 {
+				for _, id := range m.RelationIDs {
+					p.noteTruncate(id)
+				}
+			}
 			return p.enc.Truncate(&p.tx, at, m, func(ev sinks.Event) error { return p.emit(ev, nil) })
 		}
 	case *walparse.LogicalMessage:
+		switch string(m.Prefix) {
+		case WatermarkPrefix:
+			if !m.Transactional() {
+				p.watermarkMsg(m)
+			}
+			return nil
+		case RequestPrefix:
+			if m.Transactional() && !p.skipTx {
+				p.requestMsg(m)
+			}
+			return nil
+		}
 		if m.Transactional() {
 			if !p.skipTx {
 				return p.emit(p.enc.Message(&p.tx, m))
@@ -588,21 +710,31 @@ func (p *Pipeline) emit(ev sinks.Event, err error) error {
 	return nil
 }
 
-// flush hands the current batch to every sink worker and starts a new one.
-func (p *Pipeline) flush() {
-	b := p.cur
+// flush hands the current batch to every sink worker, starts a new one and returns the batch's
+// sequence number.
+func (p *Pipeline) flush() uint64 {
+	seq := p.push(p.cur)
+	p.cur = newBatch()
+	return seq
+}
+
+// push hands b to every sink worker and returns its sequence number. Only one goroutine at a time
+// pushes: the snapshot coordinator before streaming starts, the replication goroutine after.
+func (p *Pipeline) push(b *batch) uint64 {
 	b.refs.Store(int32(len(p.workers)))
-	b.seq = p.tracker.Add(b.pos, b.bytes)
+	seq := p.tracker.Add(b.pos, b.bytes)
+	b.seq = seq
 	if b.pos.CommitLSN != 0 {
 		p.lastRegistered = b.pos.CommitLSN
 	}
 	p.stats.events.Add(uint64(len(b.events)))
 	p.stats.bytes.Add(uint64(b.bytes))
 	p.stats.batches.Add(1)
+	// b belongs to the workers from here on: the last one to finish recycles it.
 	for _, w := range p.workers {
 		w.push(b)
 	}
-	p.cur = newBatch()
+	return seq
 }
 
 // checkpointer saves the tracker's position every CheckpointInterval while it moves, and once more
@@ -626,17 +758,29 @@ func (p *Pipeline) checkpointer(ctx context.Context, stop <-chan struct{}) error
 	}
 }
 
+// saveCheckpoint saves the position every sink acknowledged together with the snapshot progress of
+// the same batches.
 func (p *Pipeline) saveCheckpoint() error {
-	pos := p.tracker.Acked()
-	if pos == p.Durable() {
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	pos, seq := p.tracker.AckedSeq()
+	had := len(p.snap.tables) > 0
+	completed, changed := p.snap.apply(seq)
+	if pos == p.Durable() && !changed {
 		return nil
 	}
 	cp := p.ident
-	cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt = pos.CommitLSN, pos.EndLSN, p.now()
+	cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), p.snap.tables
 	if err := p.store.Save(cp); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
 	p.durable.Store(&pos)
+	for _, t := range completed {
+		p.log.Info("table snapshot complete", zap.String("table", t))
+	}
+	if had && len(p.snap.tables) == 0 {
+		p.snapDone.Store(true)
+	}
 	return nil
 }
 

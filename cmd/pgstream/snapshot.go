@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/pflag"
+
+	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/internal/snapshot"
+	"github.com/pgstream/pgstream/replication"
+)
+
+// runSnapshotRequest asks the pgstream streaming from the configured slot to re-read tables while it
+// keeps streaming. The request is a transactional logical decoding message, so it travels through
+// the slot itself: it is acted on even if pgstream is down right now (on its next start), and never
+// twice.
+func runSnapshotRequest(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("snapshot", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addConfigFlags(fs)
+	tables := fs.StringArray("table", nil, "table to re-snapshot (schema.table; repeat for more)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(*tables) == 0 {
+		fmt.Fprintln(stderr, "pgstream snapshot: name at least one table with --table schema.table")
+		return 2
+	}
+	cfg, err := loadConfig(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgstream: %v\n", err)
+		return 2
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	lsn, active, err := requestSnapshot(ctx, cfg.Source, *tables)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgstream snapshot: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "snapshot of %v requested at %s on slot %s\n", *tables, lsn, cfg.Source.Slot)
+	if active {
+		fmt.Fprintln(stdout, "the running pgstream re-reads the tables while it streams; its log says \"table snapshot complete\" for each")
+	} else {
+		fmt.Fprintln(stdout, "no pgstream is streaming from the slot now: the request waits in the slot and is carried out when pgstream starts")
+	}
+	return 0
+}
+
+// requestSnapshot checks the slot and the tables and writes the request message. It returns the
+// request's LSN and whether a consumer is streaming from the slot.
+func requestSnapshot(ctx context.Context, src replication.Config, tables []string) (string, bool, error) {
+	conn, err := replication.NewSQLConn(ctx, src)
+	if err != nil {
+		return "", false, err
+	}
+	defer conn.Close(context.Background())
+	res := conn.ExecParams(ctx, "SELECT active::text FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()",
+		[][]byte{[]byte(src.Slot)}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return "", false, fmt.Errorf("read slot %s: %w", src.Slot, res.Err)
+	}
+	if len(res.Rows) == 0 {
+		return "", false, fmt.Errorf("replication slot %s does not exist in this database: start pgstream first (it creates the slot and snapshots every published table on its first run)", src.Slot)
+	}
+	active := string(res.Rows[0][0]) == "true"
+	found, err := snapshot.LookupTables(ctx, conn, src.Publication, tables)
+	if err != nil {
+		return "", false, err
+	}
+	names := make([]string, len(found))
+	for i, t := range found {
+		names[i] = t.Schema + "." + t.Name
+	}
+	content, _ := json.Marshal(pipeline.Request{Slot: src.Slot, Tables: names})
+	lsn, err := execValue(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", pipeline.RequestPrefix, string(content))
+	if err != nil {
+		return "", false, fmt.Errorf("write the snapshot request: %w", err)
+	}
+	return lsn, active, nil
+}
+
+func execValue(ctx context.Context, conn *pgconn.PgConn, sql string, args ...string) (string, error) {
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		params[i] = []byte(a)
+	}
+	res := conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
+	if res.Err != nil {
+		return "", res.Err
+	}
+	if len(res.Rows) == 0 {
+		return "", nil
+	}
+	return string(res.Rows[0][0]), nil
+}

@@ -1,0 +1,887 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+
+	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/internal/snapshot"
+	"github.com/pgstream/pgstream/replication"
+	"github.com/pgstream/pgstream/sinks"
+	"github.com/pgstream/pgstream/walparse"
+)
+
+// Prefixes of the logical decoding messages that steer snapshots. Messages with either prefix are
+// consumed by pgstream and never delivered as events.
+const (
+	// WatermarkPrefix marks the non-transactional low and high watermarks written around a chunk
+	// read while streaming.
+	WatermarkPrefix = "pgstream.watermark"
+	// RequestPrefix marks a transactional request to re-snapshot tables (see Request).
+	RequestPrefix = "pgstream.snapshot"
+)
+
+// Request is the JSON content of a snapshot request: pg_logical_emit_message(true,
+// 'pgstream.snapshot', '{"slot":"pgstream","tables":["public.orders"]}'). A pgstream streaming from
+// that slot (every pgstream on the database when Slot is empty) re-reads the tables while it keeps
+// streaming, starting where the request's transaction commits.
+type Request struct {
+	Slot   string   `json:"slot,omitempty"`
+	Tables []string `json:"tables"`
+}
+
+// watermark is the JSON content of a watermark message.
+type watermark struct {
+	Slot string `json:"slot"`
+	Run  string `json:"run"` // this process's run id: watermarks of an earlier run are ignored
+	ID   uint64 `json:"id"`
+	High bool   `json:"high"`
+}
+
+// chunkJob is one chunk of a table snapshot to read.
+type chunkJob struct {
+	table *checkpoint.TableSnapshot // the plan; read only (its Done is not consulted)
+	idx   uint32
+}
+
+// snapMark is a change to the durable snapshot state that takes effect once the batch seq (and every
+// batch before it) is acknowledged by every sink: a table added to the snapshot, or a chunk done.
+type snapMark struct {
+	seq   uint64
+	add   *checkpoint.TableSnapshot
+	gen   lsn.LSN
+	oid   uint32
+	chunk uint32
+}
+
+// snapState is the snapshot progress: the marks waiting for acknowledgement and the durable list the
+// checkpoint holds. marks is shared by the producer and the checkpointer; tables belongs to
+// saveCheckpoint (under Pipeline.saveMu).
+type snapState struct {
+	mu     sync.Mutex
+	marks  []snapMark
+	tables []checkpoint.TableSnapshot
+}
+
+func (s *snapState) mark(m snapMark) {
+	s.mu.Lock()
+	s.marks = append(s.marks, m)
+	s.mu.Unlock()
+}
+
+// apply moves the marks of batches up to seq into tables, and reports the tables completed (nil when
+// nothing changed, with changed false).
+func (s *snapState) apply(seq uint64) (completed []string, changed bool) {
+	s.mu.Lock()
+	n := 0
+	for n < len(s.marks) && s.marks[n].seq <= seq {
+		n++
+	}
+	ready := append([]snapMark(nil), s.marks[:n]...)
+	s.marks = append(s.marks[:0], s.marks[n:]...)
+	s.mu.Unlock()
+	for _, m := range ready {
+		changed = true
+		if m.add != nil {
+			s.tables = append(s.tables, m.add.Clone())
+			continue
+		}
+		for i := range s.tables {
+			t := &s.tables[i]
+			if t.Gen != m.gen || t.OID != m.oid {
+				continue
+			}
+			t.MarkDone(m.chunk)
+			if t.Complete() {
+				completed = append(completed, t.Name())
+				s.tables = append(s.tables[:i], s.tables[i+1:]...)
+			}
+			break
+		}
+	}
+	return completed, changed
+}
+
+// snapStats counts snapshot progress for the progress log.
+type snapStats struct {
+	rows        atomic.Int64
+	chunks      atomic.Int64 // chunks read by this run
+	totalChunks atomic.Int64 // chunks this run has to read
+	estRows     atomic.Int64 // estimated rows of the chunks this run has to read (pg_class.reltuples)
+	active      atomic.Int32 // snapshots being read
+}
+
+// jobQueue is the chunks waiting for a reader while streaming. The replication goroutine adds to it
+// without blocking.
+type jobQueue struct {
+	mu   sync.Mutex
+	jobs []chunkJob
+	wake chan struct{} // cap 1
+}
+
+func (q *jobQueue) add(jobs ...chunkJob) {
+	q.mu.Lock()
+	q.jobs = append(q.jobs, jobs...)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *jobQueue) next(ctx context.Context) (chunkJob, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.jobs) > 0 {
+			j := q.jobs[0]
+			q.jobs = q.jobs[1:]
+			more := len(q.jobs) > 0
+			q.mu.Unlock()
+			if more {
+				select {
+				case q.wake <- struct{}{}:
+				default:
+				}
+			}
+			return j, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.wake:
+		case <-ctx.Done():
+			return chunkJob{}, false
+		}
+	}
+}
+
+func (q *jobQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.jobs)
+}
+
+// window is one chunk read between a low and a high watermark (DBLog). The reader registers it
+// before writing the low watermark and hands over the chunk's rows before writing the high one; the
+// replication goroutine records the keys of the table changed in between and, at the high watermark,
+// delivers the rows whose keys did not change, so that the stream's newer versions win.
+type window struct {
+	id  uint64
+	job chunkJob
+
+	// Owned by the replication goroutine.
+	open      bool
+	keys      map[string]struct{}
+	truncated bool
+
+	rows    *batch // set by the reader under windows.mu before the high watermark is written
+	aborted atomic.Bool
+	done    chan struct{} // closed by the replication goroutine once the rows are handed to the sinks
+}
+
+type windows struct {
+	mu sync.Mutex
+	m  map[uint64]*window
+}
+
+func (ws *windows) put(w *window) {
+	ws.mu.Lock()
+	ws.m[w.id] = w
+	ws.mu.Unlock()
+}
+
+func (ws *windows) get(id uint64) *window {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.m[id]
+}
+
+func (ws *windows) setRows(id uint64, b *batch) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.m[id]
+	if w == nil {
+		return false
+	}
+	w.rows = b
+	return true
+}
+
+// take removes window id and returns its rows.
+func (ws *windows) take(id uint64) *batch {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.m[id]
+	if w == nil {
+		return nil
+	}
+	delete(ws.m, id)
+	b := w.rows
+	w.rows = nil
+	return b
+}
+
+// abort removes window id after its reader failed.
+func (ws *windows) abort(id uint64) {
+	ws.mu.Lock()
+	w := ws.m[id]
+	delete(ws.m, id)
+	ws.mu.Unlock()
+	if w != nil {
+		w.aborted.Store(true)
+		if w.rows != nil {
+			discard(w.rows)
+		}
+	}
+}
+
+// discard recycles a batch that was never handed to the sinks.
+func discard(b *batch) {
+	b.reset()
+	batchPool.Put(b)
+}
+
+func newRunID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// planSnapshot lists the tables of the publication and plans their snapshot with generation gen.
+func (p *Pipeline) planSnapshot(ctx context.Context, gen lsn.LSN) ([]checkpoint.TableSnapshot, error) {
+	conn, err := p.catalog.pg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tables, err := snapshot.ListTables(ctx, conn, p.src.Publication)
+	if err != nil {
+		return nil, fmt.Errorf("list the tables of publication %s: %w", p.src.Publication, err)
+	}
+	return snapshot.Plan(tables, gen, uint32(p.cfg.Snapshot.ChunkPages)), nil
+}
+
+// pendingJobs returns a job for every chunk not done of the given tables, in table order, and
+// counts them in the progress statistics.
+func (p *Pipeline) pendingJobs(ctx context.Context, tables []checkpoint.TableSnapshot) []chunkJob {
+	var jobs []chunkJob
+	var est float64
+	for i := range tables {
+		t := tables[i].Clone()
+		pending := t.Pending()
+		for _, c := range pending {
+			jobs = append(jobs, chunkJob{table: &t, idx: c})
+		}
+		if rows := p.reltuples(ctx, t.OID); rows > 0 {
+			est += rows * float64(len(pending)) / float64(t.Chunks())
+		}
+	}
+	p.snapStats.totalChunks.Add(int64(len(jobs)))
+	p.snapStats.estRows.Add(int64(est))
+	return jobs
+}
+
+// reltuples returns pg_class.reltuples of a table, or 0 when it is unknown.
+func (p *Pipeline) reltuples(ctx context.Context, oid uint32) float64 {
+	conn, err := p.catalog.pg(ctx)
+	if err != nil {
+		return 0
+	}
+	res := conn.ExecParams(ctx, "SELECT reltuples::float8::text FROM pg_class WHERE oid = $1::oid",
+		[][]byte{fmt.Appendf(nil, "%d", oid)}, nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 {
+		return 0
+	}
+	var v float64
+	if _, err := fmt.Sscan(string(res.Rows[0][0]), &v); err != nil {
+		return 0
+	}
+	return v
+}
+
+// pubTables resolves the publication's column list and row filter of tables by OID, loading the
+// publication's tables again when an OID is not known yet.
+type pubTables struct {
+	publication string
+	byOID       map[uint32]snapshot.Table
+}
+
+func (pt *pubTables) lookup(ctx context.Context, conn *pgconn.PgConn, oid uint32) (snapshot.Table, error) {
+	if t, ok := pt.byOID[oid]; ok {
+		return t, nil
+	}
+	tables, err := snapshot.ListTables(ctx, conn, pt.publication)
+	if err != nil {
+		return snapshot.Table{}, fmt.Errorf("list the tables of publication %s: %w", pt.publication, err)
+	}
+	pt.byOID = make(map[uint32]snapshot.Table, len(tables))
+	for _, t := range tables {
+		pt.byOID[t.OID] = t
+	}
+	return pt.byOID[oid], nil // a table no longer published is read whole
+}
+
+// execSQL runs statements on an ordinary connection and returns the first column of the first row.
+func execSQL(ctx context.Context, conn *pgconn.PgConn, sql string, args ...string) (string, error) {
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		params[i] = []byte(a)
+	}
+	var res *pgconn.Result
+	if len(args) == 0 {
+		rs, err := conn.Exec(ctx, sql).ReadAll()
+		if err != nil {
+			return "", err
+		}
+		if len(rs) == 0 {
+			return "", nil
+		}
+		res = rs[len(rs)-1]
+	} else {
+		res = conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
+		if res.Err != nil {
+			return "", res.Err
+		}
+	}
+	if len(res.Rows) == 0 || len(res.Rows[0]) == 0 {
+		return "", nil
+	}
+	return string(res.Rows[0][0]), nil
+}
+
+// snapshotExported reads every pending chunk inside the snapshot the slot creation exported, with
+// up to Snapshot.Workers connections, before streaming starts: the rows as of the slot's consistent
+// point, so that the stream from there on adds every later change exactly once. It returns once
+// every sink holds every row and the checkpoint records the snapshot complete, or on shutdown (nil)
+// or failure.
+func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, tables []checkpoint.TableSnapshot) error {
+	jobs := p.pendingJobs(ctx, tables)
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(runCtx, func() { cancel(context.Cause(runCtx)) })
+	defer stop()
+
+	n := max(1, min(p.cfg.Snapshot.Workers, len(jobs)))
+	conns := make([]*pgconn.PgConn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = c.Close(cctx)
+			ccancel()
+		}
+	}()
+	for range n {
+		c, err := replication.NewSQLConn(wctx, p.src)
+		if err != nil {
+			return fmt.Errorf("open snapshot connection: %w", err)
+		}
+		conns = append(conns, c)
+		if _, err := execSQL(wctx, c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT "+quoteLiteral(name)); err != nil {
+			return fmt.Errorf("import the slot's exported snapshot %s: %w (the replication connection that exported it must stay open; restart pgstream to resume the snapshot while streaming)", name, err)
+		}
+	}
+	p.log.Info("snapshot started", zap.Int("tables", len(tables)), zap.Int("chunks", len(jobs)),
+		zap.Int("workers", n), zap.Stringer("consistent_point", p.startFrom), zap.String("exported_snapshot", name))
+	p.snapStats.active.Add(1)
+	defer p.snapStats.active.Add(-1)
+
+	type item struct {
+		b    *batch
+		done *chunkJob
+	}
+	items := make(chan item)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Pointer[error]
+	maxEvents, maxBytes := p.cfg.MaxBatchEvents, p.cfg.MaxBatchBytes
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := snapshot.NewReader(c, p.ident.Database, p.now)
+			pt := &pubTables{publication: p.src.Publication}
+			send := func(it item) bool {
+				select {
+				case items <- it:
+					return true
+				case <-wctx.Done():
+					discard(it.b)
+					return false
+				}
+			}
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(jobs) {
+					return
+				}
+				j := &jobs[i]
+				err := p.readChunk(wctx, c, r, pt, *j, func(full *batch) bool { return send(item{b: full}) }, maxEvents, maxBytes,
+					func(last *batch) bool { return send(item{b: last, done: j}) })
+				if err != nil {
+					if wctx.Err() == nil {
+						err = fmt.Errorf("snapshot of %s, chunk %d: %w", j.table.Name(), j.idx, err)
+						firstErr.CompareAndSwap(nil, &err)
+						cancel(err)
+					}
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(items) }()
+
+	var lastSeq uint64
+	for it := range items {
+		if !p.waitInFlight(wctx) {
+			discard(it.b)
+			continue
+		}
+		p.snapStats.rows.Add(int64(len(it.b.events)))
+		seq := p.push(it.b)
+		lastSeq = seq
+		if it.done != nil {
+			p.snap.mark(snapMark{seq: seq, gen: it.done.table.Gen, oid: it.done.table.OID, chunk: it.done.idx})
+			p.snapStats.chunks.Add(1)
+		}
+	}
+	if e := firstErr.Load(); e != nil {
+		return *e
+	}
+	if ctx.Err() != nil || runCtx.Err() != nil {
+		return nil
+	}
+	// Every chunk is handed over: wait until every sink holds them and the checkpoint says so.
+	for {
+		if _, seq := p.tracker.AckedSeq(); seq >= lastSeq {
+			break
+		}
+		select {
+		case <-p.tracker.Changed():
+		case <-ctx.Done():
+			return nil
+		case <-runCtx.Done():
+			return nil
+		}
+	}
+	if err := p.saveCheckpoint(); err != nil {
+		return err
+	}
+	for _, c := range conns {
+		_, _ = execSQL(ctx, c, "COMMIT")
+	}
+	p.log.Info("snapshot complete", zap.Int64("rows", p.snapStats.rows.Load()), zap.Int("chunks", len(jobs)))
+	return nil
+}
+
+// waitInFlight waits until the bytes in flight are below the bound; false when ctx ended first.
+func (p *Pipeline) waitInFlight(ctx context.Context) bool {
+	for {
+		if ctx.Err() != nil {
+			return false
+		}
+		if _, inflight := p.tracker.InFlight(); inflight < p.cfg.MaxInFlightBytes {
+			return true
+		}
+		select {
+		case <-p.tracker.Changed():
+		case <-ctx.Done():
+		}
+	}
+}
+
+// readChunk reads one chunk on c, in whatever transaction c has open. Full batches go to full
+// (when maxEvents > 0) and the rest, possibly empty, to last; either returning false stops the
+// read. A table that no longer exists reads as empty.
+func (p *Pipeline) readChunk(ctx context.Context, c *pgconn.PgConn, r *snapshot.Reader, pt *pubTables, j chunkJob,
+	full func(*batch) bool, maxEvents, maxBytes int, last func(*batch) bool) error {
+	pub, err := pt.lookup(ctx, c, j.table.OID)
+	if err != nil {
+		return err
+	}
+	b := newBatch()
+	stopped := errors.New("stopped")
+	_, err = r.ReadChunk(ctx, j.table, pub.Columns, pub.RowFilter, j.idx, func(ev sinks.Event) error {
+		b.add(ev)
+		if maxEvents > 0 && (len(b.events) >= maxEvents || b.bytes >= maxBytes) {
+			if !full(b) {
+				return stopped
+			}
+			b = newBatch()
+		}
+		return nil
+	})
+	if errors.Is(err, snapshot.ErrTableGone) {
+		p.log.Warn("table dropped during its snapshot; nothing left to read", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx))
+		discard(b)
+		b = newBatch()
+		err = nil
+	}
+	if err != nil {
+		if !errors.Is(err, stopped) {
+			discard(b)
+		}
+		return err
+	}
+	if !last(b) {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// startResnap starts the readers of chunks while streaming (resumed and online snapshots). They
+// stop when ctx ends; wait waits for them.
+func (p *Pipeline) startResnap(ctx context.Context, fail context.CancelCauseFunc) (wait func()) {
+	var wg sync.WaitGroup
+	for i := range p.cfg.Snapshot.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.resnapWorker(ctx, i); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+// resnapWorker reads queued chunks one at a time between watermarks, retrying a failed chunk with
+// backoff on a new connection.
+func (p *Pipeline) resnapWorker(ctx context.Context, worker int) error {
+	var conn *pgconn.PgConn
+	var r *snapshot.Reader
+	pt := &pubTables{publication: p.src.Publication}
+	defer func() {
+		if conn != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = conn.Close(cctx)
+			cancel()
+		}
+	}()
+	for {
+		j, ok := p.jobs.next(ctx)
+		if !ok {
+			return nil
+		}
+		backoff := p.cfg.ReconnectMin
+		for attempt := 1; ; attempt++ {
+			if conn == nil || conn.IsClosed() {
+				c, err := replication.NewSQLConn(ctx, p.src)
+				if err == nil {
+					conn, r, pt.byOID = c, snapshot.NewReader(c, p.ident.Database, p.now), nil
+				} else if ctx.Err() != nil {
+					return nil
+				} else {
+					p.log.Warn("snapshot connection failed", zap.Error(err))
+				}
+			}
+			var err error
+			if conn != nil && !conn.IsClosed() {
+				if err = p.readWindow(ctx, conn, r, pt, j); err == nil {
+					break
+				}
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if attempt >= 5 {
+				return fmt.Errorf("snapshot of %s, chunk %d: giving up after %d attempts: %w", j.table.Name(), j.idx, attempt, err)
+			}
+			p.log.Warn("snapshot chunk failed; retrying", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx),
+				zap.Int("worker", worker), zap.Error(err), zap.Duration("backoff", backoff))
+			if conn != nil {
+				_, _ = execSQL(ctx, conn, "ROLLBACK")
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, p.cfg.ReconnectMax)
+		}
+	}
+}
+
+// readWindow reads one chunk between a low and a high watermark and waits until the replication
+// goroutine has handed its rows to the sinks.
+func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snapshot.Reader, pt *pubTables, j chunkJob) error {
+	w := &window{id: p.windowSeq.Add(1), job: j, done: make(chan struct{})}
+	p.wins.put(w)
+	ok := false
+	defer func() {
+		if !ok {
+			p.wins.abort(w.id)
+		}
+	}()
+	if err := p.writeWatermark(ctx, conn, w.id, false); err != nil {
+		return err
+	}
+	// A transaction whose commit record precedes the low watermark but which was not yet visible
+	// when the watermark was written (it may wait for a synchronous standby) would be missing from the
+	// chunk while the stream delivers it before the window: wait until every transaction running
+	// then has ended, so that the chunk's snapshot sees everything the stream delivered before it.
+	xip, err := execSQL(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM pg_snapshot_xip(pg_current_snapshot()) x")
+	if err != nil {
+		return fmt.Errorf("read running transactions: %w", err)
+	}
+	for xip != "{}" && xip != "" {
+		running, err := execSQL(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::xid8[]) x WHERE pg_xact_status(x) = 'in progress'", xip)
+		if err != nil {
+			return fmt.Errorf("wait for running transactions: %w", err)
+		}
+		if xip = running; xip == "{}" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if _, err := execSQL(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
+		return fmt.Errorf("begin chunk read: %w", err)
+	}
+	var rows *batch
+	err = p.readChunk(ctx, conn, r, pt, j, nil, 0, 0, func(b *batch) bool { rows = b; return true })
+	if err != nil {
+		return err
+	}
+	if _, err := execSQL(ctx, conn, "COMMIT"); err != nil {
+		discard(rows)
+		return fmt.Errorf("end chunk read: %w", err)
+	}
+	if !p.wins.setRows(w.id, rows) {
+		discard(rows)
+		return errors.New("watermark window lost")
+	}
+	if err := p.writeWatermark(ctx, conn, w.id, true); err != nil {
+		return err
+	}
+	ok = true
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (p *Pipeline) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id uint64, high bool) error {
+	content, _ := json.Marshal(watermark{Slot: p.src.Slot, Run: p.runID, ID: id, High: high})
+	if _, err := execSQL(ctx, conn, "SELECT pg_logical_emit_message(false, $1, $2)::text", WatermarkPrefix, string(content)); err != nil {
+		return fmt.Errorf("write watermark: %w", err)
+	}
+	return nil
+}
+
+// noteKey records, for every open window of the relation, that the row with key k changed.
+func (p *Pipeline) noteKey(relID uint32, k []byte) {
+	ws := p.openRel[relID]
+	if len(ws) == 0 {
+		return
+	}
+	for _, w := range ws {
+		if k != nil {
+			w.keys[string(k)] = struct{}{}
+		}
+	}
+	p.pruneAborted(relID)
+}
+
+func (p *Pipeline) noteTruncate(relID uint32) {
+	for _, w := range p.openRel[relID] {
+		w.truncated = true
+	}
+	p.pruneAborted(relID)
+}
+
+func (p *Pipeline) pruneAborted(relID uint32) {
+	ws := p.openRel[relID]
+	kept := ws[:0]
+	for _, w := range ws {
+		if !w.aborted.Load() {
+			kept = append(kept, w)
+		}
+	}
+	clear(ws[len(kept):])
+	if len(kept) == 0 {
+		delete(p.openRel, relID)
+		return
+	}
+	p.openRel[relID] = kept
+}
+
+// watermarkMsg handles a watermark of this run: the low one opens the chunk's window, the high one
+// delivers the chunk's rows whose keys did not change inside the window, then closes it.
+func (p *Pipeline) watermarkMsg(m *walparse.LogicalMessage) {
+	var wm watermark
+	if err := json.Unmarshal(m.Content, &wm); err != nil || wm.Slot != p.src.Slot || wm.Run != p.runID {
+		return
+	}
+	if m.LSN <= p.skipThrough {
+		return // handled before a reconnect
+	}
+	w := p.wins.get(wm.ID)
+	if w == nil {
+		return
+	}
+	oid := w.job.table.OID
+	if !wm.High {
+		if !w.open {
+			w.open = true
+			w.keys = make(map[string]struct{})
+			p.openRel[oid] = append(p.openRel[oid], w)
+		}
+		return
+	}
+	rows := p.wins.take(wm.ID)
+	ws := p.openRel[oid]
+	for i, o := range ws {
+		if o == w {
+			p.openRel[oid] = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(p.openRel[oid]) == 0 {
+		delete(p.openRel, oid)
+	}
+	if rows == nil {
+		return
+	}
+	kept := rows.events[:0]
+	for _, ev := range rows.events {
+		if w.truncated {
+			continue
+		}
+		if ev.Key != nil {
+			if _, changed := w.keys[string(ev.Key)]; changed {
+				continue
+			}
+		}
+		kept = append(kept, ev)
+	}
+	clear(rows.events[len(kept):])
+	rows.events = kept
+	if len(p.cur.events) > 0 {
+		p.flush()
+	}
+	rows.pos = checkpoint.Position{CommitLSN: m.LSN, EndLSN: m.LSN}
+	p.snapStats.rows.Add(int64(len(rows.events)))
+	seq := p.push(rows)
+	p.snap.mark(snapMark{seq: seq, gen: w.job.table.Gen, oid: oid, chunk: w.job.idx})
+	p.snapStats.chunks.Add(1)
+	close(w.done)
+}
+
+// requestMsg notes a snapshot request inside the open transaction; it is acted on at commit.
+func (p *Pipeline) requestMsg(m *walparse.LogicalMessage) {
+	var rq Request
+	if err := json.Unmarshal(m.Content, &rq); err != nil {
+		p.log.Error("snapshot request ignored: content is not {\"slot\":…,\"tables\":[…]}", zap.Error(err), zap.Stringer("lsn", m.LSN))
+		return
+	}
+	if rq.Slot != "" && rq.Slot != p.src.Slot {
+		return
+	}
+	p.requests = append(p.requests, rq)
+}
+
+// startRequests plans the snapshots requested by the transaction that committed at commit, whose
+// batch is seq: the tables join the durable snapshot list with that batch, and their chunks are
+// queued for the readers.
+func (p *Pipeline) startRequests(ctx context.Context, commit lsn.LSN, seq uint64) {
+	reqs := p.requests
+	p.requests = nil
+	for _, rq := range reqs {
+		conn, err := p.catalog.pg(ctx)
+		var tables []snapshot.Table
+		if err == nil {
+			tables, err = snapshot.LookupTables(ctx, conn, p.src.Publication, rq.Tables)
+		}
+		if err != nil {
+			p.log.Error("snapshot request ignored", zap.Strings("tables", rq.Tables), zap.Stringer("commit_lsn", commit), zap.Error(err))
+			continue
+		}
+		plans := snapshot.Plan(tables, commit, uint32(p.cfg.Snapshot.ChunkPages))
+		for i := range plans {
+			p.snap.mark(snapMark{seq: seq, add: &plans[i]})
+		}
+		jobs := p.pendingJobs(ctx, plans)
+		p.jobs.add(jobs...)
+		names := make([]string, len(plans))
+		for i := range plans {
+			names[i] = plans[i].Name()
+		}
+		p.log.Info("snapshot requested", zap.Strings("tables", names), zap.Stringer("generation", commit), zap.Int("chunks", len(jobs)))
+	}
+}
+
+// logSnapshotProgress logs snapshot progress every Snapshot.ProgressInterval while a snapshot runs.
+func (p *Pipeline) logSnapshotProgress(stop <-chan struct{}) {
+	if p.cfg.Snapshot.ProgressInterval < 0 {
+		<-stop
+		return
+	}
+	t := time.NewTicker(p.cfg.Snapshot.ProgressInterval)
+	defer t.Stop()
+	start := p.now()
+	var lastRows int64
+	last := start
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			total := p.snapStats.totalChunks.Load()
+			chunks := p.snapStats.chunks.Load()
+			if total == 0 || (chunks >= total && p.snapStats.active.Load() == 0) {
+				continue
+			}
+			rows := p.snapStats.rows.Load()
+			rate := float64(rows-lastRows) / now.Sub(last).Seconds()
+			fields := []zap.Field{zap.Int64("chunks_done", chunks), zap.Int64("chunks", total), zap.Int64("rows", rows),
+				zap.Float64("rows_per_sec", rate), zap.Int("tables_pending", p.pendingTables())}
+			if elapsed := now.Sub(start).Seconds(); rows > 0 && elapsed > 0 {
+				avg := float64(rows) / elapsed
+				left := float64(p.snapStats.estRows.Load() - rows)
+				if left <= 0 || p.snapStats.estRows.Load() == 0 {
+					left = float64(rows) * float64(total-chunks) / float64(max(chunks, 1))
+				}
+				fields = append(fields, zap.Duration("eta", time.Duration(left/avg*float64(time.Second)).Round(time.Second)))
+			}
+			p.log.Info("snapshot progress", fields...)
+			lastRows, last = rows, now
+		}
+	}
+}
+
+// pendingSnapshot returns a copy of the durable list of unfinished table snapshots.
+func (p *Pipeline) pendingSnapshot() []checkpoint.TableSnapshot {
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	out := make([]checkpoint.TableSnapshot, len(p.snap.tables))
+	for i := range p.snap.tables {
+		out[i] = p.snap.tables[i].Clone()
+	}
+	return out
+}
+
+func (p *Pipeline) pendingTables() int {
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	return len(p.snap.tables)
+}
+
+// quoteLiteral quotes an SQL string literal (standard_conforming_strings is on).
+func quoteLiteral(s string) string {
+	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
+}
