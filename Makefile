@@ -29,14 +29,15 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./walparse/
 
 # pgstream against pg_recvlogical on a throwaway PostgreSQL: throughput, client CPU, peak RSS,
-# latency, a CPU profile and the decoder/encoder micro-benchmarks. Report: bench/out/results.md.
-# BENCH_FLAGS adds flags, e.g. make bench BENCH_FLAGS="-repeats 5".
+# latency, a CPU profile and the decoder/encoder micro-benchmarks; and an initial snapshot of a
+# 2,000,000-row table against COPY. Report: bench/out/results.md.
+# BENCH_FLAGS adds flags, e.g. make bench BENCH_FLAGS="-repeats 5" or BENCH_FLAGS="-phases snapshot".
 bench: setup
 	$(GO) run ./bench/cmd/pgbench -out bench/out $(BENCH_FLAGS)
 
 # The same at a tenth of the size, one repeat each: a couple of minutes.
 bench-quick: setup
-	$(GO) run ./bench/cmd/pgbench -out bench/out -rows 100000 -bigtx-rows 100000 -repeats 1 $(BENCH_FLAGS)
+	$(GO) run ./bench/cmd/pgbench -out bench/out -rows 100000 -bigtx-rows 100000 -snapshot-rows 200000 -repeats 1 $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin bench/out

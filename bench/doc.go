@@ -3,7 +3,9 @@
 //
 // It holds the pieces the benchmark program (bench/cmd/pgbench, run by `make bench`) is made of:
 // the workloads, running a client as a child process and reading its resource usage, the
-// in-process commit-to-acknowledged latency probe, and the Markdown report. The Go benchmarks
+// in-process commit-to-acknowledged latency probe, the snapshot figure's table, COPY baseline and
+// output check, and the Markdown report. Streaming runs set snapshot.mode never, so that they
+// measure streaming alone. The Go benchmarks
 // BenchmarkPipelineFileMixed and BenchmarkPipelineFileBigTx (pipeline_bench_test.go) run the
 // pipeline in-process so that `go test -bench PipelineFile -cpuprofile` profiles it; they start a
 // PostgreSQL cluster only when they run. docs/performance.md describes the method and the figures.

@@ -28,8 +28,9 @@ type InProcess struct {
 	// Sink, when set, is the sink the pipeline writes to (and closes); nil means a file sink at
 	// OutputPath.
 	Sink sinks.Sink
-	// Pipeline tunes the pipeline; its zero value is pgstream's defaults. EndLSN is taken from End,
-	// and a zero StatsInterval disables the progress log.
+	// Pipeline tunes the pipeline; its zero value is pgstream's defaults, except that a zero
+	// Snapshot.Mode means never (these runs measure streaming), EndLSN is taken from End, and a zero
+	// StatsInterval disables the progress log.
 	Pipeline pipeline.Config
 	Log      *zap.Logger
 }
@@ -54,6 +55,9 @@ func (r InProcess) Run(ctx context.Context) error {
 	cfg.EndLSN = r.End
 	if cfg.StatsInterval == 0 {
 		cfg.StatsInterval = -1
+	}
+	if cfg.Snapshot.Mode == "" {
+		cfg.Snapshot.Mode = pipeline.SnapshotNever
 	}
 	p, err := pipeline.New(cfg, src, store,
 		[]pipeline.SinkSpec{{Name: "file", Sink: s}}, r.Log)
