@@ -1,8 +1,10 @@
 package replication
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Config describes the source database and the replication objects pgstream uses there.
@@ -150,6 +153,9 @@ var sessionParams = map[string]string{
 }
 
 // pgConfig builds the pgconn configuration. replication selects replication=database mode.
+// sqlReadBuffer is the read buffer of ordinary connections.
+const sqlReadBuffer = 256 << 10
+
 func (c *Config) pgConfig(replication bool) (*pgconn.Config, error) {
 	pc, err := pgconn.ParseConfig(c.URL)
 	if err != nil {
@@ -190,6 +196,13 @@ func (c *Config) pgConfig(replication bool) (*pgconn.Config, error) {
 		},
 	}
 	pc.DialFunc = d.DialContext
+	if !replication {
+		// Snapshot reads stream COPY data as fast as the server sends it; pgproto3 reads at most
+		// 8 KiB per system call on its own, a larger buffer in front of it takes what the socket holds.
+		pc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+			return pgproto3.NewFrontend(bufio.NewReaderSize(r, sqlReadBuffer), w)
+		}
+	}
 	return pc, nil
 }
 
