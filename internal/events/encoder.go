@@ -362,7 +362,9 @@ func (e *Encoder) Message(tx *Tx, m *walparse.LogicalMessage) (sinks.Event, erro
 }
 
 // Read encodes a snapshot read (op "r") of the row version at ctid row (block<<16 | offset) with
-// xmin, of a relation registered with Relation, read by the snapshot of generation gen.
+// xmin in table tableOID, of a relation relID registered with Relation, read by the snapshot of
+// generation gen. tableOID is the row's tableoid: relID itself, or the partition holding the row
+// when relID is a partitioned table (whose partitions' ctids overlap).
 //
 // "after" and the Key are built as Insert builds them, so a row read by a snapshot and a streamed
 // change of it have byte-identical keys. source.txId is null, source.lsn and source.commit_lsn are
@@ -370,7 +372,7 @@ func (e *Encoder) Message(tx *Tx, m *walparse.LogicalMessage) (sinks.Event, erro
 // sinks.Event.AppendID gives a read: it names the row version, not a position in a transaction.
 // A snapshot row is always whole: an unchanged-TOAST column is an error wrapping ErrColumnKind.
 // The event's Key and Value are valid until the next call on e.
-func (e *Encoder) Read(gen lsn.LSN, relID uint32, row uint64, xmin uint32, t *walparse.Tuple) (sinks.Event, error) {
+func (e *Encoder) Read(gen lsn.LSN, relID, tableOID uint32, row uint64, xmin uint32, t *walparse.Tuple) (sinks.Event, error) {
 	r, ok := e.rels[relID]
 	if !ok {
 		return sinks.Event{}, fmt.Errorf("read: %w: id %d", ErrUnknownRelation, relID)
@@ -386,7 +388,7 @@ func (e *Encoder) Read(gen lsn.LSN, relID uint32, row uint64, xmin uint32, t *wa
 	}
 	ev := sinks.Event{
 		Op: sinks.OpRead, Schema: r.schema, Table: r.table,
-		LSN: gen, CommitLSN: gen, Xid: xmin, Rel: relID, Row: row,
+		LSN: gen, CommitLSN: gen, Xid: xmin, Rel: tableOID, Row: row,
 	}
 	v := append(e.val[:0], `{"id":"`...)
 	v = ev.AppendID(v)

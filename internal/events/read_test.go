@@ -23,7 +23,7 @@ func TestReadEnvelope(t *testing.T) {
 	e := NewEncoder(testOptions, nil)
 	mustRelation(t, e, 16384, walparse.ReplicaIdentityDefault, col("id", oidInt4, true), col("name", oidText, false), col("n", oidNumeric, false))
 	row := tup(txt("1"), txt("tab\there \"q\""), null)
-	ev, err := e.Read(testGen, 16384, testRow, testXmin, &row)
+	ev, err := e.Read(testGen, 16384, 16384, testRow, testXmin, &row)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestReadKeyMatchesInsert(t *testing.T) {
 				t.Fatal(err)
 			}
 			insKey, insAfter := string(ins.Key), afterOf(t, ins.Value)
-			rd, err := e.Read(testGen, 5, testRow, testXmin, &row)
+			rd, err := e.Read(testGen, 5, 5, testRow, testXmin, &row)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,27 +105,27 @@ func TestReadErrors(t *testing.T) {
 	e := NewEncoder(testOptions, nil)
 	mustRelation(t, e, 1, walparse.ReplicaIdentityDefault, col("id", oidInt4, true), col("big", oidText, false))
 	row := tup(txt("1"), toast)
-	_, err := e.Read(testGen, 1, testRow, testXmin, &row)
+	_, err := e.Read(testGen, 1, 1, testRow, testXmin, &row)
 	wantErr(t, err, ErrColumnKind)
 	var ce *ColumnError
 	if !errors.As(err, &ce) || ce.Column != "big" || ce.Table != "t" {
 		t.Errorf("unchanged TOAST: %v", err)
 	}
 	row = tup(txt("1"))
-	_, err = e.Read(testGen, 1, testRow, testXmin, &row)
+	_, err = e.Read(testGen, 1, 1, testRow, testXmin, &row)
 	wantErr(t, err, ErrColumnCount)
 	row = tup(txt("x"), null)
-	_, err = e.Read(testGen, 1, testRow, testXmin, &row)
+	_, err = e.Read(testGen, 1, 1, testRow, testXmin, &row)
 	wantErr(t, err, ErrValue)
-	_, err = e.Read(testGen, 2, testRow, testXmin, &row)
+	_, err = e.Read(testGen, 2, 2, testRow, testXmin, &row)
 	wantErr(t, err, ErrUnknownRelation)
 	row = tup(walparse.TupleColumn{Kind: walparse.TupleBinary, Data: []byte{0, 0, 0, 1}}, null)
-	_, err = e.Read(testGen, 1, testRow, testXmin, &row)
+	_, err = e.Read(testGen, 1, 1, testRow, testXmin, &row)
 	wantErr(t, err, ErrBinaryValue)
 
 	// A failed read leaves the encoder usable.
 	row = tup(txt("2"), txt("ok"))
-	ev, err := e.Read(testGen, 1, testRow, testXmin, &row)
+	ev, err := e.Read(testGen, 1, 1, testRow, testXmin, &row)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestReadErrors(t *testing.T) {
 func TestReadSteadyStateAllocations(t *testing.T) {
 	e, ins, _ := benchSetup(t)
 	if n := testing.AllocsPerRun(100, func() {
-		if _, err := e.Read(testGen, 42, testRow, testXmin, &ins.New); err != nil {
+		if _, err := e.Read(testGen, 42, 42, testRow, testXmin, &ins.New); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {
@@ -147,7 +147,7 @@ func BenchmarkEncodeRead(b *testing.B) {
 	e, ins, _ := benchSetup(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		ev, err := e.Read(testGen, 42, testRow, testXmin, &ins.New)
+		ev, err := e.Read(testGen, 42, 42, testRow, testXmin, &ins.New)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -65,7 +65,7 @@ func serverMajor(conn *pgconn.PgConn) int {
 // listQuery lists a publication's tables. $1 is the publication. The column list is reported only
 // when the publication names one (pg_publication_rel.prattrs): attnames lists every column otherwise.
 const listQuery = `SELECT c.oid, n.nspname, c.relname,
-	pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int8,
+	%s / pg_catalog.current_setting('block_size')::int8,
 	c.reltuples, %s
 FROM pg_catalog.pg_publication p
 JOIN pg_catalog.pg_publication_tables pt ON pt.pubname = p.pubname
@@ -73,6 +73,15 @@ JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
 WHERE p.pubname = $1
 ORDER BY n.nspname, c.relname`
+
+// The size of a table in bytes. A partitioned table (published with publish_via_partition_root) has
+// no storage of its own; a ctid range applies to each of its partitions, so its chunks cover the
+// pages of its largest partition.
+const (
+	pagesPlain       = `pg_catalog.pg_relation_size(c.oid)`
+	pagesPartitioned = `CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(max(pg_catalog.pg_relation_size(pt2.relid)), 0)
+		FROM pg_catalog.pg_partition_tree(c.oid) pt2 WHERE pt2.isleaf) ELSE pg_catalog.pg_relation_size(c.oid) END`
+)
 
 const (
 	listColumns15 = `CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_publication_rel pr
@@ -88,7 +97,11 @@ func ListTables(ctx context.Context, conn *pgconn.PgConn, publication string) ([
 	if serverMajor(conn) >= 15 {
 		cols = listColumns15
 	}
-	res := conn.ExecParams(ctx, fmt.Sprintf(listQuery, cols), [][]byte{[]byte(publication)}, nil, nil, nil).Read()
+	pages := pagesPlain
+	if serverMajor(conn) >= 12 {
+		pages = pagesPartitioned
+	}
+	res := conn.ExecParams(ctx, fmt.Sprintf(listQuery, pages, cols), [][]byte{[]byte(publication)}, nil, nil, nil).Read()
 	if res.Err != nil {
 		return nil, fmt.Errorf("list tables of publication %q: %w", publication, res.Err)
 	}

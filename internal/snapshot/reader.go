@@ -43,7 +43,7 @@ type Reader struct {
 // tableRel is a table whose Relation the Reader's Encoder holds.
 type tableRel struct {
 	cols  []string // the column list it was loaded with; nil means every column
-	names []string // the COPY's columns: "ctid", "xmin", then the Relation's columns
+	names []string // the COPY's columns: "ctid", "xmin", "tableoid", then the Relation's columns
 	list  []byte   // the quoted select list of the COPY
 }
 
@@ -57,7 +57,7 @@ func NewReader(conn *pgconn.PgConn, database string, now func() time.Time) *Read
 	}
 }
 
-// ReadChunk reads chunk i of t — COPY (SELECT ctid, xmin, <columns> FROM <table> WHERE ctid >=
+// ReadChunk reads chunk i of t — COPY (SELECT ctid, xmin, tableoid, <columns> FROM <table> WHERE ctid >=
 // '(start,0)'::tid [AND ctid < '(end,0)'::tid unless it is the last chunk] [AND (<row filter>)]) TO
 // STDOUT — and calls emit with an op "r" event (events.Encoder.Read) for every row. The event's Key
 // and Value are valid only during the call. cols is the table's column list (nil: every column) and
@@ -131,8 +131,8 @@ func (r *Reader) relation(ctx context.Context, t *checkpoint.TableSnapshot, cols
 		return nil, fmt.Errorf("read %s: %w", t.Name(), err)
 	}
 	rel := &tableRel{cols: slices.Clone(cols), names: make([]string, 0, 2+len(wr.Columns))}
-	rel.names = append(rel.names, "ctid", "xmin")
-	rel.list = append(rel.list, "ctid, xmin"...)
+	rel.names = append(rel.names, "ctid", "xmin", "tableoid")
+	rel.list = append(rel.list, "ctid, xmin, tableoid"...)
 	for _, c := range wr.Columns {
 		rel.names = append(rel.names, c.Name)
 		rel.list = append(rel.list, ", "...)
@@ -255,8 +255,14 @@ func (w *chunkWriter) row(line []byte) error {
 		w.err = fmt.Errorf("read %s chunk %d row %d: %w: xmin %q", w.t.Name(), w.chunk, w.rows, ErrMalformedRow, c.Data)
 		return w.err
 	}
-	w.tail.Columns = tup.Columns[2:]
-	ev, err := w.enc.Read(w.t.Gen, w.t.OID, ctid, uint32(xmin), &w.tail)
+	c = &tup.Columns[2]
+	tableOID, ok := parseUint(c.Data, 1<<32-1)
+	if !ok || c.Kind != walparse.TupleText {
+		w.err = fmt.Errorf("read %s chunk %d row %d: %w: tableoid %q", w.t.Name(), w.chunk, w.rows, ErrMalformedRow, c.Data)
+		return w.err
+	}
+	w.tail.Columns = tup.Columns[3:]
+	ev, err := w.enc.Read(w.t.Gen, w.t.OID, uint32(tableOID), ctid, uint32(xmin), &w.tail)
 	if err != nil {
 		w.err = fmt.Errorf("read %s chunk %d row (%d,%d): %w", w.t.Name(), w.chunk, ctid>>16, ctid&0xffff, err)
 		return w.err

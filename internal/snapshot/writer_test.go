@@ -38,7 +38,7 @@ func newTestWriter(t testing.TB, got *[]string) *chunkWriter {
 	return &chunkWriter{
 		enc:   enc,
 		t:     &checkpoint.TableSnapshot{Gen: testGen, OID: 99, Schema: "public", Table: "t", Pages: 1, ChunkPages: 1},
-		names: []string{"ctid", "xmin", "id", "t", "b"},
+		names: []string{"ctid", "xmin", "tableoid", "id", "t", "b"},
 		emit: func(ev sinks.Event) error {
 			if got != nil {
 				*got = append(*got, string(ev.Value))
@@ -49,9 +49,9 @@ func newTestWriter(t testing.TB, got *[]string) *chunkWriter {
 }
 
 // copyOutput is a COPY of three rows of the test relation, with escapes and a long row.
-var copyOutput = "(0,1)\t700\t1\ttab\\there\t\\\\x00ff\n" +
-	"(0,2)\t701\t2\t\\N\t\\N\n" +
-	"(4294967295,65535)\t4294967295\t3\t" + strings.Repeat("long é ", 300) + "\t\\\\x\n"
+var copyOutput = "(0,1)\t700\t99\t1\ttab\\there\t\\\\x00ff\n" +
+	"(0,2)\t701\t99\t2\t\\N\t\\N\n" +
+	"(4294967295,65535)\t4294967295\t99\t3\t" + strings.Repeat("long é ", 300) + "\t\\\\x\n"
 
 // TestChunkWriterSplits feeds the same COPY output in payloads cut at every place (and at random
 // places): the events do not depend on where payloads end.
@@ -123,24 +123,25 @@ func TestChunkWriterErrors(t *testing.T) {
 		want      error
 		msg       string
 	}{
-		{"column count", "(0,1)\t700\t1\tx\n", ErrMalformedRow, `column "b" is missing`},
-		{"escape", "(0,1)\t700\t1\tx\\\t\\N\n", ErrMalformedRow, `column "t": backslash at the end`},
-		{"ctid", "(0,x)\t700\t1\tx\t\\N\n", ErrMalformedRow, `ctid "(0,x)"`},
-		{"ctid offset too large", "(0,65536)\t700\t1\tx\t\\N\n", ErrMalformedRow, `ctid "(0,65536)"`},
-		{"null ctid", "\\N\t700\t1\tx\t\\N\n", ErrMalformedRow, `ctid ""`},
-		{"xmin", "(0,1)\t4294967296\t1\tx\t\\N\n", ErrMalformedRow, `xmin "4294967296"`},
-		{"value", "(0,1)\t700\tone\tx\t\\N\n", events.ErrValue, `row (0,1)`},
+		{"column count", "(0,1)\t700\t99\t1\tx\n", ErrMalformedRow, `column "b" is missing`},
+		{"escape", "(0,1)\t700\t99\t1\tx\\\t\\N\n", ErrMalformedRow, `column "t": backslash at the end`},
+		{"ctid", "(0,x)\t700\t99\t1\tx\t\\N\n", ErrMalformedRow, `ctid "(0,x)"`},
+		{"ctid offset too large", "(0,65536)\t700\t99\t1\tx\t\\N\n", ErrMalformedRow, `ctid "(0,65536)"`},
+		{"null ctid", "\\N\t700\t99\t1\tx\t\\N\n", ErrMalformedRow, `ctid ""`},
+		{"xmin", "(0,1)\t4294967296\t99\t1\tx\t\\N\n", ErrMalformedRow, `xmin "4294967296"`},
+		{"tableoid", "(0,1)\t700\tx\t1\tx\t\\N\n", ErrMalformedRow, `tableoid "x"`},
+		{"value", "(0,1)\t700\t99\tone\tx\t\\N\n", events.ErrValue, `row (0,1)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newTestWriter(t, nil)
-			_, err := w.Write([]byte("(0,9)\t1\t9\tok\t\\N\n" + tc.row))
+			_, err := w.Write([]byte("(0,9)\t1\t99\t9\tok\t\\N\n" + tc.row))
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), "read public.t chunk 0") {
 				t.Errorf("error = %v, want %v with %s", err, tc.want, tc.msg)
 			}
 			if w.rows != 1 || w.emitFailed {
 				t.Errorf("rows %d, emitFailed %v", w.rows, w.emitFailed)
 			}
-			if _, err2 := w.Write([]byte("(0,3)\t1\t3\tok\t\\N\n")); err2 != err {
+			if _, err2 := w.Write([]byte("(0,3)\t1\t99\t3\tok\t\\N\n")); err2 != err {
 				t.Errorf("later Write: %v", err2)
 			}
 		})
