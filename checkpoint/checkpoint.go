@@ -62,6 +62,11 @@ type Checkpoint struct {
 	// Snapshot lists the table snapshots not finished yet, each with the chunks every sink holds.
 	// Empty when no snapshot is pending.
 	Snapshot []TableSnapshot
+	// Published lists the OIDs of the publication's tables that pgstream has taken into account: a
+	// table found in the publication but not here was added since, and is snapshotted when
+	// snapshot.new_tables is on. nil means not known (a checkpoint that predates the list); an empty
+	// non-nil list is a known empty publication.
+	Published []uint32
 }
 
 // Validate reports a Checkpoint that cannot describe real progress.

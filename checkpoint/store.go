@@ -102,6 +102,8 @@ type payloadV1 struct {
 type payload struct {
 	payloadV1
 	Snapshot []tableSnapshotJSON `json:"snapshot,omitempty"`
+	// Published is absent when unknown, and [] for a known empty publication.
+	Published *[]uint32 `json:"published,omitempty"`
 }
 
 // tableSnapshotJSON is a TableSnapshot in the file. Done aliases the TableSnapshot's ranges.
@@ -255,6 +257,9 @@ func decode(data []byte) (Checkpoint, error) {
 			}
 		}
 	}
+	if p.Published != nil {
+		cp.Published = append(make([]uint32, 0, len(*p.Published)), *p.Published...)
+	}
 	if err := cp.Validate(); err != nil {
 		return Checkpoint{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
@@ -287,6 +292,9 @@ func encode(cp *Checkpoint) ([]byte, error) {
 				Done:       chunkRangesJSON(s.Done),
 			}
 		}
+	}
+	if cp.Published != nil {
+		pl.Published = &cp.Published
 	}
 	p, err := json.Marshal(pl)
 	if err != nil {

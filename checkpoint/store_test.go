@@ -613,3 +613,31 @@ func TestConcurrentSaves(t *testing.T) {
 		t.Fatalf("Load = %v, %v", found, err)
 	}
 }
+
+// TestSaveLoadPublished keeps the difference between an unknown list of published tables (nil) and a
+// known empty publication.
+func TestSaveLoadPublished(t *testing.T) {
+	s := NewFileStore(filepath.Join(t.TempDir(), "cp.json"), nil)
+	base := Checkpoint{SystemID: "1", Database: "db", Slot: "s", CommitLSN: 5, FlushLSN: 9}
+	for _, tc := range []struct {
+		name string
+		in   []uint32
+	}{
+		{"unknown", nil},
+		{"known empty", []uint32{}},
+		{"tables", []uint32{16384, 16390}},
+	} {
+		cp := base
+		cp.Published = tc.in
+		if err := s.Save(cp); err != nil {
+			t.Fatalf("%s: Save: %v", tc.name, err)
+		}
+		got, _, err := s.Load()
+		if err != nil {
+			t.Fatalf("%s: Load: %v", tc.name, err)
+		}
+		if (got.Published == nil) != (tc.in == nil) || !reflect.DeepEqual(append([]uint32{}, got.Published...), append([]uint32{}, tc.in...)) {
+			t.Fatalf("%s: Published = %#v, want %#v", tc.name, got.Published, tc.in)
+		}
+	}
+}

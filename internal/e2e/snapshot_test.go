@@ -386,3 +386,52 @@ INSERT INTO parted SELECT i, 0, repeat('x', 100) FROM generate_series(1, 9000) i
 	got, _ := materialize(t, evs)
 	compareState(t, got, dbState(t, db, []string{"parted"}))
 }
+
+// TestSnapshotTableJoinsPublication adds a table with rows, changed by a workload, to the
+// publication while streaming: pgstream notices it and snapshots it without stopping.
+func TestSnapshotTableJoinsPublication(t *testing.T) {
+	db := newDB(t)
+	createSnapshotTables(t, db, []string{"first", "later"}, 3000)
+	r := startPipeline(t, db, runOpts{tables: []string{"public.first"},
+		pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, ChunkPages: 4, PollInterval: 200 * time.Millisecond}}})
+	r.waitStreaming()
+	_, pidBefore := slotState(t, r.slot)
+	var stop atomic.Bool
+	defer stop.Store(true)
+	wl := snapshotWorkload(t, db, []string{"first", "later"}, 3000, &stop)
+	time.Sleep(300 * time.Millisecond)
+	exec1(t, db, fmt.Sprintf(`ALTER PUBLICATION pgs_%s ADD TABLE later`, r.slot))
+	waitEvents(t, r.path, 30*time.Second, func(evs []event) bool {
+		for _, e := range evs {
+			if e.Op == "r" && e.Source.Table == "later" {
+				return true
+			}
+		}
+		return false
+	})
+	stop.Store(true)
+	if err := <-wl; err != nil {
+		t.Fatal(err)
+	}
+	evs := markDone(t, db, r.path, r.ckpt, 60*time.Second)
+	got, ops := materialize(t, evs)
+	compareState(t, got, dbState(t, db, []string{"first", "later"}))
+	if _, pidAfter := slotState(t, r.slot); pidAfter != pidBefore {
+		t.Fatalf("walsender changed from %s to %s", pidBefore, pidAfter)
+	}
+	// Restarting does not snapshot the table again: the checkpoint knows it.
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	n := len(readEvents(t, r.path))
+	r2 := startPipeline(t, db, runOpts{dir: filepath.Dir(r.path), slot: r.slot, tables: []string{"public.first"},
+		pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, PollInterval: 100 * time.Millisecond}}})
+	r2.waitStreaming()
+	time.Sleep(time.Second)
+	for _, e := range readEvents(t, r2.path)[n:] {
+		if e.Op == "r" {
+			t.Fatalf("a restart snapshotted again: %s", e.Raw)
+		}
+	}
+	t.Logf("events by op: %v", ops)
+}

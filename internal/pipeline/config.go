@@ -67,6 +67,11 @@ type SnapshotConfig struct {
 	ChunkPages int `mapstructure:"chunk_pages"`
 	// ProgressInterval is how often snapshot progress is logged. Default 10s; negative disables.
 	ProgressInterval time.Duration `mapstructure:"progress_interval"`
+	// NewTables snapshots, while streaming, each table that joins the publication. Default true,
+	// except with Mode never.
+	NewTables *bool `mapstructure:"new_tables"`
+	// PollInterval is how often the publication's tables are listed to find new ones. Default 10s.
+	PollInterval time.Duration `mapstructure:"poll_interval"`
 }
 
 // Validate fills in defaults and rejects values that cannot work.
@@ -82,6 +87,16 @@ func (c *SnapshotConfig) Validate() error {
 	}
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = 10 * time.Second
+	}
+	if c.NewTables == nil {
+		on := c.Mode != SnapshotNever
+		c.NewTables = &on
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 10 * time.Second
+	}
+	if c.PollInterval < 0 {
+		return fmt.Errorf("snapshot.poll_interval %s: must be positive", c.PollInterval)
 	}
 	var errs []error
 	switch c.Mode {

@@ -304,6 +304,18 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if found {
 		p.snap.tables = cp.Snapshot
 	}
+	if found && cp.Published != nil {
+		p.snap.setPublished(cp.Published)
+	} else {
+		// A first start, or a checkpoint that predates the list: the tables published now are the
+		// ones taken into account (snapshotted below, or streamed from here on).
+		oids, err := p.publishedNow(ctx)
+		if err != nil {
+			return err
+		}
+		p.snap.setPublished(oids)
+		p.snap.pubChanged = found
+	}
 	if snapshotNow {
 		// The plan is saved before the first row is read: a crash from here on resumes the snapshot.
 		if p.snap.tables, err = p.planSnapshot(ctx, start.From); err != nil {
@@ -313,6 +325,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if !found || start.Fresh {
 		cp := p.ident
 		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), p.snap.tables
+		cp.Published = p.snap.publishedList()
 		if err := p.store.Save(cp); err != nil {
 			return fmt.Errorf("save checkpoint: %w", err)
 		}
@@ -366,7 +379,15 @@ func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc
 	}
 	rctx, stop := context.WithCancel(ctx)
 	wait := p.startResnap(rctx, fail)
-	defer func() { stop(); wait() }()
+	var pollWG sync.WaitGroup
+	if *p.cfg.Snapshot.NewTables && !initialOnly {
+		pollWG.Add(1)
+		go func() {
+			defer pollWG.Done()
+			p.pollPublication(rctx)
+		}()
+	}
+	defer func() { stop(); wait(); pollWG.Wait() }()
 	return p.stream(ctx, runCtx)
 }
 
@@ -771,6 +792,7 @@ func (p *Pipeline) saveCheckpoint() error {
 	}
 	cp := p.ident
 	cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), p.snap.tables
+	cp.Published = p.snap.publishedList()
 	if err := p.store.Save(cp); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}

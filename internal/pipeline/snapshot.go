@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,30 @@ type snapState struct {
 	mu     sync.Mutex
 	marks  []snapMark
 	tables []checkpoint.TableSnapshot
+	// published holds the OIDs of the publication's tables taken into account (see
+	// checkpoint.Checkpoint.Published); nil when not known. pubChanged asks for a save.
+	published  map[uint32]bool
+	pubChanged bool
+}
+
+// publishedList returns published as the checkpoint stores it.
+func (s *snapState) publishedList() []uint32 {
+	if s.published == nil {
+		return nil
+	}
+	out := make([]uint32, 0, len(s.published))
+	for oid := range s.published {
+		out = append(out, oid)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *snapState) setPublished(oids []uint32) {
+	s.published = make(map[uint32]bool, len(oids))
+	for _, oid := range oids {
+		s.published[oid] = true
+	}
 }
 
 func (s *snapState) mark(m snapMark) {
@@ -92,10 +117,15 @@ func (s *snapState) apply(seq uint64) (completed []string, changed bool) {
 	ready := append([]snapMark(nil), s.marks[:n]...)
 	s.marks = append(s.marks[:0], s.marks[n:]...)
 	s.mu.Unlock()
+	changed = s.pubChanged
+	s.pubChanged = false
 	for _, m := range ready {
 		changed = true
 		if m.add != nil {
 			s.tables = append(s.tables, m.add.Clone())
+			if s.published != nil {
+				s.published[m.add.OID] = true
+			}
 			continue
 		}
 		for i := range s.tables {
@@ -884,4 +914,100 @@ func (p *Pipeline) pendingTables() int {
 // quoteLiteral quotes an SQL string literal (standard_conforming_strings is on).
 func quoteLiteral(s string) string {
 	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
+}
+
+// publishedNow returns the OIDs of the publication's tables.
+func (p *Pipeline) publishedNow(ctx context.Context) ([]uint32, error) {
+	conn, err := p.catalog.pg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tables, err := snapshot.ListTables(ctx, conn, p.src.Publication)
+	if err != nil {
+		return nil, fmt.Errorf("list the tables of publication %s: %w", p.src.Publication, err)
+	}
+	oids := make([]uint32, len(tables))
+	for i, t := range tables {
+		oids[i] = t.OID
+	}
+	return oids, nil
+}
+
+// pollPublication lists the publication's tables every Snapshot.PollInterval. A table that joined
+// it is snapshotted through a request written into the WAL, exactly like `pgstream snapshot`: the
+// request reaches the checkpoint with its transaction, so it survives a crash. A table that left it
+// is forgotten, so that adding it again snapshots it again. Failures are logged and retried.
+func (p *Pipeline) pollPublication(ctx context.Context) {
+	var conn *pgconn.PgConn
+	defer func() {
+		if conn != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = conn.Close(cctx)
+			cancel()
+		}
+	}()
+	requested := map[uint32]bool{}
+	t := time.NewTicker(p.cfg.Snapshot.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if conn == nil || conn.IsClosed() {
+			c, err := replication.NewSQLConn(ctx, p.src)
+			if err != nil {
+				if ctx.Err() == nil {
+					p.log.Warn("list publication tables: connect failed", zap.Error(err))
+				}
+				continue
+			}
+			conn = c
+		}
+		tables, err := snapshot.ListTables(ctx, conn, p.src.Publication)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("list publication tables failed", zap.String("publication", p.src.Publication), zap.Error(err))
+			}
+			continue
+		}
+		var added []string
+		var addedOIDs []uint32
+		p.saveMu.Lock()
+		current := make(map[uint32]bool, len(tables))
+		for _, tb := range tables {
+			current[tb.OID] = true
+			if !p.snap.published[tb.OID] && !requested[tb.OID] {
+				added = append(added, tb.Schema+"."+tb.Name)
+				addedOIDs = append(addedOIDs, tb.OID)
+			}
+		}
+		for oid := range p.snap.published {
+			if !current[oid] {
+				delete(p.snap.published, oid)
+				p.snap.pubChanged = true
+			}
+		}
+		p.saveMu.Unlock()
+		for oid := range requested {
+			if !current[oid] {
+				delete(requested, oid)
+			}
+		}
+		if len(added) == 0 {
+			continue
+		}
+		content, _ := json.Marshal(Request{Slot: p.src.Slot, Tables: added})
+		if _, err := execSQL(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", RequestPrefix, string(content)); err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("request snapshot of new tables failed", zap.Strings("tables", added), zap.Error(err))
+			}
+			continue
+		}
+		for _, oid := range addedOIDs {
+			requested[oid] = true
+		}
+		p.log.Info("tables joined the publication; snapshotting them while streaming", zap.Strings("tables", added))
+	}
 }
