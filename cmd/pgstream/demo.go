@@ -47,7 +47,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log, _ := newLogger("info", "auto", stderr)
+	log, _ := newLogger("info", "auto", stderr, isTerminal(stderr))
 	defer log.Sync() //nolint:errcheck
 
 	fmt.Fprintln(stderr, "pgstream demo: starting a throwaway PostgreSQL (initdb, wal_level=logical)…")
@@ -95,7 +95,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 			log.Warn("demo workload stopped", zap.Error(err))
 		}
 	}()
-	err = runStream(ctx, cfg, log, stdout)
+	err = runStream(ctx, cfg, log, stdout, nil)
 	wlCancel()
 	wg.Wait()
 	if err != nil {

@@ -73,7 +73,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pgstream: %v\n", err)
 			return 2
 		}
-		log, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
+		var bar *progressBar
+		logOut := stderr
+		if cmd == "run" {
+			if bar = newProgressBar(stderr); bar != nil {
+				logOut = bar
+			}
+		}
+		log, err := newLogger(cfg.Log.Level, cfg.Log.Format, logOut, isTerminal(stderr))
 		if err != nil {
 			fmt.Fprintf(stderr, "pgstream: %v\n", err)
 			return 2
@@ -84,7 +91,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		if cmd == "check" {
 			return runCheck(ctx, cfg, log, stdout)
 		}
-		if err := runStream(ctx, cfg, log, stdout); err != nil {
+		if err := runStream(ctx, cfg, log, stdout, bar); err != nil {
 			log.Error("pgstream stopped with an error", zap.Error(err))
 			fmt.Fprintf(stderr, "pgstream: %v\n", err)
 			return 1
@@ -130,7 +137,13 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return ctx, func() { signal.Stop(ch); cancel() }
 }
 
-func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// newLogger logs to w; tty says whether w ends on a terminal (format auto is console there).
+func newLogger(level, format string, w io.Writer, tty bool) (*zap.Logger, error) {
 	lvl := zapcore.InfoLevel
 	if level != "" {
 		if err := lvl.UnmarshalText([]byte(level)); err != nil {
@@ -139,7 +152,7 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	}
 	if format == "" || format == "auto" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if tty {
 			format = "console"
 		}
 	}

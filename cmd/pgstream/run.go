@@ -18,7 +18,8 @@ import (
 	"github.com/pgstream/pgstream/sinks/stdout"
 )
 
-func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) error {
+// runStream runs the pipeline until ctx ends; bar, when not nil, shows snapshot progress.
+func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer, bar *progressBar) error {
 	specs, err := buildSinks(ctx, cfg, log, out)
 	if err != nil {
 		return err
@@ -31,6 +32,12 @@ func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer)
 	}
 	log.Info("pgstream starting", zap.String("version", buildVersion()), zap.String("source", replication.RedactURL(cfg.Source.URL)),
 		zap.Int("sinks", len(specs)), zap.String("checkpoint", cfg.Checkpoint.Path))
+	if bar != nil {
+		bctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); bar.follow(bctx, p) }()
+		defer func() { stop(); <-done }()
+	}
 	return p.Run(ctx)
 }
 

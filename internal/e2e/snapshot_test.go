@@ -435,3 +435,70 @@ func TestSnapshotTableJoinsPublication(t *testing.T) {
 	}
 	t.Logf("events by op: %v", ops)
 }
+
+// TestSnapshotInitialOnlyThenRun snapshots with snapshot.mode initial_only (the binary exits 0 by
+// itself, logging progress on the way), then a normal run streams from the snapshot's consistent
+// point: the changes made in between are neither lost nor doubled.
+func TestSnapshotInitialOnlyThenRun(t *testing.T) {
+	db := newDB(t)
+	createSnapshotTables(t, db, []string{"just"}, 50000)
+	dir := t.TempDir()
+	slot := "only_" + db
+	out, ckpt := filepath.Join(dir, "changes.jsonl"), filepath.Join(dir, "checkpoint.json")
+	cfgPath := filepath.Join(dir, "pgstream.yaml")
+	cfg := fmt.Sprintf(`source:
+  url: %s
+  slot: %s
+  publication: pgs_%s
+  status_interval: 200ms
+checkpoint:
+  path: %s
+sinks:
+  - type: file
+    path: %s
+pipeline:
+  checkpoint_interval: 50ms
+snapshot:
+  mode: initial_only
+  chunk_pages: 16
+  progress_interval: 20ms
+log:
+  level: info
+  format: json
+`, cluster.URL(db), slot, slot, ckpt, out)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinary(t, "run", "--config", cfgPath)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("initial_only run: %v\n%s", err, p.stderr)
+		}
+	case <-time.After(120 * time.Second):
+		t.Fatal("initial_only run did not stop by itself")
+	}
+	log := p.stderr.String()
+	for _, want := range []string{`"snapshot progress"`, `"eta"`, `"rows_per_sec"`, `"table snapshot complete"`, `initial_only: stopping`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log lacks %s:\n%s", want, log)
+		}
+	}
+	if n := len(readEvents(t, out)); n != 50000 {
+		t.Fatalf("%d events after initial_only, want 50000 snapshot reads", n)
+	}
+	// Changes while pgstream is stopped, then a normal run.
+	exec1(t, db, `UPDATE just SET v = 7 WHERE id % 100 = 0; DELETE FROM just WHERE id % 1000 = 1; INSERT INTO just VALUES (60001, 1, 'new')`)
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(cfg, "mode: initial_only", "mode: initial", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startBinary(t, "run", "--config", cfgPath)
+	evs := markDone(t, db, out, ckpt, 60*time.Second)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	got, ops := materialize(t, evs)
+	compareState(t, got, dbState(t, db, []string{"just"}))
+	if ops["r"] != 50000 || ops["u"] != 500 || ops["d"] != 50 || ops["c"] != 1 {
+		t.Fatalf("events by op %v; want 50000 r, then 500 u, 50 d and 1 c", ops)
+	}
+}

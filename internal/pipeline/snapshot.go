@@ -146,6 +146,8 @@ func (s *snapState) apply(seq uint64) (completed []string, changed bool) {
 
 // snapStats counts snapshot progress for the progress log.
 type snapStats struct {
+	started     atomic.Int64 // unix nanoseconds when the chunks being read were queued
+	rowsAtStart atomic.Int64
 	rows        atomic.Int64
 	chunks      atomic.Int64 // chunks read by this run
 	totalChunks atomic.Int64 // chunks this run has to read
@@ -316,8 +318,15 @@ func (p *Pipeline) pendingJobs(ctx context.Context, tables []checkpoint.TableSna
 			est += rows * float64(len(pending)) / float64(t.Chunks())
 		}
 	}
-	p.snapStats.totalChunks.Add(int64(len(jobs)))
-	p.snapStats.estRows.Add(int64(est))
+	st := &p.snapStats
+	if st.chunks.Load() >= st.totalChunks.Load() && st.active.Load() == 0 {
+		// A new snapshot after an idle time: its rate and estimate start now.
+		st.started.Store(p.now().UnixNano())
+		st.rowsAtStart.Store(st.rows.Load())
+		st.estRows.Store(st.rows.Load())
+	}
+	st.totalChunks.Add(int64(len(jobs)))
+	st.estRows.Add(int64(est))
 	return jobs
 }
 
@@ -855,6 +864,41 @@ func (p *Pipeline) startRequests(ctx context.Context, commit lsn.LSN, seq uint64
 	}
 }
 
+// SnapshotProgress is where the snapshots being read stand.
+type SnapshotProgress struct {
+	Active        bool  // chunks are being read or wait to be
+	ChunksDone    int64 // chunks handed to the sinks by this run
+	Chunks        int64 // chunks this run has had to read
+	Rows          int64
+	RowsPerSec    float64       // average since the snapshot started
+	ETA           time.Duration // estimate of the time left; 0 when unknown
+	TablesPending int           // tables whose snapshot the checkpoint lists as unfinished
+}
+
+// SnapshotProgress returns the progress of the snapshots being read. Safe for concurrent use.
+func (p *Pipeline) SnapshotProgress() SnapshotProgress {
+	st := &p.snapStats
+	pr := SnapshotProgress{ChunksDone: st.chunks.Load(), Chunks: st.totalChunks.Load(), Rows: st.rows.Load(), TablesPending: p.pendingTables()}
+	pr.Active = pr.Chunks > 0 && (pr.ChunksDone < pr.Chunks || st.active.Load() > 0)
+	started := st.started.Load()
+	if started == 0 || pr.Rows == 0 {
+		return pr
+	}
+	elapsed := p.now().Sub(time.Unix(0, started)).Seconds()
+	if elapsed <= 0 {
+		return pr
+	}
+	pr.RowsPerSec = float64(pr.Rows-st.rowsAtStart.Load()) / elapsed
+	left := float64(st.estRows.Load() - pr.Rows)
+	if left <= 0 || st.estRows.Load() == 0 {
+		left = float64(pr.Rows) * float64(pr.Chunks-pr.ChunksDone) / float64(max(pr.ChunksDone, 1))
+	}
+	if pr.RowsPerSec > 0 && pr.ChunksDone < pr.Chunks {
+		pr.ETA = time.Duration(left / pr.RowsPerSec * float64(time.Second)).Round(time.Second)
+	}
+	return pr
+}
+
 // logSnapshotProgress logs snapshot progress every Snapshot.ProgressInterval while a snapshot runs.
 func (p *Pipeline) logSnapshotProgress(stop <-chan struct{}) {
 	if p.cfg.Snapshot.ProgressInterval < 0 {
@@ -863,33 +907,25 @@ func (p *Pipeline) logSnapshotProgress(stop <-chan struct{}) {
 	}
 	t := time.NewTicker(p.cfg.Snapshot.ProgressInterval)
 	defer t.Stop()
-	start := p.now()
 	var lastRows int64
-	last := start
+	last := p.now()
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			total := p.snapStats.totalChunks.Load()
-			chunks := p.snapStats.chunks.Load()
-			if total == 0 || (chunks >= total && p.snapStats.active.Load() == 0) {
+			pr := p.SnapshotProgress()
+			if !pr.Active {
+				lastRows, last = pr.Rows, now
 				continue
 			}
-			rows := p.snapStats.rows.Load()
-			rate := float64(rows-lastRows) / now.Sub(last).Seconds()
-			fields := []zap.Field{zap.Int64("chunks_done", chunks), zap.Int64("chunks", total), zap.Int64("rows", rows),
-				zap.Float64("rows_per_sec", rate), zap.Int("tables_pending", p.pendingTables())}
-			if elapsed := now.Sub(start).Seconds(); rows > 0 && elapsed > 0 {
-				avg := float64(rows) / elapsed
-				left := float64(p.snapStats.estRows.Load() - rows)
-				if left <= 0 || p.snapStats.estRows.Load() == 0 {
-					left = float64(rows) * float64(total-chunks) / float64(max(chunks, 1))
-				}
-				fields = append(fields, zap.Duration("eta", time.Duration(left/avg*float64(time.Second)).Round(time.Second)))
+			fields := []zap.Field{zap.Int64("chunks_done", pr.ChunksDone), zap.Int64("chunks", pr.Chunks), zap.Int64("rows", pr.Rows),
+				zap.Float64("rows_per_sec", float64(pr.Rows-lastRows)/now.Sub(last).Seconds()), zap.Int("tables_pending", pr.TablesPending)}
+			if pr.ETA > 0 {
+				fields = append(fields, zap.Duration("eta", pr.ETA))
 			}
 			p.log.Info("snapshot progress", fields...)
-			lastRows, last = rows, now
+			lastRows, last = pr.Rows, now
 		}
 	}
 }
