@@ -90,7 +90,8 @@ func renderProgress(pr pipeline.SnapshotProgress, width int) string {
 	}
 	bar := width - len(text) - len("snapshot [] ") - 1
 	if bar < 10 {
-		return "snapshot" + text
+		s := "snapshot" + text
+		return s[:min(len(s), width-1)]
 	}
 	bar = min(bar, 40)
 	filled := 0

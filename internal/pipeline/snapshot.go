@@ -222,6 +222,25 @@ type window struct {
 	done    chan struct{} // closed by the replication goroutine once the rows are handed to the sinks
 }
 
+// keepUnchanged drops from rows the rows whose keys changed inside the window (all of them after a
+// truncate): the stream has delivered newer versions of them. Rows without a key are kept.
+func (w *window) keepUnchanged(rows *batch) {
+	kept := rows.events[:0]
+	for _, ev := range rows.events {
+		if w.truncated {
+			continue
+		}
+		if ev.Key != nil {
+			if _, changed := w.keys[string(ev.Key)]; changed {
+				continue
+			}
+		}
+		kept = append(kept, ev)
+	}
+	clear(rows.events[len(kept):])
+	rows.events = kept
+}
+
 type windows struct {
 	mu sync.Mutex
 	m  map[uint64]*window
@@ -796,20 +815,7 @@ func (p *Pipeline) watermarkMsg(m *walparse.LogicalMessage) {
 	if rows == nil {
 		return
 	}
-	kept := rows.events[:0]
-	for _, ev := range rows.events {
-		if w.truncated {
-			continue
-		}
-		if ev.Key != nil {
-			if _, changed := w.keys[string(ev.Key)]; changed {
-				continue
-			}
-		}
-		kept = append(kept, ev)
-	}
-	clear(rows.events[len(kept):])
-	rows.events = kept
+	w.keepUnchanged(rows)
 	if len(p.cur.events) > 0 {
 		p.flush()
 	}
