@@ -20,8 +20,15 @@ import (
 	"github.com/pgstream/pgstream/internal/lsn"
 )
 
-// writeConfig writes a config streaming db to a file sink in dir, plus extraSinks (YAML list items).
+// writeConfig writes a config streaming db to a file sink in dir, plus extraSinks (YAML list items),
+// without a snapshot.
 func writeConfig(t testing.TB, dir, db, slot string, extraSinks string) string {
+	t.Helper()
+	return writeConfigSnapshot(t, dir, db, slot, extraSinks, "  mode: never\n", "warn")
+}
+
+// writeConfigSnapshot is writeConfig with the given snapshot section's lines and log level.
+func writeConfigSnapshot(t testing.TB, dir, db, slot, extraSinks, snapshot, level string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`source:
   url: %s
@@ -37,11 +44,10 @@ sinks:
   checkpoint_interval: 50ms
   max_batch_events: 64
 snapshot:
-  mode: never
-log:
-  level: warn
+%slog:
+  level: %s
   format: json
-`, cluster.URL(db), slot, slot, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), extraSinks)
+`, cluster.URL(db), slot, slot, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), extraSinks, snapshot, level)
 	p := filepath.Join(dir, "pgstream.yaml")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

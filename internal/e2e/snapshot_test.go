@@ -231,32 +231,8 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	createSnapshotTables(t, db, tables, 60000)
 	dir := t.TempDir()
 	slot := "snapkill_" + db
-	cfgPath := filepath.Join(dir, "pgstream.yaml")
+	cfgPath := writeConfigSnapshot(t, dir, db, slot, "", "  mode: initial\n  workers: 2\n  chunk_pages: 32\n", "warn")
 	out, ckpt := filepath.Join(dir, "changes.jsonl"), filepath.Join(dir, "checkpoint.json")
-	cfg := fmt.Sprintf(`source:
-  url: %s
-  slot: %s
-  publication: pgs_%s
-  status_interval: 200ms
-checkpoint:
-  path: %s
-sinks:
-  - type: file
-    path: %s
-pipeline:
-  checkpoint_interval: 50ms
-  max_batch_events: 256
-snapshot:
-  mode: initial
-  workers: 2
-  chunk_pages: 32
-log:
-  level: warn
-  format: json
-`, cluster.URL(db), slot, slot, ckpt, out)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	var stop atomic.Bool
 	defer stop.Store(true)
 	wl := snapshotWorkload(t, db, tables, 60000, &stop)
@@ -445,30 +421,8 @@ func TestSnapshotInitialOnlyThenRun(t *testing.T) {
 	dir := t.TempDir()
 	slot := "only_" + db
 	out, ckpt := filepath.Join(dir, "changes.jsonl"), filepath.Join(dir, "checkpoint.json")
-	cfgPath := filepath.Join(dir, "pgstream.yaml")
-	cfg := fmt.Sprintf(`source:
-  url: %s
-  slot: %s
-  publication: pgs_%s
-  status_interval: 200ms
-checkpoint:
-  path: %s
-sinks:
-  - type: file
-    path: %s
-pipeline:
-  checkpoint_interval: 50ms
-snapshot:
-  mode: initial_only
-  chunk_pages: 16
-  progress_interval: 20ms
-log:
-  level: info
-  format: json
-`, cluster.URL(db), slot, slot, ckpt, out)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	only := "  mode: initial_only\n  chunk_pages: 16\n  progress_interval: 20ms\n"
+	cfgPath := writeConfigSnapshot(t, dir, db, slot, "", only, "info")
 	p := startBinary(t, "run", "--config", cfgPath)
 	select {
 	case err := <-p.done:
@@ -489,9 +443,7 @@ log:
 	}
 	// Changes while pgstream is stopped, then a normal run.
 	exec1(t, db, `UPDATE just SET v = 7 WHERE id % 100 = 0; DELETE FROM just WHERE id % 1000 = 1; INSERT INTO just VALUES (60001, 1, 'new')`)
-	if err := os.WriteFile(cfgPath, []byte(strings.Replace(cfg, "mode: initial_only", "mode: initial", 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeConfigSnapshot(t, dir, db, slot, "", strings.Replace(only, "initial_only", "initial", 1), "info")
 	p = startBinary(t, "run", "--config", cfgPath)
 	evs := markDone(t, db, out, ckpt, 60*time.Second)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

@@ -433,9 +433,7 @@ func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, ta
 	conns := make([]*pgconn.PgConn, 0, n)
 	defer func() {
 		for _, c := range conns {
-			cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = c.Close(cctx)
-			ccancel()
+			closeSQL(c)
 		}
 	}()
 	for range n {
@@ -618,13 +616,7 @@ func (p *Pipeline) resnapWorker(ctx context.Context, worker int) error {
 	var conn *pgconn.PgConn
 	var r *snapshot.Reader
 	pt := &pubTables{publication: p.src.Publication}
-	defer func() {
-		if conn != nil {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = conn.Close(cctx)
-			cancel()
-		}
-	}()
+	defer func() { closeSQL(conn) }()
 	for {
 		j, ok := p.jobs.next(ctx)
 		if !ok {
@@ -900,7 +892,13 @@ func (p *Pipeline) SnapshotProgress() SnapshotProgress {
 		left = float64(pr.Rows) * float64(pr.Chunks-pr.ChunksDone) / float64(max(pr.ChunksDone, 1))
 	}
 	if pr.RowsPerSec > 0 && pr.ChunksDone < pr.Chunks {
-		pr.ETA = time.Duration(left / pr.RowsPerSec * float64(time.Second)).Round(time.Second)
+		eta := time.Duration(left / pr.RowsPerSec * float64(time.Second))
+		if eta >= 10*time.Second {
+			eta = eta.Round(time.Second)
+		} else {
+			eta = max(eta.Round(100*time.Millisecond), 100*time.Millisecond)
+		}
+		pr.ETA = eta
 	}
 	return pr
 }
@@ -953,6 +951,16 @@ func (p *Pipeline) pendingTables() int {
 	return len(p.snap.tables)
 }
 
+// closeSQL closes an ordinary connection (nil is fine), waiting at most 5s for a polite goodbye.
+func closeSQL(conn *pgconn.PgConn) {
+	if conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
 // quoteLiteral quotes an SQL string literal (standard_conforming_strings is on).
 func quoteLiteral(s string) string {
 	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
@@ -981,13 +989,7 @@ func (p *Pipeline) publishedNow(ctx context.Context) ([]uint32, error) {
 // is forgotten, so that adding it again snapshots it again. Failures are logged and retried.
 func (p *Pipeline) pollPublication(ctx context.Context) {
 	var conn *pgconn.PgConn
-	defer func() {
-		if conn != nil {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = conn.Close(cctx)
-			cancel()
-		}
-	}()
+	defer func() { closeSQL(conn) }()
 	requested := map[uint32]bool{}
 	t := time.NewTicker(p.cfg.Snapshot.PollInterval)
 	defer t.Stop()
