@@ -679,12 +679,13 @@ func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snaps
 	// when the watermark was written (it may wait for a synchronous standby) would be missing from the
 	// chunk while the stream delivers it before the window: wait until every transaction running
 	// then has ended, so that the chunk's snapshot sees everything the stream delivered before it.
-	xip, err := execSQL(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM pg_snapshot_xip(pg_current_snapshot()) x")
+	// The txid_ functions exist on every supported server (the pg_snapshot ones only from 13 on).
+	xip, err := execSQL(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM txid_snapshot_xip(txid_current_snapshot()) x")
 	if err != nil {
 		return fmt.Errorf("read running transactions: %w", err)
 	}
 	for xip != "{}" && xip != "" {
-		running, err := execSQL(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::xid8[]) x WHERE pg_xact_status(x) = 'in progress'", xip)
+		running, err := execSQL(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::int8[]) x WHERE txid_status(x) = 'in progress'", xip)
 		if err != nil {
 			return fmt.Errorf("wait for running transactions: %w", err)
 		}
