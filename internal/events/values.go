@@ -2,9 +2,7 @@ package events
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"unicode/utf8"
 )
 
 // valueWriter appends the JSON form of one column's text output to dst. src aliases the tuple and
@@ -116,45 +114,12 @@ func writeBool(dst, src []byte) ([]byte, error) {
 // removed (json keeps the input's newlines, jsonb prints ", " and ": "), and invalid UTF-8 inside
 // strings becomes \ufffd.
 func writeJSON(dst, src []byte) ([]byte, error) {
-	if !json.Valid(src) {
-		return dst, valueErr("json", src)
+	mark := len(dst)
+	out, ok := compactJSON(dst, src)
+	if !ok {
+		return out[:mark], valueErr("json", src)
 	}
-	inString := false
-	start := 0
-	for i := 0; i < len(src); {
-		c := src[i]
-		if inString {
-			switch {
-			case c == '\\':
-				i += 2 // valid JSON: an escape is followed by at least one more byte
-				continue
-			case c == '"':
-				inString = false
-			case c >= utf8.RuneSelf:
-				r, size := utf8.DecodeRune(src[i:])
-				if r == utf8.RuneError && size == 1 {
-					dst = append(dst, src[start:i]...)
-					dst = append(dst, `\ufffd`...)
-					i++
-					start = i
-					continue
-				}
-				i += size
-				continue
-			}
-			i++
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-		case ' ', '\t', '\n', '\r':
-			dst = append(dst, src[start:i]...)
-			start = i + 1
-		}
-		i++
-	}
-	return append(dst, src[start:]...), nil
+	return out, nil
 }
 
 // writeTimestamptz maps "2024-01-02 03:04:05.123456+00" to "2024-01-02T03:04:05.123456Z" and
