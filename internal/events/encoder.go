@@ -62,6 +62,9 @@ type Encoder struct {
 	msgSource []byte // `"source":{"connector":"pgstream","db":…,"txId":`
 	key, val  []byte
 	toast     []int
+	// The text of the generation of the latest Read, which every read of a snapshot repeats.
+	gen     lsn.LSN
+	genText []byte
 }
 
 // NewEncoder returns an Encoder. cat resolves non-builtin column types and primary keys; with a nil
@@ -390,6 +393,9 @@ func (e *Encoder) Read(gen lsn.LSN, relID, tableOID uint32, row uint64, xmin uin
 		Op: sinks.OpRead, Schema: r.schema, Table: r.table,
 		LSN: gen, CommitLSN: gen, Xid: xmin, Rel: tableOID, Row: row,
 	}
+	if e.genText == nil || gen != e.gen {
+		e.gen, e.genText = gen, gen.AppendText(e.genText[:0])
+	}
 	v := append(e.val[:0], `{"id":"`...)
 	v = ev.AppendID(v)
 	v = append(v, `","op":"r","before":null,"after":`...)
@@ -404,9 +410,9 @@ func (e *Encoder) Read(gen lsn.LSN, relID, tableOID uint32, row uint64, xmin uin
 	v = append(v, ',')
 	v = append(v, r.source...)
 	v = append(v, `null,"lsn":"`...)
-	v = gen.AppendText(v)
+	v = append(v, e.genText...)
 	v = append(v, `","commit_lsn":"`...)
-	v = gen.AppendText(v)
+	v = append(v, e.genText...)
 	v = append(v, `","ts_ms":`...)
 	v = strconv.AppendInt(v, now, 10)
 	v = append(v, `,"snapshot":true},"ts_ms":`...)

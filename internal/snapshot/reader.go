@@ -33,8 +33,10 @@ const keepBuffer = 1 << 20
 // values. Memory does not grow with a table: it holds at most one row (and its event) at a time.
 // Not safe for concurrent use, and the connection must not be used by anyone else meanwhile.
 type Reader struct {
-	conn *pgconn.PgConn
-	enc  *events.Encoder
+	conn  *pgconn.PgConn
+	enc   *events.Encoder
+	now   func() time.Time
+	clock time.Time // the emit time of the rows being read, refreshed every clockRows rows
 	rels map[uint32]*tableRel
 	sql  []byte
 	w    chunkWriter
@@ -50,12 +52,18 @@ type tableRel struct {
 // NewReader returns a Reader that encodes with source.db database and the clock now (nil means
 // time.Now). It does no I/O.
 func NewReader(conn *pgconn.PgConn, database string, now func() time.Time) *Reader {
-	return &Reader{
-		conn: conn,
-		enc:  events.NewEncoder(events.Options{Database: database, Now: now}, events.NewCatalog(conn)),
-		rels: make(map[uint32]*tableRel),
+	if now == nil {
+		now = time.Now
 	}
+	r := &Reader{conn: conn, now: now, rels: make(map[uint32]*tableRel)}
+	// Rows read together share an emit time, read from the clock once per clockRows rows.
+	r.enc = events.NewEncoder(events.Options{Database: database, Now: func() time.Time { return r.clock }}, events.NewCatalog(conn))
+	return r
 }
+
+// clockRows is how many rows share one reading of the clock (ts_ms has millisecond precision, and a
+// reader emits several hundred rows per millisecond).
+const clockRows = 256
 
 // ReadChunk reads chunk i of t — COPY (SELECT ctid, xmin, tableoid, <columns> FROM <table> WHERE ctid >=
 // '(start,0)'::tid [AND ctid < '(end,0)'::tid unless it is the last chunk] [AND (<row filter>)]) TO
@@ -89,7 +97,7 @@ func (r *Reader) ReadChunk(ctx context.Context, t *checkpoint.TableSnapshot, col
 	sql := r.copySQL(t, rel, rowFilter, start, end, last)
 
 	w := &r.w
-	*w = chunkWriter{enc: r.enc, t: t, chunk: i, names: rel.names, emit: emit, parser: w.parser, carry: w.carry[:0]}
+	*w = chunkWriter{enc: r.enc, t: t, chunk: i, names: rel.names, emit: emit, parser: w.parser, carry: w.carry[:0], r: r}
 	_, err = r.conn.CopyTo(ctx, w, sql)
 	rows = w.rows
 	switch {
@@ -190,6 +198,7 @@ func (r *Reader) copySQL(t *checkpoint.TableSnapshot, rel *tableRel, rowFilter s
 // rows wherever they fall (a payload may hold part of a row or several rows) and encodes and emits
 // each row as soon as its newline arrives; only an incomplete row is copied, into carry.
 type chunkWriter struct {
+	r      *Reader
 	enc    *events.Encoder
 	t      *checkpoint.TableSnapshot
 	chunk  uint32
@@ -262,6 +271,9 @@ func (w *chunkWriter) row(line []byte) error {
 		return w.err
 	}
 	w.tail.Columns = tup.Columns[3:]
+	if w.rows%clockRows == 0 && w.r != nil {
+		w.r.clock = w.r.now()
+	}
 	ev, err := w.enc.Read(w.t.Gen, w.t.OID, uint32(tableOID), ctid, uint32(xmin), &w.tail)
 	if err != nil {
 		w.err = fmt.Errorf("read %s chunk %d row (%d,%d): %w", w.t.Name(), w.chunk, ctid>>16, ctid&0xffff, err)
