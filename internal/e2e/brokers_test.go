@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -499,4 +501,58 @@ func TestKafkaOutageLongerThanWalSenderTimeout(t *testing.T) {
 	if pidAfter != "" && pidAfter != pidBefore {
 		t.Fatalf("walsender changed from %s to %s during the outage", pidBefore, pidAfter)
 	}
+}
+
+// TestSnapshotSIGKILLJetStreamKeepsOneCopy kills the binary twice during the snapshot of a table
+// into JetStream: the chunks read again after each restart give the same row versions the same
+// ids, so the stream's duplicate window keeps exactly one message per row.
+func TestSnapshotSIGKILLJetStreamKeepsOneCopy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	db := newDB(t)
+	const rows = 80000
+	createSnapshotTables(t, db, []string{"dedup"}, rows)
+	url := natstest.URL(t)
+	prefix := "snap" + db
+	stream := strings.ToUpper(prefix)
+	t.Cleanup(func() { deleteStream(url, stream) })
+	dir := t.TempDir()
+	slot := "dedup_" + db
+	cfg := writeConfigSnapshot(t, dir, db, slot, fmt.Sprintf(`  - type: nats
+    servers: [%s]
+    subject_prefix: %s
+    stream: {name: %s, create: true, duplicate_window: 5m}
+`, url, prefix, stream), "  mode: initial\n  chunk_pages: 32\n", "warn")
+	ckpt := filepath.Join(dir, "checkpoint.json")
+	for round := 0; round < 2; round++ {
+		p := startBinary(t, "run", "--config", cfg)
+		time.Sleep(time.Duration(400+rand.IntN(600)) * time.Millisecond)
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		t.Logf("round %d: killed with %d messages in JetStream", round, streamCount(t, url, stream))
+	}
+	p := startBinary(t, "run", "--config", cfg)
+	deadline := time.Now().Add(120 * time.Second)
+	for snapshotPending(t, ckpt) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshot not finished after the kills\n%s", p.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	msgs := streamMessages(t, url, stream)
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		if m.event.Op != "r" || ids[m.id] {
+			t.Fatalf("unexpected message %s (id %s, seen %v)", m.event.Raw, m.id, ids[m.id])
+		}
+		ids[m.id] = true
+	}
+	fileLines := len(readEvents(t, filepath.Join(dir, "changes.jsonl")))
+	if len(msgs) != rows {
+		t.Fatalf("JetStream holds %d messages for %d rows (the file sink has %d lines)", len(msgs), rows, fileLines)
+	}
+	t.Logf("JetStream: %d messages for %d rows; the file sink: %d lines (%d sent again)", len(msgs), rows, fileLines, fileLines-rows)
 }
