@@ -39,7 +39,7 @@ var envKeys = []string{
 	"pipeline.max_batch_events", "pipeline.max_batch_bytes", "pipeline.max_in_flight_bytes",
 	"pipeline.checkpoint_interval", "pipeline.shutdown_timeout",
 	"snapshot.mode", "snapshot.workers", "snapshot.chunk_pages", "snapshot.progress_interval",
-	"snapshot.new_tables", "snapshot.poll_interval",
+	"snapshot.new_tables", "snapshot.poll_interval", "snapshot.signal_table",
 }
 
 // addConfigFlags registers the flags shared by run and check. Flags override the file and the

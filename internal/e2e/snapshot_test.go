@@ -492,3 +492,25 @@ func TestResnapshotWaitsForRunningTransactions(t *testing.T) {
 		t.Fatalf("events by op %v, want 100 snapshot reads and the insert", ops)
 	}
 }
+
+// TestSignalTableRequestsSnapshot re-snapshots a table because a row naming it was inserted into
+// the signal table, the way automation that cannot run pgstream snapshot asks for one.
+func TestSignalTableRequestsSnapshot(t *testing.T) {
+	db := newDB(t)
+	createSnapshotTables(t, db, []string{"sig_data"}, 2000)
+	exec1(t, db, `CREATE TABLE pgstream_signal (id bigserial PRIMARY KEY, tables text NOT NULL)`)
+	r := startPipeline(t, db, runOpts{pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotNever, SignalTable: "pgstream_signal"}}})
+	r.waitStreaming()
+	exec1(t, db, `UPDATE sig_data SET v = 5 WHERE id <= 10`)
+	exec1(t, db, `INSERT INTO pgstream_signal (tables) VALUES ('public.sig_data')`)
+	evs := markDone(t, db, r.path, r.ckpt, 30*time.Second)
+	evs = waitEvents(t, r.path, 30*time.Second, func(evs []event) bool {
+		_, ops := materialize(t, evs)
+		return ops["r"] >= 2000
+	})
+	got, ops := materialize(t, evs)
+	compareState(t, got, dbState(t, db, []string{"sig_data"}))
+	if ops["r"] != 2000 {
+		t.Fatalf("events by op %v, want 2000 snapshot reads", ops)
+	}
+}

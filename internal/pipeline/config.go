@@ -72,6 +72,10 @@ type SnapshotConfig struct {
 	NewTables *bool `mapstructure:"new_tables"`
 	// PollInterval is how often the publication's tables are listed to find new ones. Default 10s.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// SignalTable ("schema.table", or "table" in public) is a published table whose inserted rows
+	// request re-snapshots: its column "tables" holds the names, comma-separated or as a text
+	// array. "" (the default) means none.
+	SignalTable string `mapstructure:"signal_table"`
 }
 
 // Validate fills in defaults and rejects values that cannot work.
@@ -97,6 +101,11 @@ func (c *SnapshotConfig) Validate() error {
 	}
 	if c.PollInterval < 0 {
 		return fmt.Errorf("snapshot.poll_interval %s: must be positive", c.PollInterval)
+	}
+	if c.SignalTable != "" {
+		if _, _, ok := splitName(c.SignalTable); !ok {
+			return fmt.Errorf("snapshot.signal_table %q: want schema.table or table", c.SignalTable)
+		}
 	}
 	var errs []error
 	switch c.Mode {

@@ -75,6 +75,8 @@ type Pipeline struct {
 	runID     string    // identifies this run's watermarks
 	requests  []Request // snapshot requests of the open transaction
 	openRel   map[uint32][]*window
+	signalRel uint32 // relation id of Snapshot.SignalTable once its Relation message arrived
+	signalCol int    // index of its "tables" column, -1 when it has none
 
 	durable   atomic.Pointer[checkpoint.Position] // newest position the store holds
 	stats     stats
@@ -631,6 +633,7 @@ func (p *Pipeline) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) 
 			return errEndReached
 		}
 	case *walparse.Relation:
+		p.noteSignalRelation(m)
 		return p.enc.Relation(ctx, m)
 	case *walparse.TypeMsg:
 		p.enc.TypeMsg(m)
@@ -638,6 +641,9 @@ func (p *Pipeline) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) 
 		// Informational: which replication origin the transaction came from.
 	case *walparse.Insert:
 		if !p.skipTx {
+			if m.RelationID == p.signalRel && p.signalRel != 0 {
+				p.signalInsert(m)
+			}
 			ev, err := p.enc.Insert(&p.tx, at, m)
 			if err == nil && len(p.openRel) > 0 {
 				p.noteKey(m.RelationID, ev.Key)

@@ -1056,3 +1056,64 @@ func (p *Pipeline) pollPublication(ctx context.Context) {
 		p.log.Info("tables joined the publication; snapshotting them while streaming", zap.Strings("tables", added))
 	}
 }
+
+// splitName splits "schema.table" ("table" means public.table).
+func splitName(s string) (schema, table string, ok bool) {
+	schema, table, found := strings.Cut(s, ".")
+	if !found {
+		schema, table = "public", s
+	}
+	return schema, table, schema != "" && table != "" && !strings.Contains(table, ".")
+}
+
+// noteSignalRelation remembers the relation id and the "tables" column of the signal table.
+func (p *Pipeline) noteSignalRelation(m *walparse.Relation) {
+	if p.cfg.Snapshot.SignalTable == "" {
+		return
+	}
+	schema, table, _ := splitName(p.cfg.Snapshot.SignalTable)
+	if m.Namespace != schema || m.Name != table {
+		if p.signalRel == m.RelationID {
+			p.signalRel = 0 // renamed
+		}
+		return
+	}
+	p.signalRel, p.signalCol = m.RelationID, -1
+	for i, c := range m.Columns {
+		if c.Name == "tables" {
+			p.signalCol = i
+		}
+	}
+	if p.signalCol < 0 {
+		p.log.Error("snapshot.signal_table has no column \"tables\"; its rows cannot request snapshots",
+			zap.String("signal_table", p.cfg.Snapshot.SignalTable))
+	}
+}
+
+// signalInsert turns a row inserted into the signal table into a snapshot request of the open
+// transaction, carried out when it commits, like a request message.
+func (p *Pipeline) signalInsert(m *walparse.Insert) {
+	if p.signalCol < 0 || p.signalCol >= len(m.New.Columns) {
+		return
+	}
+	c := m.New.Columns[p.signalCol]
+	if c.Kind != walparse.TupleText {
+		p.log.Error("signal row ignored: its tables column is empty", zap.String("signal_table", p.cfg.Snapshot.SignalTable))
+		return
+	}
+	text := strings.TrimSpace(string(c.Data))
+	if strings.HasPrefix(text, "{") && strings.HasSuffix(text, "}") { // a text[] value
+		text = text[1 : len(text)-1]
+	}
+	var tables []string
+	for _, t := range strings.Split(text, ",") {
+		if t = strings.Trim(strings.TrimSpace(t), `"`); t != "" {
+			tables = append(tables, t)
+		}
+	}
+	if len(tables) == 0 {
+		p.log.Error("signal row ignored: no table named", zap.String("signal_table", p.cfg.Snapshot.SignalTable))
+		return
+	}
+	p.requests = append(p.requests, Request{Tables: tables})
+}
