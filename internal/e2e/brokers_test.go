@@ -556,3 +556,67 @@ func TestSnapshotSIGKILLJetStreamKeepsOneCopy(t *testing.T) {
 	}
 	t.Logf("JetStream: %d messages for %d rows; the file sink: %d lines (%d sent again)", len(msgs), rows, fileLines, fileLines-rows)
 }
+
+// TestSnapshotIntoKafkaKeepsKeyOrder snapshots a table into Kafka while a workload updates it: each
+// key's snapshot read lands on the key's partition before any later change of the key, and the
+// latest record per key equals the database's row.
+func TestSnapshotIntoKafkaKeepsKeyOrder(t *testing.T) {
+	db := newDB(t)
+	const rows = 3000
+	createSnapshotTables(t, db, []string{"ksnap"}, rows)
+	brokers := kafkatest.Start(t)
+	prefix := "ks" + db
+	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix,
+		AutoCreate: kafka.AutoCreateConfig{Enabled: true, Partitions: 4, ReplicationFactor: 1}}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	defer stop.Store(true)
+	wl := snapshotWorkload(t, db, []string{"ksnap"}, rows, &stop)
+	r := startPipeline(t, db, runOpts{extra: []pipeline.SinkSpec{{Name: "kafka", Sink: ks}},
+		pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, ChunkPages: 4}}})
+	r.waitStreaming()
+	time.Sleep(500 * time.Millisecond)
+	stop.Store(true)
+	if err := <-wl; err != nil {
+		t.Fatal(err)
+	}
+	evs := markDone(t, db, r.path, r.ckpt, 60*time.Second)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, e := range evs {
+		if e.Source.Table == "ksnap" {
+			want++
+		}
+	}
+	recs := kafkatest.Records(t, brokers, prefix+".public.ksnap", want)
+	if len(recs) != want {
+		t.Fatalf("kafka holds %d records of ksnap, the file sink %d", len(recs), want)
+	}
+	state := map[string]string{}
+	seen := map[string]string{}
+	for _, rec := range recs {
+		var e event
+		if err := json.Unmarshal(rec.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		k := string(rec.Key)
+		if e.Op == "r" && seen[k] != "" {
+			t.Fatalf("key %s: snapshot read after a %q change on its partition: %s", k, seen[k], e.Raw)
+		}
+		if e.Op != "r" {
+			seen[k] = e.Op
+		}
+		switch e.Op {
+		case "r", "c", "u":
+			a := e.row("after")
+			state[fmt.Sprint(a["id"])] = fmt.Sprintf("%v|%v", a["v"], a["pad"])
+		case "d":
+			delete(state, fmt.Sprint(e.row("before")["id"]))
+		}
+	}
+	compareState(t, map[string]map[string]string{"public.ksnap": state}, dbState(t, db, []string{"ksnap"}))
+}
