@@ -514,3 +514,35 @@ func TestSignalTableRequestsSnapshot(t *testing.T) {
 		t.Fatalf("events by op %v, want 2000 snapshot reads", ops)
 	}
 }
+
+// TestSnapshotSurvivesLossOfExportingConnection ends the replication connection that exported the
+// snapshot while the readers are still reading (as a server's idle-in-transaction timeout could):
+// the readers keep their imported snapshot, and streaming starts on a new connection afterwards.
+func TestSnapshotSurvivesLossOfExportingConnection(t *testing.T) {
+	db := newDB(t)
+	createSnapshotTables(t, db, []string{"lost_export"}, 60000)
+	r := startPipeline(t, db, runOpts{pcfg: pipeline.Config{MaxBatchEvents: 256,
+		Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, ChunkPages: 8}}})
+	deadline := time.Now().Add(30 * time.Second)
+	for r.p.SnapshotProgress().ChunksDone == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the snapshot never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	killed, err := cluster.Query("postgres", fmt.Sprintf(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE backend_type = 'walsender' AND datname = '%s'`, db))
+	if err != nil || killed != "1" {
+		t.Fatalf("terminated %q walsenders (%v), want the exporting one", killed, err)
+	}
+	if r.p.SnapshotProgress().ChunksDone >= r.p.SnapshotProgress().Chunks {
+		t.Log("the snapshot had finished before the connection was ended")
+	}
+	exec1(t, db, `UPDATE lost_export SET v = 9 WHERE id % 7 = 0`)
+	evs := markDone(t, db, r.path, r.ckpt, 60*time.Second)
+	got, ops := materialize(t, evs)
+	compareState(t, got, dbState(t, db, []string{"lost_export"}))
+	if ops["r"] != 60000 {
+		t.Fatalf("events by op %v, want 60000 snapshot reads", ops)
+	}
+}

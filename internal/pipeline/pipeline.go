@@ -303,31 +303,39 @@ func (p *Pipeline) open(ctx context.Context) error {
 	p.ident = checkpoint.Checkpoint{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, Slot: p.src.Slot}
 	pos := checkpoint.Position{CommitLSN: start.SkipThrough, EndLSN: start.From}
 	p.catalog = &lazyCatalog{cfg: p.src}
-	if found {
-		p.snap.tables = cp.Snapshot
+	// The snapshot state is read by SnapshotProgress from other goroutines from the start.
+	tables := cp.Snapshot
+	if !found {
+		tables = nil
 	}
+	var published []uint32
+	pubChanged := false
 	if found && cp.Published != nil {
-		p.snap.setPublished(cp.Published)
+		published = cp.Published
 	} else {
 		// A first start, or a checkpoint that predates the list: the tables published now are the
 		// ones taken into account (snapshotted below, or streamed from here on).
-		oids, err := p.publishedNow(ctx)
-		if err != nil {
+		if published, err = p.publishedNow(ctx); err != nil {
 			return err
 		}
-		p.snap.setPublished(oids)
-		p.snap.pubChanged = found
+		pubChanged = found
 	}
 	if snapshotNow {
 		// The plan is saved before the first row is read: a crash from here on resumes the snapshot.
-		if p.snap.tables, err = p.planSnapshot(ctx, start.From); err != nil {
+		if tables, err = p.planSnapshot(ctx, start.From); err != nil {
 			return err
 		}
 	}
+	p.saveMu.Lock()
+	p.snap.tables = tables
+	p.snap.setPublished(published)
+	p.snap.pubChanged = pubChanged
+	publishedList := p.snap.publishedList()
+	p.saveMu.Unlock()
 	if !found || start.Fresh {
 		cp := p.ident
-		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), p.snap.tables
-		cp.Published = p.snap.publishedList()
+		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), tables
+		cp.Published = publishedList
 		if err := p.store.Save(cp); err != nil {
 			return fmt.Errorf("save checkpoint: %w", err)
 		}
@@ -347,7 +355,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 	p.startFrom = start.From
 	p.log.Info("starting replication", zap.String("slot", p.src.Slot), zap.String("publication", p.src.Publication),
 		zap.String("database", sys.DBName), zap.Stringer("from", start.From), zap.Stringer("skip_through", start.SkipThrough),
-		zap.Bool("fresh", !found), zap.Int("snapshot_tables", len(p.snap.tables)))
+		zap.Bool("fresh", !found), zap.Int("snapshot_tables", len(tables)))
 	return nil
 }
 
@@ -372,7 +380,14 @@ func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc
 		p.log.Info("snapshot.mode is initial_only and no snapshot is pending: nothing to do")
 		return nil
 	}
-	if err := p.startStreaming(ctx, p.startFrom); err != nil {
+	if p.exported != "" {
+		// The replication connection sat idle in its export for the whole snapshot, where a server's
+		// idle_in_transaction_session_timeout may have ended it: stream on a new one.
+		p.closeConn()
+		if err := p.reopen(ctx); err != nil {
+			return err
+		}
+	} else if err := p.startStreaming(ctx, p.startFrom); err != nil {
 		return err
 	}
 	if len(pending) > 0 {
