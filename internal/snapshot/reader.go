@@ -37,9 +37,9 @@ type Reader struct {
 	enc   *events.Encoder
 	now   func() time.Time
 	clock time.Time // the emit time of the rows being read, refreshed every clockRows rows
-	rels map[uint32]*tableRel
-	sql  []byte
-	w    chunkWriter
+	rels  map[uint32]*tableRel
+	sql   []byte
+	w     chunkWriter
 }
 
 // tableRel is a table whose Relation the Reader's Encoder holds.
