@@ -249,7 +249,7 @@ func TestCrashSafety(t *testing.T) {
 		}
 		if ckCommit != 0 {
 			found := false
-			for _, e := range readEvents(t, out) {
+			for _, e := range readEventsAfterKill(t, out) {
 				if l, _ := lsn.Parse(e.Source.CommitLSN); l == ckCommit {
 					found = true
 					break

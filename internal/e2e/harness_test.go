@@ -144,6 +144,22 @@ func readEvents(t testing.TB, path string) []event {
 	return out
 }
 
+// readEventsAfterKill is readEvents for a file whose writer was just killed: a last line torn by
+// the kill (which the file sink repairs when it opens the file again) is left out.
+func readEventsAfterKill(t testing.TB, path string) []event {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	whole := data[:bytes.LastIndexByte(data, '\n')+1]
+	tmp := filepath.Join(t.TempDir(), "complete.jsonl")
+	if err := os.WriteFile(tmp, whole, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return readEvents(t, tmp)
+}
+
 // waitEvents polls the file until cond holds for its events.
 func waitEvents(t testing.TB, path string, timeout time.Duration, cond func([]event) bool) []event {
 	t.Helper()

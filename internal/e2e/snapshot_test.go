@@ -237,20 +237,40 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	defer stop.Store(true)
 	wl := snapshotWorkload(t, db, tables, 60000, &stop)
 
-	kills := 0
+	// Each round kills pgstream once it has written another 1–4 MB (a few thousand rows of the
+	// 120,000): the first round inside the exported snapshot, the next ones while the rest is read
+	// between watermarks.
+	size := func() int64 {
+		st, err := os.Stat(out)
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
+	kills, killedMidSnapshot := 0, 0
 	for round := 0; round < 4; round++ {
 		p := startBinary(t, "run", "--config", cfgPath)
-		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
-		select {
-		case err := <-p.done:
-			t.Fatalf("round %d: pgstream exited early: %v\n%s", round, err, p.stderr)
-		default:
+		target := size() + int64(1+rand.IntN(4))<<20
+		deadline := time.Now().Add(60 * time.Second)
+		for size() < target && time.Now().Before(deadline) {
+			select {
+			case err := <-p.done:
+				t.Fatalf("round %d: pgstream exited early: %v\n%s", round, err, p.stderr)
+			default:
+			}
+			time.Sleep(2 * time.Millisecond)
 		}
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
 		kills++
 		pending := snapshotPending(t, ckpt)
-		t.Logf("round %d: killed with %d table snapshot(s) unfinished, %d events in the file", round, pending, len(readEvents(t, out)))
+		if pending > 0 {
+			killedMidSnapshot++
+		}
+		t.Logf("round %d: killed with %d table snapshot(s) unfinished, %d events in the file", round, pending, len(readEventsAfterKill(t, out)))
+	}
+	if killedMidSnapshot < 2 {
+		t.Fatalf("only %d of %d kills came during the snapshot", killedMidSnapshot, kills)
 	}
 	p := startBinary(t, "run", "--config", cfgPath)
 	time.Sleep(time.Second)
