@@ -267,7 +267,7 @@ func (c *Conn) readPublication(ctx context.Context) (publication, error) {
 		have[r[0]] = true
 	}
 	for _, t := range c.cfg.Tables {
-		s, n, _ := splitTable(t)
+		s, n, _ := SplitTable(t)
 		if !have[s+"."+n] {
 			p.missing = append(p.missing, t)
 		}

@@ -81,7 +81,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: source.publication %q: at most 63 bytes, no NUL", ErrConfig, c.Publication)
 	}
 	for i, t := range c.Tables {
-		if _, _, err := splitTable(t); err != nil {
+		if _, _, err := SplitTable(t); err != nil {
 			return fmt.Errorf("%w: source.tables[%d]: %v", ErrConfig, i, err)
 		}
 	}
@@ -113,8 +113,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// splitTable splits "schema.table" or "table" (schema public).
-func splitTable(s string) (schema, table string, err error) {
+// SplitTable splits a configured table name, "schema.table" or "table" (schema public).
+func SplitTable(s string) (schema, table string, err error) {
 	if strings.ContainsRune(s, 0) {
 		return "", "", fmt.Errorf("table %q contains NUL", s)
 	}

@@ -200,6 +200,42 @@ func (c *Conn) queryValue(ctx context.Context, sql string) (string, error) {
 	return rows[0][0], nil
 }
 
+// ImportSnapshot opens a read-only REPEATABLE READ transaction on an ordinary connection that sees
+// the database as the snapshot exported by EnsureSlotExport does.
+func ImportSnapshot(ctx context.Context, pg *pgconn.PgConn, snapshot string) error {
+	_, err := pg.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT "+quoteLiteral(snapshot)).ReadAll()
+	return err
+}
+
+// Value runs sql on an ordinary connection (with args as text parameters, or, without args, as
+// one or more simple-protocol statements) and returns the first column of the first row of the
+// last result: "" when there is none, or for NULL.
+func Value(ctx context.Context, pg *pgconn.PgConn, sql string, args ...string) (string, error) {
+	var res *pgconn.Result
+	if len(args) == 0 {
+		rs, err := pg.Exec(ctx, sql).ReadAll()
+		if err != nil {
+			return "", err
+		}
+		if len(rs) == 0 {
+			return "", nil
+		}
+		res = rs[len(rs)-1]
+	} else {
+		params := make([][]byte, len(args))
+		for i, a := range args {
+			params[i] = []byte(a)
+		}
+		if res = pg.ExecParams(ctx, sql, params, nil, nil, nil).Read(); res.Err != nil {
+			return "", res.Err
+		}
+	}
+	if len(res.Rows) == 0 || len(res.Rows[0]) == 0 {
+		return "", nil
+	}
+	return string(res.Rows[0][0]), nil
+}
+
 // quoteIdent quotes an SQL identifier.
 func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
@@ -213,6 +249,6 @@ func quoteLiteral(s string) string {
 
 // qualified returns the quoted schema.table for a configured table name.
 func qualified(t string) string {
-	schema, table, _ := splitTable(t)
+	schema, table, _ := SplitTable(t)
 	return quoteIdent(schema) + "." + quoteIdent(table)
 }

@@ -26,11 +26,10 @@ type progressBar struct {
 
 // newProgressBar returns a bar on w when w is a terminal, else nil.
 func newProgressBar(w io.Writer) *progressBar {
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !isTerminal(w) {
 		return nil
 	}
-	width, _, err := term.GetSize(int(f.Fd()))
+	width, _, err := term.GetSize(int(w.(*os.File).Fd()))
 	if err != nil || width < 40 {
 		width = 80
 	}

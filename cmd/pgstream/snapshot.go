@@ -7,7 +7,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/pflag"
 
 	"github.com/pgstream/pgstream/internal/pipeline"
@@ -76,28 +75,13 @@ func requestSnapshot(ctx context.Context, src replication.Config, tables []strin
 		return "", false, err
 	}
 	names := make([]string, len(found))
-	for i, t := range found {
-		names[i] = t.Schema + "." + t.Name
+	for i := range found {
+		names[i] = found[i].QualifiedName()
 	}
 	content, _ := json.Marshal(pipeline.Request{Slot: src.Slot, Tables: names})
-	lsn, err := execValue(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", pipeline.RequestPrefix, string(content))
+	lsn, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", pipeline.RequestPrefix, string(content))
 	if err != nil {
 		return "", false, fmt.Errorf("write the snapshot request: %w", err)
 	}
 	return lsn, active, nil
-}
-
-func execValue(ctx context.Context, conn *pgconn.PgConn, sql string, args ...string) (string, error) {
-	params := make([][]byte, len(args))
-	for i, a := range args {
-		params[i] = []byte(a)
-	}
-	res := conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
-	if res.Err != nil {
-		return "", res.Err
-	}
-	if len(res.Rows) == 0 {
-		return "", nil
-	}
-	return string(res.Rows[0][0]), nil
 }

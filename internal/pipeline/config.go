@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/internal/snapshot"
+	"github.com/pgstream/pgstream/replication"
 )
 
 // Config tunes the pipeline. Every zero value means the documented default.
@@ -87,7 +89,7 @@ func (c *SnapshotConfig) Validate() error {
 		c.Workers = 2
 	}
 	if c.ChunkPages == 0 {
-		c.ChunkPages = 1024
+		c.ChunkPages = snapshot.DefaultChunkPages
 	}
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = 10 * time.Second
@@ -103,8 +105,8 @@ func (c *SnapshotConfig) Validate() error {
 		return fmt.Errorf("snapshot.poll_interval %s: must be positive", c.PollInterval)
 	}
 	if c.SignalTable != "" {
-		if _, _, ok := splitName(c.SignalTable); !ok {
-			return fmt.Errorf("snapshot.signal_table %q: want schema.table or table", c.SignalTable)
+		if _, _, err := replication.SplitTable(c.SignalTable); err != nil {
+			return fmt.Errorf("snapshot.signal_table: %w", err)
 		}
 	}
 	var errs []error

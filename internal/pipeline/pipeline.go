@@ -13,6 +13,7 @@ import (
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/events"
 	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/walparse"
@@ -308,22 +309,23 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if !found {
 		tables = nil
 	}
-	var published []uint32
+	published := cp.Published
 	pubChanged := false
-	if found && cp.Published != nil {
-		published = cp.Published
-	} else {
+	if !found || cp.Published == nil {
 		// A first start, or a checkpoint that predates the list: the tables published now are the
 		// ones taken into account (snapshotted below, or streamed from here on).
-		if published, err = p.publishedNow(ctx); err != nil {
+		pub, err := p.publishedTables(ctx)
+		if err != nil {
 			return err
 		}
+		published = make([]uint32, len(pub))
+		for i, t := range pub {
+			published[i] = t.OID
+		}
 		pubChanged = found
-	}
-	if snapshotNow {
-		// The plan is saved before the first row is read: a crash from here on resumes the snapshot.
-		if tables, err = p.planSnapshot(ctx, start.From); err != nil {
-			return err
+		if snapshotNow {
+			// The plan is saved before the first row is read: a crash from here on resumes it.
+			tables = snapshot.Plan(pub, start.From, uint32(p.cfg.Snapshot.ChunkPages))
 		}
 	}
 	p.saveMu.Lock()

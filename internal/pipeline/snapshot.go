@@ -198,12 +198,6 @@ func (q *jobQueue) next(ctx context.Context) (chunkJob, bool) {
 	}
 }
 
-func (q *jobQueue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.jobs)
-}
-
 // window is one chunk read between a low and a high watermark (DBLog). The reader registers it
 // before writing the low watermark and hands over the chunk's rows before writing the high one; the
 // replication goroutine records the keys of the table changed in between and, at the high watermark,
@@ -309,8 +303,8 @@ func newRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// planSnapshot lists the tables of the publication and plans their snapshot with generation gen.
-func (p *Pipeline) planSnapshot(ctx context.Context, gen lsn.LSN) ([]checkpoint.TableSnapshot, error) {
+// publishedTables lists the tables of the publication.
+func (p *Pipeline) publishedTables(ctx context.Context) ([]snapshot.Table, error) {
 	conn, err := p.catalog.pg(ctx)
 	if err != nil {
 		return nil, err
@@ -319,12 +313,20 @@ func (p *Pipeline) planSnapshot(ctx context.Context, gen lsn.LSN) ([]checkpoint.
 	if err != nil {
 		return nil, fmt.Errorf("list the tables of publication %s: %w", p.src.Publication, err)
 	}
-	return snapshot.Plan(tables, gen, uint32(p.cfg.Snapshot.ChunkPages)), nil
+	return tables, nil
 }
 
 // pendingJobs returns a job for every chunk not done of the given tables, in table order, and
 // counts them in the progress statistics.
 func (p *Pipeline) pendingJobs(ctx context.Context, tables []checkpoint.TableSnapshot) []chunkJob {
+	// pg_class.reltuples of the published tables, for the estimate of the time left; unknown
+	// (0) when the listing fails or the table left the publication.
+	reltuples := map[uint32]float64{}
+	if pub, err := p.publishedTables(ctx); err == nil {
+		for _, t := range pub {
+			reltuples[t.OID] = t.Rows
+		}
+	}
 	var jobs []chunkJob
 	var est float64
 	for i := range tables {
@@ -333,7 +335,7 @@ func (p *Pipeline) pendingJobs(ctx context.Context, tables []checkpoint.TableSna
 		for _, c := range pending {
 			jobs = append(jobs, chunkJob{table: &t, idx: c})
 		}
-		if rows := p.reltuples(ctx, t.OID); rows > 0 {
+		if rows := reltuples[t.OID]; rows > 0 {
 			est += rows * float64(len(pending)) / float64(t.Chunks())
 		}
 	}
@@ -347,24 +349,6 @@ func (p *Pipeline) pendingJobs(ctx context.Context, tables []checkpoint.TableSna
 	st.totalChunks.Add(int64(len(jobs)))
 	st.estRows.Add(int64(est))
 	return jobs
-}
-
-// reltuples returns pg_class.reltuples of a table, or 0 when it is unknown.
-func (p *Pipeline) reltuples(ctx context.Context, oid uint32) float64 {
-	conn, err := p.catalog.pg(ctx)
-	if err != nil {
-		return 0
-	}
-	res := conn.ExecParams(ctx, "SELECT reltuples::float8::text FROM pg_class WHERE oid = $1::oid",
-		[][]byte{fmt.Appendf(nil, "%d", oid)}, nil, nil, nil).Read()
-	if res.Err != nil || len(res.Rows) != 1 {
-		return 0
-	}
-	var v float64
-	if _, err := fmt.Sscan(string(res.Rows[0][0]), &v); err != nil {
-		return 0
-	}
-	return v
 }
 
 // pubTables resolves the publication's column list and row filter of tables by OID, loading the
@@ -387,34 +371,6 @@ func (pt *pubTables) lookup(ctx context.Context, conn *pgconn.PgConn, oid uint32
 		pt.byOID[t.OID] = t
 	}
 	return pt.byOID[oid], nil // a table no longer published is read whole
-}
-
-// execSQL runs statements on an ordinary connection and returns the first column of the first row.
-func execSQL(ctx context.Context, conn *pgconn.PgConn, sql string, args ...string) (string, error) {
-	params := make([][]byte, len(args))
-	for i, a := range args {
-		params[i] = []byte(a)
-	}
-	var res *pgconn.Result
-	if len(args) == 0 {
-		rs, err := conn.Exec(ctx, sql).ReadAll()
-		if err != nil {
-			return "", err
-		}
-		if len(rs) == 0 {
-			return "", nil
-		}
-		res = rs[len(rs)-1]
-	} else {
-		res = conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
-		if res.Err != nil {
-			return "", res.Err
-		}
-	}
-	if len(res.Rows) == 0 || len(res.Rows[0]) == 0 {
-		return "", nil
-	}
-	return string(res.Rows[0][0]), nil
 }
 
 // snapshotExported reads every pending chunk inside the snapshot the slot creation exported, with
@@ -442,7 +398,7 @@ func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, ta
 			return fmt.Errorf("open snapshot connection: %w", err)
 		}
 		conns = append(conns, c)
-		if _, err := execSQL(wctx, c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT "+quoteLiteral(name)); err != nil {
+		if err := replication.ImportSnapshot(wctx, c, name); err != nil {
 			return fmt.Errorf("import the slot's exported snapshot %s: %w (the replication connection that exported it must stay open; restart pgstream to resume the snapshot while streaming)", name, err)
 		}
 	}
@@ -533,7 +489,7 @@ func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, ta
 		return err
 	}
 	for _, c := range conns {
-		_, _ = execSQL(ctx, c, "COMMIT")
+		_, _ = replication.Value(ctx, c, "COMMIT")
 	}
 	p.log.Info("snapshot complete", zap.Int64("rows", p.snapStats.rows.Load()), zap.Int("chunks", len(jobs)))
 	return nil
@@ -649,7 +605,7 @@ func (p *Pipeline) resnapWorker(ctx context.Context, worker int) error {
 			p.log.Warn("snapshot chunk failed; retrying", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx),
 				zap.Int("worker", worker), zap.Error(err), zap.Duration("backoff", backoff))
 			if conn != nil {
-				_, _ = execSQL(ctx, conn, "ROLLBACK")
+				_, _ = replication.Value(ctx, conn, "ROLLBACK")
 			}
 			select {
 			case <-ctx.Done():
@@ -680,12 +636,12 @@ func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snaps
 	// chunk while the stream delivers it before the window: wait until every transaction running
 	// then has ended, so that the chunk's snapshot sees everything the stream delivered before it.
 	// The txid_ functions exist on every supported server (the pg_snapshot ones only from 13 on).
-	xip, err := execSQL(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM txid_snapshot_xip(txid_current_snapshot()) x")
+	xip, err := replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM txid_snapshot_xip(txid_current_snapshot()) x")
 	if err != nil {
 		return fmt.Errorf("read running transactions: %w", err)
 	}
 	for xip != "{}" && xip != "" {
-		running, err := execSQL(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::int8[]) x WHERE txid_status(x) = 'in progress'", xip)
+		running, err := replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::int8[]) x WHERE txid_status(x) = 'in progress'", xip)
 		if err != nil {
 			return fmt.Errorf("wait for running transactions: %w", err)
 		}
@@ -698,7 +654,7 @@ func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snaps
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if _, err := execSQL(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
+	if _, err := replication.Value(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
 		return fmt.Errorf("begin chunk read: %w", err)
 	}
 	var rows *batch
@@ -706,7 +662,7 @@ func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snaps
 	if err != nil {
 		return err
 	}
-	if _, err := execSQL(ctx, conn, "COMMIT"); err != nil {
+	if _, err := replication.Value(ctx, conn, "COMMIT"); err != nil {
 		discard(rows)
 		return fmt.Errorf("end chunk read: %w", err)
 	}
@@ -728,7 +684,7 @@ func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snaps
 
 func (p *Pipeline) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id uint64, high bool) error {
 	content, _ := json.Marshal(watermark{Slot: p.src.Slot, Run: p.runID, ID: id, High: high})
-	if _, err := execSQL(ctx, conn, "SELECT pg_logical_emit_message(false, $1, $2)::text", WatermarkPrefix, string(content)); err != nil {
+	if _, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(false, $1, $2)::text", WatermarkPrefix, string(content)); err != nil {
 		return fmt.Errorf("write watermark: %w", err)
 	}
 	return nil
@@ -962,28 +918,6 @@ func closeSQL(conn *pgconn.PgConn) {
 	_ = conn.Close(ctx)
 }
 
-// quoteLiteral quotes an SQL string literal (standard_conforming_strings is on).
-func quoteLiteral(s string) string {
-	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
-}
-
-// publishedNow returns the OIDs of the publication's tables.
-func (p *Pipeline) publishedNow(ctx context.Context) ([]uint32, error) {
-	conn, err := p.catalog.pg(ctx)
-	if err != nil {
-		return nil, err
-	}
-	tables, err := snapshot.ListTables(ctx, conn, p.src.Publication)
-	if err != nil {
-		return nil, fmt.Errorf("list the tables of publication %s: %w", p.src.Publication, err)
-	}
-	oids := make([]uint32, len(tables))
-	for i, t := range tables {
-		oids[i] = t.OID
-	}
-	return oids, nil
-}
-
 // pollPublication lists the publication's tables every Snapshot.PollInterval. A table that joined
 // it is snapshotted through a request written into the WAL, exactly like `pgstream snapshot`: the
 // request reaches the checkpoint with its transaction, so it survives a crash. A table that left it
@@ -1044,7 +978,7 @@ func (p *Pipeline) pollPublication(ctx context.Context) {
 			continue
 		}
 		content, _ := json.Marshal(Request{Slot: p.src.Slot, Tables: added})
-		if _, err := execSQL(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", RequestPrefix, string(content)); err != nil {
+		if _, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", RequestPrefix, string(content)); err != nil {
 			if ctx.Err() == nil {
 				p.log.Warn("request snapshot of new tables failed", zap.Strings("tables", added), zap.Error(err))
 			}
@@ -1057,21 +991,12 @@ func (p *Pipeline) pollPublication(ctx context.Context) {
 	}
 }
 
-// splitName splits "schema.table" ("table" means public.table).
-func splitName(s string) (schema, table string, ok bool) {
-	schema, table, found := strings.Cut(s, ".")
-	if !found {
-		schema, table = "public", s
-	}
-	return schema, table, schema != "" && table != "" && !strings.Contains(table, ".")
-}
-
 // noteSignalRelation remembers the relation id and the "tables" column of the signal table.
 func (p *Pipeline) noteSignalRelation(m *walparse.Relation) {
 	if p.cfg.Snapshot.SignalTable == "" {
 		return
 	}
-	schema, table, _ := splitName(p.cfg.Snapshot.SignalTable)
+	schema, table, _ := replication.SplitTable(p.cfg.Snapshot.SignalTable)
 	if m.Namespace != schema || m.Name != table {
 		if p.signalRel == m.RelationID {
 			p.signalRel = 0 // renamed

@@ -47,8 +47,9 @@ type Table struct {
 // QualifiedName returns schema.name.
 func (t *Table) QualifiedName() string { return t.Schema + "." + t.Name }
 
-// DefaultChunkPages is the chunk size Plan uses when given 0: 4096 pages, 32 MiB of 8 kB pages.
-const DefaultChunkPages = 4096
+// DefaultChunkPages is the default chunk size (snapshot.chunk_pages), which Plan also uses when
+// given 0: 1024 pages, 8 MiB of 8 kB pages.
+const DefaultChunkPages = 1024
 
 // serverMajor returns the major version of the server conn is connected to (15 for "15.4 (Debian…)",
 // 9 for "9.6.2"), or 0 if the server did not report it.

@@ -131,7 +131,7 @@ func TestPlan(t *testing.T) {
 	if n := []uint32{plans[0].Chunks(), plans[1].Chunks()}; n[0] != 3 || n[1] != 1 {
 		t.Errorf("chunks %v, want [3 1]", n)
 	}
-	if p := Plan(tables[2:], testGen, 0); p[0].ChunkPages != DefaultChunkPages || p[0].Chunks() != 3 {
+	if p := Plan(tables[2:], testGen, 0); p[0].ChunkPages != DefaultChunkPages || p[0].Chunks() != 9 { // 9000 pages
 		t.Errorf("default chunk size: %+v", p[0])
 	}
 }
