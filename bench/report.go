@@ -50,17 +50,23 @@ func Median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
+// byClient groups runs by client, and lists the clients in order of first appearance.
+func byClient[R any](runs []R, client func(R) string) (order []string, by map[string][]R) {
+	by = map[string][]R{}
+	for _, r := range runs {
+		c := client(r)
+		if _, ok := by[c]; !ok {
+			order = append(order, c)
+		}
+		by[c] = append(by[c], r)
+	}
+	return order, by
+}
+
 // SummarizeRuns groups the runs of one workload by client, in order of first appearance, and
 // compares each client with baseline.
 func SummarizeRuns(runs []Run, baseline string) []ClientSummary {
-	var order []string
-	by := map[string][]Run{}
-	for _, r := range runs {
-		if _, ok := by[r.Client]; !ok {
-			order = append(order, r.Client)
-		}
-		by[r.Client] = append(by[r.Client], r)
-	}
+	order, by := byClient(runs, func(r Run) string { return r.Client })
 	out := make([]ClientSummary, 0, len(order))
 	for _, c := range order {
 		rs := by[c]

@@ -237,14 +237,7 @@ type SnapshotSummary struct {
 // SummarizeSnapshot groups runs by client, in order of first appearance, and compares each with
 // baseline's rows/s.
 func SummarizeSnapshot(runs []SnapshotRun, baseline string) []SnapshotSummary {
-	var order []string
-	by := map[string][]SnapshotRun{}
-	for _, r := range runs {
-		if _, ok := by[r.Client]; !ok {
-			order = append(order, r.Client)
-		}
-		by[r.Client] = append(by[r.Client], r)
-	}
+	order, by := byClient(runs, func(r SnapshotRun) string { return r.Client })
 	out := make([]SnapshotSummary, 0, len(order))
 	for _, c := range order {
 		rs := by[c]
