@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -238,8 +239,8 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	wl := snapshotWorkload(t, db, tables, 60000, &stop)
 
 	// Each round kills pgstream once it has written another 1–4 MB (a few thousand rows of the
-	// 120,000): the first round inside the exported snapshot, the next ones while the rest is read
-	// between watermarks.
+	// 120,000) and the checkpoint holds one more chunk done than at the last kill: the first round
+	// inside the exported snapshot, the next ones while the rest is read between watermarks.
 	size := func() int64 {
 		st, err := os.Stat(out)
 		if err != nil {
@@ -248,11 +249,20 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 		return st.Size()
 	}
 	kills, killedMidSnapshot := 0, 0
+	type atKill struct {
+		events int                   // complete events in the file when killed
+		done   map[string]chunkRange // chunks the checkpoint held as done, by table OID
+	}
+	var marks []atKill
 	for round := 0; round < 4; round++ {
 		p := startBinary(t, "run", "--config", cfgPath)
 		target := size() + int64(1+rand.IntN(4))<<20
+		doneBefore := 0
+		if len(marks) > 0 {
+			doneBefore = countDone(marks[len(marks)-1].done)
+		}
 		deadline := time.Now().Add(60 * time.Second)
-		for size() < target && time.Now().Before(deadline) {
+		for (size() < target || countDone(doneChunks(t, ckpt)) <= doneBefore) && time.Now().Before(deadline) {
 			select {
 			case err := <-p.done:
 				t.Fatalf("round %d: pgstream exited early: %v\n%s", round, err, p.stderr)
@@ -267,7 +277,9 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 		if pending > 0 {
 			killedMidSnapshot++
 		}
-		t.Logf("round %d: killed with %d table snapshot(s) unfinished, %d events in the file", round, pending, len(readEventsAfterKill(t, out)))
+		n := len(readEventsAfterKill(t, out))
+		marks = append(marks, atKill{events: n, done: doneChunks(t, ckpt)})
+		t.Logf("round %d: killed with %d table snapshot(s) unfinished, %d events in the file", round, pending, n)
 	}
 	if killedMidSnapshot < 2 {
 		t.Fatalf("only %d of %d kills came during the snapshot", killedMidSnapshot, kills)
@@ -290,7 +302,96 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	}
 	got, ops := materialize(t, evs)
 	compareState(t, got, dbState(t, db, tables))
+	// A restart reads only the chunks the checkpoint did not hold as done: no snapshot read after a
+	// kill comes from a chunk done at that kill.
+	doneAtSomeKill := 0
+	for k, m := range marks {
+		doneAtSomeKill += countDone(m.done)
+		for _, e := range evs[m.events:] {
+			if e.Op != "r" {
+				continue
+			}
+			oid, chunk := readChunkOf(t, e, m.done)
+			if m.done[oid].has(chunk) {
+				t.Fatalf("after kill %d, chunk %d of table %s was read again although the checkpoint held it done: %s", k, chunk, oid, e.Raw)
+			}
+		}
+	}
+	if doneAtSomeKill == 0 {
+		t.Fatal("no kill came after a chunk was done: nothing shows that a restart skips done chunks")
+	}
 	t.Logf("%d kills; events by op: %v", kills, ops)
+}
+
+// chunkRange is a table's chunk size and its done chunk ranges, as the checkpoint holds them.
+type chunkRange struct {
+	pages uint64
+	done  [][2]uint64
+}
+
+// countDone counts the done chunks of every table.
+func countDone(tables map[string]chunkRange) int {
+	n := 0
+	for _, c := range tables {
+		for _, r := range c.done {
+			n += int(r[1] - r[0])
+		}
+	}
+	return n
+}
+
+func (c chunkRange) has(chunk uint64) bool {
+	for _, r := range c.done {
+		if chunk >= r[0] && chunk < r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// doneChunks reads the done chunks of every unfinished table snapshot in the checkpoint file.
+func doneChunks(t testing.TB, path string) map[string]chunkRange {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct {
+		Payload struct {
+			Snapshot []struct {
+				OID        uint32      `json:"oid"`
+				ChunkPages uint64      `json:"chunk_pages"`
+				Done       [][2]uint64 `json:"done"`
+			} `json:"snapshot"`
+		} `json:"payload"`
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		t.Fatalf("checkpoint %s: %v", path, err)
+	}
+	out := map[string]chunkRange{}
+	for _, s := range env.Payload.Snapshot {
+		out[fmt.Sprint(s.OID)] = chunkRange{pages: s.ChunkPages, done: s.Done}
+	}
+	return out
+}
+
+// readChunkOf returns the table OID and chunk index of a snapshot read, from its id
+// "<generation>/r/<oid>/<block>.<offset>/<xmin>" and the table's chunk size.
+func readChunkOf(t testing.TB, e event, tables map[string]chunkRange) (string, uint64) {
+	t.Helper()
+	parts := strings.Split(e.ID, "/")
+	if len(parts) != 6 || parts[2] != "r" {
+		t.Fatalf("snapshot read id %q", e.ID)
+	}
+	block, err := strconv.ParseUint(strings.SplitN(parts[4], ".", 2)[0], 10, 64)
+	if err != nil {
+		t.Fatalf("snapshot read id %q: %v", e.ID, err)
+	}
+	c, ok := tables[parts[3]]
+	if !ok || c.pages == 0 {
+		return parts[3], ^uint64(0) // the table's snapshot had no done chunks listed
+	}
+	return parts[3], block / c.pages
 }
 
 // TestOnlineResnapshot re-reads a table with `pgstream snapshot --table` while a pipeline streams
