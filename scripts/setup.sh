@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pgstream's build, tests and demo need and a fresh machine may lack:
-# the PostgreSQL server binaries (initdb, postgres, pg_ctl, pg_recvlogical) and the Go modules.
+# the PostgreSQL server binaries (initdb, postgres, pg_ctl, pg_recvlogical; psql for the benchmark's
+# COPY reference) and the Go modules.
 # NATS and Kafka need nothing here: tests use the nats-server on 127.0.0.1:4222 when one runs and
 # an embedded one otherwise, and an in-process Kafka (kfake).
 set -euo pipefail

@@ -284,6 +284,11 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	if killedMidSnapshot < 2 {
 		t.Fatalf("only %d of %d kills came during the snapshot", killedMidSnapshot, kills)
 	}
+	// check says where the snapshot stands.
+	if out, code := runBinary(t, 60*time.Second, "check", "--config", cfgPath); code != 0 ||
+		!strings.Contains(out, "snapshot of public.big_a unfinished:") || !strings.Contains(out, "chunks done; the rest is read while streaming") {
+		t.Fatalf("check after the kills (exit %d) does not report the unfinished snapshot:\n%s", code, out)
+	}
 	p := startBinary(t, "run", "--config", cfgPath)
 	time.Sleep(time.Second)
 	stop.Store(true)
