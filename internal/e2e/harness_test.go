@@ -282,7 +282,7 @@ func (r *runner) stop() error {
 	}
 }
 
-// waitStreaming waits until the slot is active (the pipeline is streaming).
+// waitStreaming waits until the pipeline is streaming: the slot's walsender has started replication.
 func (r *runner) waitStreaming() {
 	r.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -293,8 +293,11 @@ func (r *runner) waitStreaming() {
 			r.t.Fatalf("pipeline ended before streaming: %v", err)
 		default:
 		}
-		v, err := cluster.Query("postgres", fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", r.slot))
-		if err == nil && v == "t" {
+		// The slot is also active while it is being created (and while its snapshot is exported):
+		// streaming has started once its walsender is past START_REPLICATION.
+		v, err := cluster.Query("postgres", fmt.Sprintf(`SELECT r.state FROM pg_replication_slots s
+JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = '%s'`, r.slot))
+		if err == nil && (v == "streaming" || v == "catchup") {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
