@@ -631,31 +631,37 @@ func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snaps
 	if err := p.writeWatermark(ctx, conn, w.id, false); err != nil {
 		return err
 	}
-	// A transaction whose commit record precedes the low watermark but which was not yet visible
-	// when the watermark was written (it may wait for a synchronous standby) would be missing from the
-	// chunk while the stream delivers it before the window: wait until every transaction running
-	// then has ended, so that the chunk's snapshot sees everything the stream delivered before it.
-	// The txid_ functions exist on every supported server (the pg_snapshot ones only from 13 on).
+	// A transaction whose commit record precedes the low watermark may not be visible yet when the
+	// watermark is written (between its commit record and its removal from the process array, which
+	// a synchronous standby can make long): the chunk's snapshot would miss it while the stream
+	// delivers it before the window. So the chunk is read in a snapshot in which every transaction
+	// running after the watermark has ended; txid_status cannot tell, as it reports a transaction
+	// committed from the commit log before other snapshots see it. The txid_ functions exist on every
+	// supported server (the pg_snapshot ones only from 13 on).
 	xip, err := replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM txid_snapshot_xip(txid_current_snapshot()) x")
 	if err != nil {
 		return fmt.Errorf("read running transactions: %w", err)
 	}
-	for xip != "{}" && xip != "" {
-		running, err := replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::int8[]) x WHERE txid_status(x) = 'in progress'", xip)
-		if err != nil {
+	for {
+		// The first statement of the transaction takes its snapshot, which the check then reads.
+		if _, err := replication.Value(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
+			return fmt.Errorf("begin chunk read: %w", err)
+		}
+		if xip, err = replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::int8[]) x "+
+			"WHERE NOT txid_visible_in_snapshot(x, txid_current_snapshot())", xip); err != nil {
 			return fmt.Errorf("wait for running transactions: %w", err)
 		}
-		if xip = running; xip == "{}" {
+		if xip == "{}" {
 			break
+		}
+		if _, err := replication.Value(ctx, conn, "ROLLBACK"); err != nil {
+			return fmt.Errorf("wait for running transactions: %w", err)
 		}
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-time.After(50 * time.Millisecond):
 		}
-	}
-	if _, err := replication.Value(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
-		return fmt.Errorf("begin chunk read: %w", err)
 	}
 	var rows *batch
 	err = p.readChunk(ctx, conn, r, pt, j, nil, 0, 0, func(b *batch) bool { rows = b; return true })
