@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,10 @@ type Config struct {
 	StatusInterval time.Duration `mapstructure:"status_interval"`
 	// ConnectTimeout bounds each connection attempt (TCP, TLS and authentication). Default 10s.
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+
+	// wrapConn, when set, wraps every dialed network connection (below TLS). Tests use it to
+	// split reads and inject timeouts at chosen points.
+	wrapConn func(net.Conn) net.Conn
 }
 
 // Defaults filled in by Validate.
@@ -196,6 +201,15 @@ func (c *Config) pgConfig(replication bool) (*pgconn.Config, error) {
 		},
 	}
 	pc.DialFunc = d.DialContext
+	if wrap := c.wrapConn; wrap != nil {
+		pc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return wrap(conn), nil
+		}
+	}
 	if !replication {
 		// Snapshot reads stream COPY data as fast as the server sends it; pgproto3 reads at most
 		// 8 KiB per system call on its own, a larger buffer in front of it takes what the socket holds.

@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,18 +281,52 @@ func expectedMessage(i int) []byte {
 	return []byte(strconv.Itoa(i) + ":" + strings.Repeat(hex.EncodeToString(sum[:]), (i*37)%1500))
 }
 
-// TestReceiveTinyDeadlines streams a large workload of messages up to 48 KB while receiving with
-// deadlines of a few microseconds, so that reads time out in the middle of messages, and checks
-// that every message arrives whole, in order and intact.
+// TestReceiveTinyDeadlines streams a large workload of messages up to 48 KB through a connection
+// whose reads are split into small pieces and time out every few reads, and checks that every
+// message arrives whole, in order and intact.
 func TestReceiveTinyDeadlines(t *testing.T) {
 	pg := mainCluster(t)
 	streamTinyDeadlines(t, pg, testConfig(pg, slotName(t), "pub_all"), 2000)
 }
 
-// streamTinyDeadlines streams n logical messages through a session opened with cfg.
+// choppyConn returns at most a few KiB per Read and fails every fifth Read with the error of a
+// passed read deadline, without reading: the same error, at the same place in the byte stream, as a
+// socket deadline that expires in the middle of a message. The pieces vary in size so that the
+// timeouts land at every kind of offset (inside a message header, inside a body, inside a TLS
+// record). It does so only once Armed is set, after start-up and authentication. Timeouts counts
+// the injected timeouts.
+type choppyConn struct {
+	net.Conn
+	Armed    atomic.Bool
+	reads    atomic.Int64
+	Timeouts atomic.Int64
+}
+
+func (c *choppyConn) Read(p []byte) (int, error) {
+	if !c.Armed.Load() {
+		return c.Conn.Read(p)
+	}
+	r := c.reads.Add(1)
+	if r%5 == 0 {
+		c.Timeouts.Add(1)
+		// Returned as it is, not wrapped: crypto/tls keeps a connection usable only after an error
+		// that is a net.Error reporting Temporary, which os.ErrDeadlineExceeded is.
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := 1 + int(r*997%4096)
+	return c.Conn.Read(p[:min(len(p), n)])
+}
+
+// streamTinyDeadlines streams n logical messages through a session opened with cfg, over a
+// choppyConn, and also with real socket deadlines of a few microseconds.
 func streamTinyDeadlines(t *testing.T, pg *pgtest.Cluster, cfg Config, n int) {
 	ctx := ctxT(t, 3*time.Minute)
 	dropSlotLater(t, pg, cfg.Slot)
+	var chop *choppyConn
+	cfg.wrapConn = func(c net.Conn) net.Conn {
+		chop = &choppyConn{Conn: c}
+		return chop
+	}
 	c := connect(t, cfg)
 	if err := c.EnsurePublication(ctx); err != nil {
 		t.Fatal(err)
@@ -306,6 +343,7 @@ func streamTinyDeadlines(t *testing.T, pg *pgtest.Cluster, cfg Config, n int) {
 	next := 1
 	deadlines, partial, frames := 0, 0, 0
 	end := time.Now().Add(2 * time.Minute)
+	chop.Armed.Store(true)
 	for next <= n {
 		if time.Now().After(end) {
 			t.Fatalf("received %d of %d messages", next-1, n)
@@ -339,8 +377,11 @@ func streamTinyDeadlines(t *testing.T, pg *pgtest.Cluster, cfg Config, n int) {
 		}
 		next++
 	}
-	t.Logf("%d messages, %d frames, %d deadlines, %d of them with a partly read message buffered", n, frames, deadlines, partial)
+	injected := chop.Timeouts.Load()
+	t.Logf("%d messages, %d frames, %d deadlines (%d injected), %d of them with a partly read message buffered", n, frames, deadlines, injected, partial)
+	// Every fifth read times out and a read returns at most 4 KiB, so a message of more than 16 KiB
+	// is always cut; the workload has hundreds of them.
 	if partial == 0 {
-		t.Fatal("no deadline hit a partly read message: the test did not exercise resumption")
+		t.Fatal("no timeout hit a partly read message: the connection wrapper did not split the stream")
 	}
 }
