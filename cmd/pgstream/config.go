@@ -40,6 +40,7 @@ var envKeys = []string{
 	"pipeline.checkpoint_interval", "pipeline.shutdown_timeout",
 	"snapshot.mode", "snapshot.workers", "snapshot.chunk_pages", "snapshot.progress_interval",
 	"snapshot.new_tables", "snapshot.poll_interval", "snapshot.signal_table",
+	"snapshot.max_rows_per_second",
 }
 
 // addConfigFlags registers the flags shared by run and check. Flags override the file and the

@@ -239,23 +239,18 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	createSnapshotTables(t, db, tables, 60000)
 	dir := t.TempDir()
 	slot := "snapkill_" + db
-	cfgPath := writeConfigSnapshot(t, dir, db, slot, "", "  mode: initial\n  workers: 2\n  chunk_pages: 32\n", "warn")
+	// The row rate cap makes the snapshot of the 120,000 rows last at least 11 seconds of
+	// pgstream's running time, however fast the machine: every kill below comes within
+	// milliseconds of the checkpoint showing progress, so each lands while chunks remain.
+	cfgPath := writeConfigSnapshot(t, dir, db, slot, "", "  mode: initial\n  workers: 2\n  chunk_pages: 8\n  max_rows_per_second: 10000\n", "warn")
 	out, ckpt := filepath.Join(dir, "changes.jsonl"), filepath.Join(dir, "checkpoint.json")
 	var stop atomic.Bool
 	defer stop.Store(true)
 	wl := snapshotWorkload(t, db, tables, 60000, &stop)
 
-	// Each round kills pgstream once it has written another 1–4 MB (a few thousand rows of the
-	// 120,000) and the checkpoint holds one more chunk done than at the last kill: the first round
-	// inside the exported snapshot, the next ones while the rest is read between watermarks.
-	size := func() int64 {
-		st, err := os.Stat(out)
-		if err != nil {
-			return 0
-		}
-		return st.Size()
-	}
-	kills, killedMidSnapshot := 0, 0
+	// Each round kills pgstream as soon as the checkpoint holds more chunks done than at the last
+	// kill: the first round inside the exported snapshot, the next ones while the rest is read
+	// between watermarks.
 	type atKill struct {
 		events int                   // complete events in the file when killed
 		done   map[string]chunkRange // chunks the checkpoint held as done, by table OID
@@ -263,38 +258,37 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	var marks []atKill
 	for round := 0; round < 4; round++ {
 		p := startBinary(t, "run", "--config", cfgPath)
-		target := size() + int64(1+rand.IntN(4))<<20
 		doneBefore := 0
 		if len(marks) > 0 {
 			doneBefore = countDone(marks[len(marks)-1].done)
 		}
-		deadline := time.Now().Add(60 * time.Second)
-		for (size() < target || countDone(doneChunks(t, ckpt)) <= doneBefore) && time.Now().Before(deadline) {
+		deadline := time.Now().Add(120 * time.Second)
+		for snapshotPending(t, ckpt) <= 0 || countDone(doneChunks(t, ckpt)) <= doneBefore {
 			select {
 			case err := <-p.done:
 				t.Fatalf("round %d: pgstream exited early: %v\n%s", round, err, p.stderr)
 			default:
 			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the checkpoint shows no chunk done beyond the %d of the last kill after 120s\n%s", round, doneBefore, p.stderr)
+			}
 			time.Sleep(2 * time.Millisecond)
 		}
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
-		kills++
 		pending := snapshotPending(t, ckpt)
-		if pending > 0 {
-			killedMidSnapshot++
-		}
 		n := len(readEventsAfterKill(t, out))
 		marks = append(marks, atKill{events: n, done: doneChunks(t, ckpt)})
-		t.Logf("round %d: killed with %d table snapshot(s) unfinished, %d events in the file", round, pending, n)
+		t.Logf("round %d: killed with %d table snapshot(s) unfinished, %d chunks done, %d events in the file", round, pending, countDone(marks[round].done), n)
+		if pending <= 0 {
+			t.Fatalf("round %d: the snapshot finished before the kill, although pgstream reads at most 10,000 rows a second", round)
+		}
 	}
-	if killedMidSnapshot < 2 {
-		t.Fatalf("only %d of %d kills came during the snapshot", killedMidSnapshot, kills)
-	}
-	// check says where the snapshot stands.
+	// check says where the snapshot stands: one line for each table the checkpoint holds unfinished.
 	if out, code := runBinary(t, 60*time.Second, "check", "--config", cfgPath); code != 0 ||
-		!strings.Contains(out, "snapshot of public.big_a unfinished:") || !strings.Contains(out, "chunks done; the rest is read while streaming") {
-		t.Fatalf("check after the kills (exit %d) does not report the unfinished snapshot:\n%s", code, out)
+		strings.Count(out, "chunks done; the rest is read while streaming") != snapshotPending(t, ckpt) ||
+		!strings.Contains(out, "snapshot of public.big_") {
+		t.Fatalf("check after the kills (exit %d) does not report the %d unfinished table snapshot(s):\n%s", code, snapshotPending(t, ckpt), out)
 	}
 	p := startBinary(t, "run", "--config", cfgPath)
 	time.Sleep(time.Second)
@@ -332,7 +326,35 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	if doneAtSomeKill == 0 {
 		t.Fatal("no kill came after a chunk was done: nothing shows that a restart skips done chunks")
 	}
-	t.Logf("%d kills; events by op: %v", kills, ops)
+	t.Logf("%d kills; events by op: %v", len(marks), ops)
+}
+
+// TestSnapshotRowRateCap snapshots a table with snapshot.max_rows_per_second and checks that the
+// snapshot took at least as long as the cap allows: a lower bound that a slower machine only widens.
+func TestSnapshotRowRateCap(t *testing.T) {
+	db := newDB(t)
+	createSnapshotTables(t, db, []string{"capped"}, 10000)
+	start := time.Now()
+	r := startPipeline(t, db, runOpts{pcfg: pipeline.Config{
+		Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, Workers: 2, ChunkPages: 8, MaxRowsPerSecond: 2000}}})
+	// The end marker must come after the slot's consistent point: the checkpoint is written once
+	// the slot exists.
+	for deadline := time.Now().Add(60 * time.Second); snapshotPending(t, r.ckpt) < 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint after 60s")
+		}
+	}
+	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
+	elapsed := time.Since(start)
+	_, ops := materialize(t, evs)
+	if ops["r"] != 10000 {
+		t.Fatalf("%d snapshot reads, want 10000", ops["r"])
+	}
+	// A burst of 256 rows, then 2,000 a second: (10000-256)/2000 s at the least.
+	if least := 4870 * time.Millisecond; elapsed < least {
+		t.Fatalf("10,000 rows at most 2,000 a second were read in %s, less than %s", elapsed, least)
+	}
+	t.Logf("10,000 rows in %s", elapsed)
 }
 
 // chunkRange is a table's chunk size and its done chunk ranges, as the checkpoint holds them.

@@ -74,6 +74,9 @@ type SnapshotConfig struct {
 	NewTables *bool `mapstructure:"new_tables"`
 	// PollInterval is how often the publication's tables are listed to find new ones. Default 10s.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// MaxRowsPerSecond caps how many rows all snapshot readers together read per second, to bound
+	// the load a snapshot puts on the server. 0 (the default) means no cap.
+	MaxRowsPerSecond int `mapstructure:"max_rows_per_second"`
 	// SignalTable ("schema.table", or "table" in public) is a published table whose inserted rows
 	// request re-snapshots: its column "tables" holds the names, comma-separated or as a text
 	// array. "" (the default) means none.
@@ -117,6 +120,9 @@ func (c *SnapshotConfig) Validate() error {
 	}
 	if c.Workers < 1 || c.Workers > 64 {
 		errs = append(errs, fmt.Errorf("snapshot.workers %d: use 1 to 64", c.Workers))
+	}
+	if c.MaxRowsPerSecond < 0 {
+		errs = append(errs, fmt.Errorf("snapshot.max_rows_per_second %d: use 0 (no cap) or a positive number", c.MaxRowsPerSecond))
 	}
 	if c.ChunkPages < 1 || c.ChunkPages > 1<<20 {
 		errs = append(errs, fmt.Errorf("snapshot.chunk_pages %d: use 1 to 1048576", c.ChunkPages))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/events"
@@ -84,7 +85,8 @@ type Pipeline struct {
 	saveMu    sync.Mutex // serializes saveCheckpoint; guards snap.tables
 	snap      snapState
 	snapStats snapStats
-	snapDone  atomic.Bool // the snapshot list became empty after having tables
+	snapDone  atomic.Bool   // the snapshot list became empty after having tables
+	snapLimit *rate.Limiter // snapshot.max_rows_per_second, shared by every reader; nil: no cap
 	jobs      jobQueue
 	wins      windows
 	windowSeq atomic.Uint64
@@ -121,7 +123,7 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 		log = zap.NewNop()
 	}
 	return &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now,
-		runID: newRunID(), openRel: map[uint32][]*window{},
+		runID: newRunID(), snapLimit: newRowLimit(cfg.Snapshot.MaxRowsPerSecond), openRel: map[uint32][]*window{},
 		jobs: jobQueue{wake: make(chan struct{}, 1)}, wins: windows{m: map[uint64]*window{}}}, nil
 }
 

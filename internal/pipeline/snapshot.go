@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/lsn"
@@ -511,6 +512,18 @@ func (p *Pipeline) waitInFlight(ctx context.Context) bool {
 	}
 }
 
+// paceRows is how many rows a snapshot reader reads between two waits of the row rate limit.
+const paceRows = 256
+
+// newRowLimit returns the limiter of snapshot.max_rows_per_second, nil when there is no cap. Its
+// burst is a tenth of a second's rows, at least paceRows.
+func newRowLimit(perSecond int) *rate.Limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(perSecond), max(paceRows, perSecond/10))
+}
+
 // readChunk reads one chunk on c, in whatever transaction c has open. Full batches go to full
 // (when maxEvents > 0) and the rest, possibly empty, to last; either returning false stops the
 // read. A table that no longer exists reads as empty.
@@ -522,7 +535,16 @@ func (p *Pipeline) readChunk(ctx context.Context, c *pgconn.PgConn, r *snapshot.
 	}
 	b := newBatch()
 	stopped := errors.New("stopped")
+	unpaced := 0 // rows read and not yet paced by the row rate limit
 	_, err = r.ReadChunk(ctx, j.table, pub.Columns, pub.RowFilter, j.idx, func(ev sinks.Event) error {
+		if p.snapLimit != nil {
+			if unpaced++; unpaced == paceRows {
+				if err := p.snapLimit.WaitN(ctx, unpaced); err != nil {
+					return err
+				}
+				unpaced = 0
+			}
+		}
 		b.add(ev)
 		if maxEvents > 0 && (len(b.events) >= maxEvents || b.bytes >= maxBytes) {
 			if !full(b) {
@@ -537,6 +559,9 @@ func (p *Pipeline) readChunk(ctx context.Context, c *pgconn.PgConn, r *snapshot.
 		discard(b)
 		b = newBatch()
 		err = nil
+	}
+	if err == nil && p.snapLimit != nil && unpaced > 0 {
+		err = p.snapLimit.WaitN(ctx, unpaced)
 	}
 	if err != nil {
 		if !errors.Is(err, stopped) {
