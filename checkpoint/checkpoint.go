@@ -22,6 +22,10 @@ var (
 	ErrMismatch = errors.New("checkpoint does not match the server")
 	// ErrSlotMissing is returned by Reconcile when the replication slot a checkpoint refers to is gone.
 	ErrSlotMissing = errors.New("replication slot missing")
+	// ErrRewound is returned by Reconcile when the server's WAL does not reach, or forked before, the
+	// position the checkpoint holds: the database went back in time (restored from a backup, or
+	// failed over to a standby that was behind), and the sinks hold changes it no longer has.
+	ErrRewound = errors.New("database is behind the checkpoint")
 	// ErrSlotAhead is returned by Reconcile when the slot confirmed more than the checkpoint holds.
 	ErrSlotAhead = errors.New("replication slot ahead of checkpoint")
 	// ErrAckOrder is returned by Tracker.Ack for an acknowledgement out of order or of an unknown batch.

@@ -17,6 +17,21 @@ type Server struct {
 	SlotConfirmedFlush lsn.LSN
 	// SlotCreated reports whether the slot was created by this start.
 	SlotCreated bool
+	// WALEnd is the server's current WAL flush position (IDENTIFY_SYSTEM's xlogpos).
+	WALEnd lsn.LSN
+	// Timeline is the server's current timeline (IDENTIFY_SYSTEM's timeline).
+	Timeline int32
+	// History is the history of the server's timeline (TIMELINE_HISTORY): for each earlier
+	// timeline, where the server's WAL left it. Needed only when the checkpoint was taken on another
+	// timeline than Timeline.
+	History []TimelineSwitch
+}
+
+// TimelineSwitch is one line of a timeline history file: the WAL of Timeline ends at End, where the
+// next timeline forked from it.
+type TimelineSwitch struct {
+	Timeline int32
+	End      lsn.LSN
 }
 
 // Start is where replication resumes.
@@ -38,6 +53,8 @@ const anyFile = "the checkpoint file named by checkpoint.path"
 //
 //   - no checkpoint: start at the slot's confirmed flush position (Fresh);
 //   - a checkpoint of another system, database or slot: ErrMismatch;
+//   - a checkpoint past the server's WAL end, or past the point where the server's timeline history
+//     forked from the checkpoint's timeline: ErrRewound;
 //   - a checkpoint whose slot is missing or was created only now: ErrSlotMissing;
 //   - a slot that confirmed more than the checkpoint's FlushLSN: ErrSlotAhead;
 //   - otherwise start at the checkpoint's FlushLSN and drop transactions committed at or below its
@@ -75,6 +92,9 @@ func reconcile(cp Checkpoint, found bool, srv Server, file string) (Start, error
 				ErrMismatch, f.name, f.cp, f.name, f.srv, file)
 		}
 	}
+	if err := rewound(cp, srv, file); err != nil {
+		return Start{}, err
+	}
 	if !srv.SlotExists || srv.SlotCreated {
 		return Start{}, fmt.Errorf("%w: slot %q was dropped after checkpoint %s; changes after %s are no longer on the server; %s",
 			ErrSlotMissing, cp.Slot, cp.FlushLSN, cp.FlushLSN, wayOut)
@@ -85,4 +105,41 @@ func reconcile(cp Checkpoint, found bool, srv Server, file string) (Start, error
 			ErrSlotAhead, cp.Slot, srv.SlotConfirmedFlush, cp.FlushLSN, wayOut)
 	}
 	return Start{From: cp.FlushLSN, SkipThrough: cp.CommitLSN}, nil
+}
+
+// rewound reports a server whose WAL history does not contain the checkpoint's position. Resuming
+// there would skip the server's new changes up to the old position (they have other contents under
+// the same positions) and confirm positions the server has not written.
+func rewound(cp Checkpoint, srv Server, file string) error {
+	what := ""
+	switch {
+	case cp.FlushLSN > srv.WALEnd:
+		what = fmt.Sprintf("the checkpoint holds changes up to %s but the server's WAL ends at %s (timeline %d)", cp.FlushLSN, srv.WALEnd, srv.Timeline)
+	case cp.Timeline == 0 || cp.Timeline == srv.Timeline:
+		return nil
+	case cp.Timeline > srv.Timeline:
+		what = fmt.Sprintf("the checkpoint was taken on timeline %d but the server is on the older timeline %d", cp.Timeline, srv.Timeline)
+	default:
+		end, ok := lsn.LSN(0), false
+		for _, h := range srv.History {
+			if h.Timeline == cp.Timeline {
+				end, ok = h.End, true
+				break
+			}
+		}
+		switch {
+		case !ok:
+			what = fmt.Sprintf("the checkpoint was taken on timeline %d, which is not in the history of the server's timeline %d", cp.Timeline, srv.Timeline)
+		case cp.FlushLSN > end:
+			what = fmt.Sprintf("the server's timeline %d forked from timeline %d at %s, before the checkpoint's position %s", srv.Timeline, cp.Timeline, end, cp.FlushLSN)
+		default:
+			return nil // a promotion after everything the checkpoint holds: nothing delivered is missing
+		}
+	}
+	return fmt.Errorf("%w: %s. The database went back in time: it was restored from a backup, or failed over to a "+
+		"standby that had not received everything pgstream delivered; the sinks hold changes the database no longer has, "+
+		"and resuming would skip the database's new changes up to the old position. Ways out: point source.url at the "+
+		"server the checkpoint belongs to; or remove %s (after setting aside what the sinks hold past this point, if it "+
+		"matters): the next run streams from the slot's position on this database and, with snapshot.mode initial, "+
+		"re-reads every published table", ErrRewound, what, file)
 }

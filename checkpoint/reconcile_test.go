@@ -8,7 +8,8 @@ import (
 
 func TestReconcileNamesFile(t *testing.T) {
 	cp := sampleCheckpoint()
-	srv := Server{SystemID: cp.SystemID, Database: cp.Database, Slot: cp.Slot, SlotExists: true, SlotConfirmedFlush: cp.FlushLSN + 1}
+	srv := Server{SystemID: cp.SystemID, Database: cp.Database, Slot: cp.Slot, SlotExists: true, SlotConfirmedFlush: cp.FlushLSN + 1,
+		WALEnd: cp.FlushLSN + 1, Timeline: cp.Timeline}
 	s := NewFileStore("/var/lib/pgstream/cp.json", nil)
 	_, err := s.Reconcile(cp, true, srv)
 	if !errors.Is(err, ErrSlotAhead) || !strings.Contains(err.Error(), "remove /var/lib/pgstream/cp.json (") {
@@ -18,7 +19,8 @@ func TestReconcileNamesFile(t *testing.T) {
 	if _, err := s.Reconcile(cp, true, srv); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "remove /var/lib/pgstream/cp.json to start over") {
 		t.Fatalf("Reconcile = %v; want ErrMismatch naming the file", err)
 	}
-	if got, err := s.Reconcile(cp, true, Server{SystemID: cp.SystemID, Database: cp.Database, Slot: cp.Slot, SlotExists: true}); err != nil || got.From != cp.FlushLSN {
+	if got, err := s.Reconcile(cp, true, Server{SystemID: cp.SystemID, Database: cp.Database, Slot: cp.Slot, SlotExists: true,
+		WALEnd: cp.FlushLSN, Timeline: cp.Timeline}); err != nil || got.From != cp.FlushLSN {
 		t.Fatalf("Reconcile = %+v, %v", got, err)
 	}
 }
@@ -31,6 +33,8 @@ func TestReconcile(t *testing.T) {
 		Slot:               cp.Slot,
 		SlotExists:         true,
 		SlotConfirmedFlush: cp.FlushLSN,
+		WALEnd:             0x3_00000000,
+		Timeline:           cp.Timeline,
 	}
 	with := func(f func(*Server)) Server {
 		s := srv
@@ -151,6 +155,58 @@ func TestReconcile(t *testing.T) {
 			found: true,
 			srv:   with(func(s *Server) { s.SlotConfirmedFlush = 0x2_00000000 }),
 			want:  Start{From: 0x2_00000000, SkipThrough: cp.CommitLSN},
+		},
+		{
+			name:     "database restored: WAL ends before the checkpoint",
+			cp:       cp,
+			found:    true,
+			srv:      with(func(s *Server) { s.WALEnd = cp.FlushLSN - 1; s.SlotConfirmedFlush = cp.CommitLSN - 0x1000 }),
+			err:      ErrRewound,
+			mentions: []string{"1/16B3778", "1/16B3777", "restored from a backup", "remove the checkpoint file", "re-reads every published table"},
+		},
+		{
+			name:  "WAL ends exactly at the checkpoint",
+			cp:    cp,
+			found: true,
+			srv:   with(func(s *Server) { s.WALEnd = cp.FlushLSN }),
+			want:  Start{From: cp.FlushLSN, SkipThrough: cp.CommitLSN},
+		},
+		{
+			name:  "promoted after the checkpoint's position",
+			cp:    cp,
+			found: true,
+			srv: with(func(s *Server) {
+				s.Timeline = 3
+				s.History = []TimelineSwitch{{Timeline: 1, End: cp.FlushLSN}, {Timeline: 2, End: 0x2_00000000}}
+			}),
+			want: Start{From: cp.FlushLSN, SkipThrough: cp.CommitLSN},
+		},
+		{
+			name:  "promoted standby was behind the checkpoint",
+			cp:    cp,
+			found: true,
+			srv: with(func(s *Server) {
+				s.Timeline = 2
+				s.History = []TimelineSwitch{{Timeline: 1, End: cp.FlushLSN - 0x100}}
+			}),
+			err:      ErrRewound,
+			mentions: []string{"timeline 2 forked from timeline 1 at 1/16B3678", "1/16B3778", "failed over to a standby"},
+		},
+		{
+			name:     "checkpoint's timeline not in the server's history",
+			cp:       withCP(func(c *Checkpoint) { c.Timeline = 4 }),
+			found:    true,
+			srv:      with(func(s *Server) { s.Timeline = 5; s.History = []TimelineSwitch{{Timeline: 1, End: 0x100}, {Timeline: 3, End: 0x2_00000000}} }),
+			err:      ErrRewound,
+			mentions: []string{"timeline 4, which is not in the history"},
+		},
+		{
+			name:     "server on an older timeline",
+			cp:       withCP(func(c *Checkpoint) { c.Timeline = 3 }),
+			found:    true,
+			srv:      srv,
+			err:      ErrRewound,
+			mentions: []string{"older timeline 1"},
 		},
 		{
 			name:  "invalid checkpoint",

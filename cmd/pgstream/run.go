@@ -157,8 +157,11 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 					}
 					fmt.Fprintf(out, "ok    checkpoint %s: none yet; the first run creates slot %s and %s\n", cfg.Checkpoint.Path, cfg.Source.Slot, what)
 				} else {
-					start, rerr := store.Reconcile(cp, found, checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName,
-						Slot: cfg.Source.Slot, SlotExists: slot.Exists, SlotConfirmedFlush: slot.ConfirmedFlush})
+					srv, rerr := pipeline.ServerState(ctx, conn, sys, slot, cp, found)
+					var start checkpoint.Start
+					if rerr == nil {
+						start, rerr = store.Reconcile(cp, found, srv)
+					}
 					switch {
 					case rerr != nil:
 						report("checkpoint "+cfg.Checkpoint.Path, rerr)

@@ -330,3 +330,14 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Promote promotes a cluster started as a standby and waits until it accepts writes.
+func (c *Cluster) Promote() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out, err := c.run("pg_ctl", "-D", c.DataDir(), "-w", "-t", "60", "promote")
+	if err != nil {
+		return fmt.Errorf("pg_ctl promote: %v: %s", err, out)
+	}
+	return nil
+}

@@ -66,6 +66,7 @@ type Pipeline struct {
 	lastRegistered lsn.LSN   // commit LSN of the newest transaction handed to the sinks
 	partial        partialTx // the open transaction whose first events are already handed over
 	written        lsn.LSN   // newest position received
+	serverEnd      lsn.LSN   // newest WAL end the server reported on this connection
 	statusInterval time.Duration
 	nextStatus     time.Time
 	sliceEnd       time.Time // end of the current receive slice
@@ -254,7 +255,28 @@ func (p *Pipeline) dial(ctx context.Context) (replication.SystemInfo, error) {
 		return replication.SystemInfo{}, err
 	}
 	p.conn = conn
-	return conn.IdentifySystem(ctx)
+	sys, err := conn.IdentifySystem(ctx)
+	p.serverEnd = sys.XLogPos
+	return sys, err
+}
+
+// ServerState describes the server and its slot as checkpoint.Reconcile needs them. It asks for
+// the server's timeline history only when the checkpoint (found) was taken on another timeline.
+func ServerState(ctx context.Context, conn *replication.Conn, sys replication.SystemInfo, slot replication.SlotInfo,
+	cp checkpoint.Checkpoint, found bool) (checkpoint.Server, error) {
+	srv := checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName, Slot: slot.Name,
+		SlotExists: slot.Exists || slot.Created, SlotCreated: slot.Created, SlotConfirmedFlush: slot.ConfirmedFlush,
+		WALEnd: sys.XLogPos, Timeline: sys.Timeline}
+	if found && cp.Timeline != 0 && cp.Timeline < sys.Timeline {
+		h, err := conn.TimelineHistory(ctx, sys.Timeline)
+		if err != nil {
+			return srv, fmt.Errorf("read the server's timeline history: %w", err)
+		}
+		for _, s := range h {
+			srv.History = append(srv.History, checkpoint.TimelineSwitch{Timeline: s.Timeline, End: s.End})
+		}
+	}
+	return srv, nil
 }
 
 // open connects, checks the server, reconciles the checkpoint with the slot and starts streaming.
@@ -297,8 +319,10 @@ func (p *Pipeline) open(ctx context.Context) error {
 			return err // an existing slot must use pgoutput, belong to this database and not be lost
 		}
 	}
-	srv := checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName, Slot: p.src.Slot,
-		SlotExists: slot.Exists || slot.Created, SlotConfirmedFlush: slot.ConfirmedFlush}
+	srv, err := ServerState(ctx, conn, sys, slot, cp, found)
+	if err != nil {
+		return err
+	}
 	start, err := p.store.Reconcile(cp, found, srv)
 	if err != nil {
 		return err
@@ -514,8 +538,11 @@ func (p *Pipeline) reopen(ctx context.Context) error {
 	d := p.Durable()
 	cp := p.ident
 	cp.CommitLSN, cp.FlushLSN = d.CommitLSN, d.EndLSN
-	if _, err := p.store.Reconcile(cp, true, checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName, Slot: p.src.Slot,
-		SlotExists: slot.Exists, SlotConfirmedFlush: slot.ConfirmedFlush}); err != nil {
+	srv, err := ServerState(ctx, conn, sys, slot, cp, true)
+	if err != nil {
+		return err
+	}
+	if _, err := p.store.Reconcile(cp, true, srv); err != nil {
 		return err
 	}
 	p.dec.Reset()
@@ -581,9 +608,13 @@ func (p *Pipeline) receiveLoop(ctx, runCtx context.Context) error {
 	}
 }
 
+// sendStatus confirms the durable position, never past the WAL end the server reported: a position
+// the server has not written must not become the slot's.
 func (p *Pipeline) sendStatus() error {
 	d := p.Durable()
-	if err := p.conn.SendStatus(max(p.written, d.EndLSN), d.EndLSN, d.EndLSN, false); err != nil {
+	flushed := min(d.EndLSN, p.serverEnd)
+	written := min(max(p.written, d.EndLSN), p.serverEnd)
+	if err := p.conn.SendStatus(written, flushed, flushed, false); err != nil {
 		return fmt.Errorf("send status update: %w", err)
 	}
 	p.replyNow = false
@@ -594,6 +625,7 @@ func (p *Pipeline) sendStatus() error {
 func (p *Pipeline) handle(ctx context.Context, f replication.Frame) error {
 	switch f.Kind {
 	case 'k':
+		p.serverEnd = max(p.serverEnd, f.ServerWALEnd)
 		p.written = max(p.written, f.ServerWALEnd)
 		if f.ReplyRequested {
 			p.replyNow = true
@@ -610,6 +642,7 @@ func (p *Pipeline) handle(ctx context.Context, f replication.Frame) error {
 		}
 		return nil
 	case 'w':
+		p.serverEnd = max(p.serverEnd, f.ServerWALEnd)
 		p.written = max(p.written, f.WALStart)
 		msg, err := p.dec.Decode(f.Data)
 		if err != nil {
