@@ -193,10 +193,13 @@ func TestReconcile(t *testing.T) {
 			mentions: []string{"timeline 2 forked from timeline 1 at 1/16B3678", "1/16B3778", "failed over to a standby"},
 		},
 		{
-			name:     "checkpoint's timeline not in the server's history",
-			cp:       withCP(func(c *Checkpoint) { c.Timeline = 4 }),
-			found:    true,
-			srv:      with(func(s *Server) { s.Timeline = 5; s.History = []TimelineSwitch{{Timeline: 1, End: 0x100}, {Timeline: 3, End: 0x2_00000000}} }),
+			name:  "checkpoint's timeline not in the server's history",
+			cp:    withCP(func(c *Checkpoint) { c.Timeline = 4 }),
+			found: true,
+			srv: with(func(s *Server) {
+				s.Timeline = 5
+				s.History = []TimelineSwitch{{Timeline: 1, End: 0x100}, {Timeline: 3, End: 0x2_00000000}}
+			}),
 			err:      ErrRewound,
 			mentions: []string{"timeline 4, which is not in the history"},
 		},
