@@ -2,13 +2,21 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pgstream/pgstream/sinks/file"
+	"github.com/pgstream/pgstream/sinks/kafka"
+	natssink "github.com/pgstream/pgstream/sinks/nats"
+	"github.com/pgstream/pgstream/sinks/stdout"
 )
 
 func load(t *testing.T, args ...string) (*Config, error) {
@@ -100,5 +108,157 @@ func TestUsageAndVersion(t *testing.T) {
 	}
 	if code := realMain([]string{"frobnicate"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
 		t.Fatalf("unknown command: exit %d %q", code, errb.String())
+	}
+}
+
+// durationKeys is every time.Duration key with its accepted range: lo and hi are accepted, just
+// outside them is refused. also holds other keys the boundary values need (reconnect_max may not be
+// below reconnect_min). off marks the keys where a negative value disables.
+var durationKeys = []struct {
+	key    string // as errors name it
+	lo, hi string
+	also   map[string]any
+	off    bool
+}{
+	{key: "source.status_interval", lo: "100ms", hi: "1h"},
+	{key: "source.connect_timeout", lo: "1s", hi: "10m"},
+	{key: "pipeline.checkpoint_interval", lo: "10ms", hi: "10m"},
+	{key: "pipeline.shutdown_timeout", lo: "1s", hi: "1h"},
+	{key: "pipeline.reconnect_min", lo: "10ms", hi: "1m", also: map[string]any{"pipeline.reconnect_max": "1h"}},
+	{key: "pipeline.reconnect_max", lo: "100ms", hi: "1h", also: map[string]any{"pipeline.reconnect_min": "10ms"}},
+	{key: "pipeline.stats_interval", lo: "10ms", hi: "24h", off: true},
+	{key: "snapshot.progress_interval", lo: "10ms", hi: "24h", off: true},
+	{key: "snapshot.poll_interval", lo: "100ms", hi: "24h"},
+	{key: "sinks[0].batch_timeout", lo: "100us", hi: "1s"},
+	{key: "sinks[0].write_timeout", lo: "1s", hi: "10m"},
+	{key: "sinks[0].ack_timeout", lo: "100ms", hi: "10m"},
+	{key: "sinks[0].stream.duplicate_window", lo: "1s", hi: "24h"},
+}
+
+// sinkTypeOf names the sink type that owns a sinks[0] key of durationKeys.
+var sinkTypeOf = map[string]string{
+	"batch_timeout": "kafka", "write_timeout": "kafka", "ack_timeout": "nats", "stream.duplicate_window": "nats",
+}
+
+// writeConfigWith writes a valid configuration with the given keys set ("section.key", or
+// "sinks[0].key" for the first sink, whose type follows from the key) and returns its path.
+func writeConfigWith(t *testing.T, set map[string]any) string {
+	t.Helper()
+	doc := map[string]any{
+		"source":     map[string]any{"url": "postgres://u@h/db"},
+		"checkpoint": map[string]any{"path": "c"},
+	}
+	sink := map[string]any{"type": "stdout"}
+	for k, v := range set {
+		if rest, ok := strings.CutPrefix(k, "sinks[0]."); ok {
+			sink["type"] = sinkTypeOf[rest]
+			switch sink["type"] {
+			case "kafka":
+				sink["brokers"] = []string{"k:9092"}
+			case "":
+				t.Fatalf("no sink type for %s", k)
+			}
+			if sub, leaf, nested := strings.Cut(rest, "."); nested {
+				sink[sub] = map[string]any{leaf: v}
+			} else {
+				sink[rest] = v
+			}
+			continue
+		}
+		section, key, _ := strings.Cut(k, ".")
+		m, _ := doc[section].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+			doc[section] = m
+		}
+		m[key] = v
+	}
+	doc["sinks"] = []any{sink}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "pgstream.yaml")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestDurationKeysListed keeps durationKeys complete: every time.Duration field the configuration
+// decodes is in it.
+func TestDurationKeysListed(t *testing.T) {
+	listed := map[string]bool{}
+	for _, k := range durationKeys {
+		listed[k.key] = true
+	}
+	var found []string
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			tag := f.Tag.Get("mapstructure")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			switch {
+			case f.Type == reflect.TypeOf(time.Duration(0)):
+				found = append(found, prefix+tag)
+			case f.Type.Kind() == reflect.Struct:
+				walk(prefix+tag+".", f.Type)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(Config{}))
+	walk("sinks[0].", reflect.TypeOf(kafka.Config{}))
+	walk("sinks[0].", reflect.TypeOf(natssink.Config{}))
+	walk("sinks[0].", reflect.TypeOf(file.Config{}))
+	walk("sinks[0].", reflect.TypeOf(stdout.Config{}))
+	for _, k := range found {
+		if !listed[k] {
+			t.Errorf("duration key %s is missing from durationKeys", k)
+		}
+	}
+	if len(found) != len(durationKeys) {
+		t.Errorf("found duration keys %v, durationKeys has %d", found, len(durationKeys))
+	}
+}
+
+// TestDurationWithoutUnitRefused: a bare number is not read as nanoseconds, whatever the key and
+// wherever the number comes from.
+func TestDurationWithoutUnitRefused(t *testing.T) {
+	for _, k := range durationKeys {
+		for _, v := range []any{5, 0, -1, 1.5, "5", "0.5"} {
+			t.Run(fmt.Sprintf("%s=%#v", k.key, v), func(t *testing.T) {
+				_, err := load(t, "--config", writeConfigWith(t, map[string]any{k.key: v}))
+				want := fmt.Sprintf("%s: %v has no unit; write e.g. %vs or 500ms", k.key, v, v)
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("error %v\nwant one containing %q", err, want)
+				}
+			})
+		}
+	}
+	for _, k := range durationKeys {
+		if strings.HasPrefix(k.key, "sinks") {
+			continue
+		}
+		t.Run("env "+k.key, func(t *testing.T) {
+			t.Setenv("PGSTREAM_"+strings.ToUpper(strings.ReplaceAll(k.key, ".", "_")), "30")
+			_, err := load(t, "--config", writeConfigWith(t, nil))
+			if want := k.key + ": 30 has no unit; write e.g. 30s or 500ms"; err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("error %v\nwant one containing %q", err, want)
+			}
+		})
+	}
+}
+
+func TestDurationNotADuration(t *testing.T) {
+	for _, v := range []any{"soon", true, "5 s", []string{"5s"}} {
+		for _, key := range []string{"source.status_interval", "sinks[0].ack_timeout"} {
+			_, err := load(t, "--config", writeConfigWith(t, map[string]any{key: v}))
+			if err == nil || !strings.Contains(err.Error(), key+": ") || !strings.Contains(err.Error(), "is not a duration; write e.g. 5s or 500ms") {
+				t.Errorf("%#v: error %v does not name %s as not a duration", v, err, key)
+			}
+		}
 	}
 }
