@@ -262,3 +262,82 @@ func TestDurationNotADuration(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationRanges: each duration key accepts the ends of its range and refuses what lies
+// outside, naming the key, the value and the range.
+func TestDurationRanges(t *testing.T) {
+	for _, k := range durationKeys {
+		t.Run(k.key, func(t *testing.T) {
+			with := func(v string) map[string]any {
+				m := map[string]any{k.key: v}
+				for ak, av := range k.also {
+					m[ak] = av
+				}
+				return m
+			}
+			lo, _ := time.ParseDuration(k.lo)
+			hi, _ := time.ParseDuration(k.hi)
+			for _, v := range []string{k.lo, k.hi} {
+				if _, err := load(t, "--config", writeConfigWith(t, with(v))); err != nil {
+					t.Errorf("%s = %s refused: %v", k.key, v, err)
+				}
+			}
+			for _, d := range []time.Duration{lo - 1, hi + time.Millisecond, time.Nanosecond * 5} {
+				_, err := load(t, "--config", writeConfigWith(t, with(d.String())))
+				if err == nil {
+					t.Errorf("%s = %s accepted", k.key, d)
+					continue
+				}
+				// A sink's own Validate names its keys kafka.… or nats.…, after the sink's index.
+				key := k.key
+				if rest, ok := strings.CutPrefix(key, "sinks[0]."); ok {
+					key = sinkTypeOf[rest] + "." + rest
+				}
+				rng := "use " + strings.Replace(k.lo, "us", "µs", 1) + " to " + k.hi
+				for _, want := range []string{key + " " + d.String() + ": " + rng, strings.Split(k.key, ".")[0]} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("%s = %s: error %v does not contain %q", k.key, d, err, want)
+					}
+				}
+			}
+			neg := "-1s"
+			_, err := load(t, "--config", writeConfigWith(t, with(neg)))
+			if k.off && err != nil {
+				t.Errorf("%s = %s (off) refused: %v", k.key, neg, err)
+			}
+			if !k.off && err == nil {
+				t.Errorf("%s = %s accepted", k.key, neg)
+			}
+		})
+	}
+}
+
+// TestValidateErrorsNameKeyAndValue: every refusal names the key (both keys when two disagree) and
+// the value written.
+func TestValidateErrorsNameKeyAndValue(t *testing.T) {
+	for _, tc := range []struct {
+		set  map[string]any
+		want []string
+	}{
+		{map[string]any{"pipeline.max_batch_events": -1}, []string{"pipeline.max_batch_events -1: must be positive"}},
+		{map[string]any{"pipeline.max_batch_bytes": -5}, []string{"pipeline.max_batch_bytes -5: must be positive"}},
+		{map[string]any{"pipeline.max_in_flight_bytes": -7}, []string{"pipeline.max_in_flight_bytes -7: must be positive"}},
+		{map[string]any{"pipeline.max_write_events": -2}, []string{"pipeline.max_write_events -2: must be positive"}},
+		{map[string]any{"pipeline.max_in_flight_bytes": 1000, "pipeline.max_batch_bytes": 2000},
+			[]string{"pipeline.max_in_flight_bytes 1000: must be at least pipeline.max_batch_bytes 2000"}},
+		{map[string]any{"pipeline.reconnect_min": "10s", "pipeline.reconnect_max": "2s"},
+			[]string{"pipeline.reconnect_max 2s: must be at least pipeline.reconnect_min 10s"}},
+		{map[string]any{"pipeline.reconnect_attempts": -1}, []string{"pipeline.reconnect_attempts -1: use 0 (retry forever) or more"}},
+		{map[string]any{"pipeline.checkpoint_interval": "-1s", "pipeline.shutdown_timeout": "-2s"},
+			[]string{"pipeline.checkpoint_interval -1s: use 10ms to 10m", "pipeline.shutdown_timeout -2s: use 1s to 1h"}},
+		{map[string]any{"snapshot.poll_interval": "-1s", "snapshot.signal_table": "a.b.c"},
+			[]string{"snapshot.poll_interval -1s: use 100ms to 24h", "snapshot.signal_table"}},
+	} {
+		_, err := load(t, "--config", writeConfigWith(t, tc.set))
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%v: error %v\nwant one containing %q", tc.set, err, want)
+			}
+		}
+	}
+}
