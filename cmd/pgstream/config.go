@@ -32,6 +32,8 @@ type Config struct {
 		Level  string `mapstructure:"level"`  // debug, info (default), warn, error
 		Format string `mapstructure:"format"` // auto (default: console on a terminal, else json), console, json
 	} `mapstructure:"log"`
+
+	file string // the config file read, "" for none
 }
 
 // envKeys are the scalar keys that PGSTREAM_* environment variables may set even when the config
@@ -93,6 +95,7 @@ func loadConfig(fs *pflag.FlagSet) (*Config, error) {
 	if err := v.UnmarshalExact(&cfg, viper.DecodeHook(decodeHook())); err != nil {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), explainDecode(err, "", ""))
 	}
+	cfg.file = path
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -340,4 +341,150 @@ func TestValidateErrorsNameKeyAndValue(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSecretFileWarnings: a file holding a password that other users can read is warned about:
+// the config file, source.password_file and the password file pgconn reads (which libpq would
+// ignore with such permissions).
+func TestSecretFileWarnings(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	t.Setenv("PGPASSWORD", "")
+	os.Unsetenv("PGPASSWORD")
+	t.Setenv("PGPASSFILE", "")
+	os.Unsetenv("PGPASSFILE")
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfgYAML := func(url, extra string) string {
+		return "source:\n  url: " + url + "\n" + extra + "checkpoint:\n  path: c\nsinks:\n  - type: stdout\n"
+	}
+	warnings := func(t *testing.T, cfgPath string) string {
+		t.Helper()
+		cfg, err := load(t, "--config", cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, w := range secretFileWarnings(cfg) {
+			fmt.Fprintf(&b, "%s | %s | %s\n", w.Subject, w.Message, w.Fix)
+		}
+		return b.String()
+	}
+	noPW := "postgres://app@db.example:5432/shop"
+
+	t.Run("config file with a password", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, url, extra string
+		}{
+			{"url", "postgres://app:s3cret@db.example:5432/shop", ""},
+			{"url parameter", noPW + "?password=s3cret", ""},
+			{"key=value", "'host=db.example user=app password=s3cret dbname=shop'", ""},
+			{"kafka sasl", noPW, ""},
+		} {
+			yml := cfgYAML(tc.url, tc.extra)
+			if tc.name == "kafka sasl" {
+				yml += "  - type: kafka\n    brokers: [k:9092]\n    sasl: {mechanism: PLAIN, username: u, password: s3cret}\n"
+			}
+			p := write("c.yaml", yml, 0o644)
+			got := warnings(t, p)
+			for _, want := range []string{p, "holds a password", "mode 0644", "chmod 600 " + p} {
+				if !strings.Contains(got, want) {
+					t.Errorf("%s: warnings %q lack %q", tc.name, got, want)
+				}
+			}
+			if strings.Contains(got, "s3cret") {
+				t.Errorf("%s: a warning shows the password: %s", tc.name, got)
+			}
+			os.Chmod(p, 0o600)
+			if got := warnings(t, p); got != "" {
+				t.Errorf("%s: mode 0600 warned: %s", tc.name, got)
+			}
+		}
+		if got := warnings(t, write("c.yaml", cfgYAML(noPW, ""), 0o644)); got != "" {
+			t.Errorf("a config without a password warned: %s", got)
+		}
+	})
+	t.Run("password_file", func(t *testing.T) {
+		pw := write("pw", "s3cret\n", 0o640)
+		p := write("c.yaml", cfgYAML(noPW, "  password_file: "+pw+"\n"), 0o600)
+		got := warnings(t, p)
+		for _, want := range []string{"source.password_file " + pw, "mode 0640", "chmod 600 " + pw} {
+			if !strings.Contains(got, want) {
+				t.Errorf("warnings %q lack %q", got, want)
+			}
+		}
+		os.Chmod(pw, 0o400)
+		if got := warnings(t, p); got != "" {
+			t.Errorf("mode 0400 warned: %s", got)
+		}
+	})
+	t.Run("pgpass", func(t *testing.T) {
+		home := write(".pgpass", "db.example:5432:shop:app:s3cret\n", 0o644)
+		other := write("other.pgpass", "*:*:*:*:s3cret\n", 0o604)
+		p := write("c.yaml", cfgYAML(noPW, ""), 0o600)
+		for _, tc := range []struct {
+			name, path string
+			setup      func(t *testing.T) string // returns the config file
+		}{
+			{"~/.pgpass", home, func(t *testing.T) string { return p }},
+			{"PGPASSFILE", other, func(t *testing.T) string { t.Setenv("PGPASSFILE", other); return p }},
+			{"passfile=", other, func(t *testing.T) string {
+				return write("c2.yaml", cfgYAML(noPW+"?passfile="+other, ""), 0o600)
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				got := warnings(t, tc.setup(t))
+				for _, want := range []string{tc.path, "libpq", "ignores", "chmod 600 " + tc.path} {
+					if !strings.Contains(got, want) {
+						t.Errorf("warnings %q lack %q", got, want)
+					}
+				}
+			})
+		}
+		// Not warned: a password given elsewhere, a password file without a line for this
+		// connection, a private one.
+		t.Setenv("PGPASSWORD", "given")
+		if got := warnings(t, p); got != "" {
+			t.Errorf("PGPASSWORD set: %s", got)
+		}
+		os.Unsetenv("PGPASSWORD")
+		pw := write("pw", "s3cret\n", 0o600)
+		if got := warnings(t, write("c3.yaml", cfgYAML(noPW, "  password_file: "+pw+"\n"), 0o600)); got != "" {
+			t.Errorf("source.password_file set: %s", got)
+		}
+		if got := warnings(t, write("c4.yaml", cfgYAML("postgres://app@elsewhere:5432/shop", ""), 0o600)); got != "" {
+			t.Errorf("no line for this connection: %s", got)
+		}
+		os.Chmod(home, 0o600)
+		if got := warnings(t, p); got != "" {
+			t.Errorf("mode 0600: %s", got)
+		}
+	})
+	t.Run("check prints them", func(t *testing.T) {
+		os.Chmod(filepath.Join(dir, ".pgpass"), 0o644)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		write(".pgpass", fmt.Sprintf("127.0.0.1:%d:shop:app:s3cret\n", port), 0o644)
+		p := write("c.yaml", cfgYAML(fmt.Sprintf("postgres://app@127.0.0.1:%d/shop?sslmode=disable", port), "  connect_timeout: 5s\n"), 0o600)
+		var out, errb bytes.Buffer
+		realMain([]string{"check", "--config", p, "--log.format", "json"}, &out, &errb)
+		if !strings.Contains(out.String(), "WARN  password file "+filepath.Join(dir, ".pgpass")) || !strings.Contains(out.String(), "fix: chmod 600") {
+			t.Errorf("check output lacks the warning:\n%s", out.String())
+		}
+		if !strings.Contains(errb.String(), `"level":"warn"`) || !strings.Contains(errb.String(), "libpq") {
+			t.Errorf("check log lacks the warning:\n%s", errb.String())
+		}
+	})
 }
