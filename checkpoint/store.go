@@ -196,9 +196,22 @@ func (s *FileStore) Load() (cp Checkpoint, found bool, err error) {
 	}
 	cp, err = decode(data)
 	if err != nil {
-		return Checkpoint{}, false, fmt.Errorf("load checkpoint %s: %w", s.path, err)
+		return Checkpoint{}, false, fmt.Errorf("load checkpoint %s: %w; %s", s.path, err, corruptWayOut(s.path))
 	}
 	return cp, true, nil
+}
+
+// corruptWayOut is the advice for a checkpoint file that cannot be used. Without the file,
+// replication resumes at the slot's position, which pgstream never confirms past what every sink
+// holds: nothing is skipped, but what the file recorded beyond it is delivered again, and so is
+// every row if the tables are snapshotted again.
+func corruptWayOut(path string) string {
+	return "pgstream does not guess where to resume. Either restore " + path + " from a backup; " +
+		"or remove it and let the next run snapshot the published tables again (snapshot.mode: initial), " +
+		"delivering every row again, then streaming from the slot's position; " +
+		"or remove it and set snapshot.mode: never to stream from the slot's position alone: nothing is skipped, " +
+		"but changes since then arrive again, and a table snapshot the file held unfinished stays incomplete " +
+		"(pgstream snapshot --table re-reads it)"
 }
 
 // decode parses and verifies a checkpoint file's content.
@@ -213,6 +226,9 @@ func decode(data []byte) (Checkpoint, error) {
 		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
 			return Checkpoint{}, fmt.Errorf("%w: data after the checkpoint object", ErrCorrupt)
 		}
+	}
+	if env.Version > formatVersion {
+		return Checkpoint{}, fmt.Errorf("%w: unsupported format version %d (written by a newer pgstream? run that version)", ErrCorrupt, env.Version)
 	}
 	if env.Version != 1 && env.Version != formatVersion {
 		return Checkpoint{}, fmt.Errorf("%w: unsupported format version %d", ErrCorrupt, env.Version)

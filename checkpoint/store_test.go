@@ -161,10 +161,23 @@ func TestLoadCorrupt(t *testing.T) {
 			t.Fatalf("Load = %v; want ErrCorrupt", err)
 		}
 	})
+	t.Run("way out", func(t *testing.T) {
+		data := slices.Clone(good)
+		data[len(data)/2] ^= 0x01
+		err := load(t, data)
+		for _, want := range []string{path, "restore " + path + " from a backup",
+			"remove it and let the next run snapshot the published tables again (snapshot.mode: initial)",
+			"remove it and set snapshot.mode: never", "changes since then arrive again"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Load = %v; want it to say %q", err, want)
+			}
+		}
+	})
 	t.Run("future version", func(t *testing.T) {
 		data := []byte(strings.Replace(string(good), `"version":2`, `"version":3`, 1))
-		if err := load(t, data); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "version 3") {
-			t.Fatalf("Load = %v; want ErrCorrupt naming version 3", err)
+		if err := load(t, data); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "version 3") ||
+			!strings.Contains(err.Error(), "newer pgstream") {
+			t.Fatalf("Load = %v; want ErrCorrupt naming version 3 and a newer pgstream", err)
 		}
 	})
 	t.Run("valid checksum, invalid content", func(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgstream/pgstream/internal/bound"
 )
 
 // Config describes the source database and the replication objects pgstream uses there.
@@ -60,6 +62,17 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 )
 
+// Ranges Validate accepts. A status update more often than every 100ms only loads the server; less
+// often than hourly leaves the slot's position stale (pgstream shortens it to wal_sender_timeout/3
+// anyway). A connection attempt needs more than a second over a slow link, and one that takes
+// more than ten minutes will not succeed.
+const (
+	MinStatusInterval = 100 * time.Millisecond
+	MaxStatusInterval = time.Hour
+	MinConnectTimeout = time.Second
+	MaxConnectTimeout = 10 * time.Minute
+)
+
 // ErrConfig is matched (errors.Is) by every error Validate returns.
 var ErrConfig = errors.New("invalid source configuration")
 
@@ -101,14 +114,14 @@ func (c *Config) Validate() error {
 	if c.StatusInterval == 0 {
 		c.StatusInterval = DefaultStatusInterval
 	}
-	if c.StatusInterval < 0 {
-		return fmt.Errorf("%w: source.status_interval %v must be positive", ErrConfig, c.StatusInterval)
+	if err := bound.Duration("source.status_interval", c.StatusInterval, MinStatusInterval, MaxStatusInterval); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}
-	if c.ConnectTimeout < 0 {
-		return fmt.Errorf("%w: source.connect_timeout %v must be positive", ErrConfig, c.ConnectTimeout)
+	if err := bound.Duration("source.connect_timeout", c.ConnectTimeout, MinConnectTimeout, MaxConnectTimeout); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.PasswordFile != "" {
 		if _, err := readPasswordFile(c.PasswordFile); err != nil {

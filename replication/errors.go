@@ -35,6 +35,7 @@ var (
 	ErrWALLevel          = errors.New("wal_level is not logical")
 	ErrReplicationRole   = errors.New("role lacks the REPLICATION attribute")
 	ErrAuthFailed        = errors.New("password authentication failed")
+	ErrNoPassword        = errors.New("the server asks for a password and none was given")
 	ErrNoHBAEntry        = errors.New("pg_hba.conf does not allow the connection")
 	ErrTooManyWALSenders = errors.New("no free WAL sender (max_wal_senders)")
 	ErrNoFreeSlot        = errors.New("no free replication slot (max_replication_slots)")
@@ -174,6 +175,10 @@ func classifyConnect(addr, user, db string, err error) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "28P01":
+			if !passwordGiven(err) {
+				return &Error{Kind: ErrNoPassword, Check: "authentication", Msg: where + ": no password was given for role " + user, Err: err,
+					Fix: "set it in source.url, source.password_file, PGPASSWORD or ~/.pgpass (or the file PGPASSFILE names); the server's pg_hba.conf asks for one"}
+			}
 			return &Error{Kind: ErrAuthFailed, Check: "authentication", Msg: where + ": wrong password for role " + user, Err: err,
 				Fix: "check the password in source.url, source.password_file, PGPASSWORD or ~/.pgpass (ALTER ROLE " + quoteIdent(user) + " PASSWORD '…' sets it)"}
 		case "28000":
@@ -209,6 +214,18 @@ func classifyConnect(addr, user, db string, err error) error {
 			Fix: "check that PostgreSQL is running and listening on " + addr + " (listen_addresses, port), that the host name resolves and that no firewall blocks it"}
 	}
 	return fmt.Errorf("%s: %w", where, err)
+}
+
+// passwordGiven reports whether the failed attempt err sent a password. pgconn has no "no password"
+// error of its own, unlike libpq: without one it answers the server's challenge with an empty
+// password, and the server refuses it with 28P01 like a wrong one. The configuration of the attempt
+// (URL, source.password_file, PGPASSWORD or the password file, as resolved) tells them apart.
+func passwordGiven(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) && ce.Config != nil {
+		return ce.Config.Password != ""
+	}
+	return true
 }
 
 // classifyCommand explains an error returned by a replication command or query. Only SQLSTATE

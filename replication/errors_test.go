@@ -66,6 +66,27 @@ func TestWrongPassword(t *testing.T) {
 	}
 }
 
+// TestNoPassword: a server asking for a password (scram-sha-256 in pg_hba.conf) when none was
+// given anywhere is told apart from a wrong password, on both kinds of connection.
+func TestNoPassword(t *testing.T) {
+	pg := mainCluster(t)
+	t.Setenv("PGPASSWORD", "")
+	os.Unsetenv("PGPASSWORD")
+	noPW := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&passfile=/nonexistent", pg.Port)
+	_, err := Connect(ctxT(t, 10*time.Second), Config{URL: noPW})
+	e := wantKind(t, err, ErrNoPassword, "no password was given for role postgres",
+		"source.url, source.password_file, PGPASSWORD or ~/.pgpass")
+	if errors.Is(err, ErrAuthFailed) || strings.Contains(err.Error(), "wrong password") || e.Check != "authentication" || IsRetryable(err) {
+		t.Fatalf("error %v (check %q)", err, e.Check)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "28P01" {
+		t.Fatalf("cause %v is not SQLSTATE 28P01", err)
+	}
+	_, err = NewSQLConn(ctxT(t, 10*time.Second), Config{URL: noPW})
+	wantKind(t, err, ErrNoPassword, "no password was given for role postgres")
+}
+
 func TestPasswordSources(t *testing.T) {
 	pg := mainCluster(t)
 	noPW := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&passfile=/nonexistent", pg.Port)

@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
@@ -28,6 +32,8 @@ type Config struct {
 		Level  string `mapstructure:"level"`  // debug, info (default), warn, error
 		Format string `mapstructure:"format"` // auto (default: console on a terminal, else json), console, json
 	} `mapstructure:"log"`
+
+	file string // the config file read, "" for none
 }
 
 // envKeys are the scalar keys that PGSTREAM_* environment variables may set even when the config
@@ -37,7 +43,9 @@ var envKeys = []string{
 	"source.create_publication", "source.status_interval", "source.connect_timeout",
 	"checkpoint.path", "log.level", "log.format",
 	"pipeline.max_batch_events", "pipeline.max_batch_bytes", "pipeline.max_in_flight_bytes",
-	"pipeline.checkpoint_interval", "pipeline.shutdown_timeout",
+	"pipeline.max_write_events", "pipeline.checkpoint_interval", "pipeline.shutdown_timeout",
+	"pipeline.reconnect_min", "pipeline.reconnect_max", "pipeline.reconnect_attempts", "pipeline.stats_interval",
+	"pipeline.transaction_markers",
 	"snapshot.mode", "snapshot.workers", "snapshot.chunk_pages", "snapshot.progress_interval",
 	"snapshot.new_tables", "snapshot.poll_interval", "snapshot.signal_table",
 	"snapshot.max_rows_per_second",
@@ -86,8 +94,9 @@ func loadConfig(fs *pflag.FlagSet) (*Config, error) {
 	})
 	var cfg Config
 	if err := v.UnmarshalExact(&cfg, viper.DecodeHook(decodeHook())); err != nil {
-		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
+		return nil, fmt.Errorf("config %s: %w", displayPath(path), explainDecode(err, "", ""))
 	}
+	cfg.file = path
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", displayPath(path), err)
 	}
@@ -110,9 +119,91 @@ func displayPath(p string) string {
 
 func decodeHook() mapstructure.DecodeHookFunc {
 	return mapstructure.ComposeDecodeHookFunc(
-		mapstructure.StringToTimeDurationHookFunc(),
+		durationHook,
 		mapstructure.StringToSliceHookFunc(","),
 	)
+}
+
+var (
+	durationType = reflect.TypeOf(time.Duration(0))
+	bareNumberRE = regexp.MustCompile(`^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$`)
+)
+
+// durationError is a value a time.Duration key cannot take. It does not know the key: explainDecode
+// adds it from the mapstructure error around it.
+type durationError struct {
+	value  string // as written
+	bare   bool   // a number without a unit
+	sample string // the value with a unit, for the advice
+}
+
+func (e *durationError) Error() string {
+	if e.bare {
+		return fmt.Sprintf("%s has no unit; write e.g. %s or 500ms", e.value, e.sample)
+	}
+	return fmt.Sprintf("%s is not a duration; write e.g. 5s or 500ms (units ns, us, ms, s, m, h)", e.value)
+}
+
+// durationHook decodes every time.Duration key, in the top-level sections and in sink entries alike.
+// Only a string with a unit is a duration ("10s", "1m30s"). A bare number, from YAML or a string of
+// digits from the environment or a flag, is refused: time.Duration would read "status_interval: 5"
+// as five nanoseconds.
+func durationHook(from, to reflect.Value) (any, error) {
+	if to.Type() != durationType || from.Type() == durationType {
+		return from.Interface(), nil
+	}
+	switch from.Kind() {
+	case reflect.String:
+		s := strings.TrimSpace(from.String())
+		if bareNumberRE.MatchString(s) {
+			return nil, bareDuration(s)
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, &durationError{value: strconv.Quote(from.String())}
+		}
+		return d, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
+		return nil, bareDuration(fmt.Sprint(from.Interface()))
+	}
+	return nil, &durationError{value: fmt.Sprintf("%v", from.Interface())}
+}
+
+func bareDuration(s string) *durationError {
+	sample := s + "s"
+	if _, err := time.ParseDuration(sample); err != nil {
+		sample = "5s"
+	}
+	return &durationError{value: s, bare: true, sample: sample}
+}
+
+// explainDecode rewrites each duration error in err, a tree of mapstructure errors, as "key: what
+// is wrong", the key prefixed with keyPrefix. Other errors keep their text after otherPrefix.
+func explainDecode(err error, keyPrefix, otherPrefix string) error {
+	var out []error
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		var de *mapstructure.DecodeError
+		var dur *durationError
+		if errors.As(e, &de) && errors.As(e, &dur) {
+			out = append(out, fmt.Errorf("%s%s: %w", keyPrefix, de.Name(), dur))
+			return
+		}
+		if otherPrefix != "" {
+			e = fmt.Errorf("%s%w", otherPrefix, e)
+		}
+		out = append(out, e)
+	}
+	walk(err)
+	return errors.Join(out...)
 }
 
 func (c *Config) validate() error {
@@ -237,7 +328,7 @@ func decodeSinkConfig(h sinkHeader, i int, out any) error {
 		return err
 	}
 	if err := dec.Decode(h.Rest); err != nil {
-		return fmt.Errorf("sinks[%d] (%s, type %s): %w", i, h.Name, h.Type, err)
+		return explainDecode(err, fmt.Sprintf("sinks[%d].", i), fmt.Sprintf("sinks[%d] (%s, type %s): ", i, h.Name, h.Type))
 	}
 	if v, ok := out.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {

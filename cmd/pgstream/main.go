@@ -86,9 +86,16 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		defer log.Sync() //nolint:errcheck
+		warnings := secretFileWarnings(cfg)
+		for _, w := range warnings {
+			log.Warn(w.Subject+" "+w.Message, zap.String("fix", w.Fix))
+		}
 		ctx, stop := signalContext()
 		defer stop()
 		if cmd == "check" {
+			for _, w := range warnings {
+				fmt.Fprintf(stdout, "WARN  %s\n      %s\n      fix: %s\n", w.Subject, w.Message, w.Fix)
+			}
 			return runCheck(ctx, cfg, log, stdout)
 		}
 		if err := runStream(ctx, cfg, log, stdout, bar); err != nil {

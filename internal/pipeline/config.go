@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pgstream/pgstream/internal/bound"
 	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/replication"
@@ -22,18 +23,19 @@ type Config struct {
 	// MaxWriteEvents bounds how many queued events a sink worker merges into one Write. Default 16384.
 	MaxWriteEvents int `mapstructure:"max_write_events"`
 	// CheckpointInterval is the longest the durable checkpoint lags behind what every sink has
-	// acknowledged while changes flow. Default 1s.
+	// acknowledged while changes flow. Default 1s; 10ms to 10m.
 	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
 	// ShutdownTimeout bounds how long a shutdown waits for sinks to acknowledge what they hold.
-	// Default 30s.
+	// Default 30s; 1s to 1h.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	// ReconnectMin and ReconnectMax bound the backoff between reconnect attempts after the server
-	// went away. Defaults 500ms and 30s.
+	// went away. Defaults 500ms (10ms to 1m) and 30s (100ms to 1h, at least ReconnectMin).
 	ReconnectMin time.Duration `mapstructure:"reconnect_min"`
 	ReconnectMax time.Duration `mapstructure:"reconnect_max"`
 	// ReconnectAttempts is how many consecutive failed reconnects end the run. 0 means retry forever.
 	ReconnectAttempts int `mapstructure:"reconnect_attempts"`
-	// StatsInterval is how often progress is logged at info level. Default 30s; negative disables.
+	// StatsInterval is how often progress is logged at info level. Default 30s; 10ms to 24h, or
+	// negative to disable.
 	StatsInterval time.Duration `mapstructure:"stats_interval"`
 	// TransactionMarkers adds a begin ("b") and an end ("e") event around each transaction's
 	// changes (docs/format.md). Default false.
@@ -67,12 +69,14 @@ type SnapshotConfig struct {
 	// read while streaming (a resumed or online snapshot) is held in memory until its high watermark
 	// comes through the stream, so this bounds that memory.
 	ChunkPages int `mapstructure:"chunk_pages"`
-	// ProgressInterval is how often snapshot progress is logged. Default 10s; negative disables.
+	// ProgressInterval is how often snapshot progress is logged. Default 10s; 10ms to 24h, or
+	// negative to disable.
 	ProgressInterval time.Duration `mapstructure:"progress_interval"`
 	// NewTables snapshots, while streaming, each table that joins the publication. Default true,
 	// except with Mode never.
 	NewTables *bool `mapstructure:"new_tables"`
-	// PollInterval is how often the publication's tables are listed to find new ones. Default 10s.
+	// PollInterval is how often the publication's tables are listed to find new ones. Default 10s;
+	// 100ms to 24h.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	// MaxRowsPerSecond caps how many rows all snapshot readers together read per second, to bound
 	// the load a snapshot puts on the server. 0 (the default) means no cap.
@@ -83,7 +87,7 @@ type SnapshotConfig struct {
 	SignalTable string `mapstructure:"signal_table"`
 }
 
-// Validate fills in defaults and rejects values that cannot work.
+// Validate fills in defaults and rejects values that cannot work, naming each key and its value.
 func (c *SnapshotConfig) Validate() error {
 	if c.Mode == "" {
 		c.Mode = SnapshotInitial
@@ -104,14 +108,6 @@ func (c *SnapshotConfig) Validate() error {
 	if c.PollInterval == 0 {
 		c.PollInterval = 10 * time.Second
 	}
-	if c.PollInterval < 0 {
-		return fmt.Errorf("snapshot.poll_interval %s: must be positive", c.PollInterval)
-	}
-	if c.SignalTable != "" {
-		if _, _, err := replication.SplitTable(c.SignalTable); err != nil {
-			return fmt.Errorf("snapshot.signal_table: %w", err)
-		}
-	}
 	var errs []error
 	switch c.Mode {
 	case SnapshotInitial, SnapshotNever, SnapshotInitialOnly:
@@ -127,10 +123,18 @@ func (c *SnapshotConfig) Validate() error {
 	if c.ChunkPages < 1 || c.ChunkPages > 1<<20 {
 		errs = append(errs, fmt.Errorf("snapshot.chunk_pages %d: use 1 to 1048576", c.ChunkPages))
 	}
+	errs = append(errs,
+		bound.DurationOrOff("snapshot.progress_interval", c.ProgressInterval, 10*time.Millisecond, 24*time.Hour),
+		bound.Duration("snapshot.poll_interval", c.PollInterval, 100*time.Millisecond, 24*time.Hour))
+	if c.SignalTable != "" {
+		if _, _, err := replication.SplitTable(c.SignalTable); err != nil {
+			errs = append(errs, fmt.Errorf("snapshot.signal_table: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
-// Validate fills in defaults and rejects values that cannot work.
+// Validate fills in defaults and rejects values that cannot work, naming each key and its value.
 func (c *Config) Validate() error {
 	setInt := func(v *int, d int) {
 		if *v == 0 {
@@ -152,17 +156,34 @@ func (c *Config) Validate() error {
 	setDur(&c.ReconnectMax, 30*time.Second)
 	setDur(&c.StatsInterval, 30*time.Second)
 	var errs []error
-	if c.MaxBatchEvents < 0 || c.MaxBatchBytes < 0 || c.MaxInFlightBytes < 0 || c.MaxWriteEvents < 0 {
-		errs = append(errs, errors.New("pipeline: batch and in-flight limits must be positive"))
+	for _, l := range [...]struct {
+		key string
+		v   int
+	}{
+		{"pipeline.max_batch_events", c.MaxBatchEvents},
+		{"pipeline.max_batch_bytes", c.MaxBatchBytes},
+		{"pipeline.max_in_flight_bytes", c.MaxInFlightBytes},
+		{"pipeline.max_write_events", c.MaxWriteEvents},
+	} {
+		if l.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %d: must be positive (leave it out for the default)", l.key, l.v))
+		}
 	}
 	if c.MaxInFlightBytes < c.MaxBatchBytes {
-		errs = append(errs, fmt.Errorf("pipeline.max_in_flight_bytes (%d) must be at least pipeline.max_batch_bytes (%d)", c.MaxInFlightBytes, c.MaxBatchBytes))
+		errs = append(errs, fmt.Errorf("pipeline.max_in_flight_bytes %d: must be at least pipeline.max_batch_bytes %d", c.MaxInFlightBytes, c.MaxBatchBytes))
 	}
-	if c.CheckpointInterval < 0 || c.ShutdownTimeout < 0 || c.ReconnectMin < 0 || c.ReconnectMax < c.ReconnectMin {
-		errs = append(errs, errors.New("pipeline: intervals must be positive and reconnect_max >= reconnect_min"))
+	errs = append(errs,
+		bound.Duration("pipeline.checkpoint_interval", c.CheckpointInterval, 10*time.Millisecond, 10*time.Minute),
+		bound.Duration("pipeline.shutdown_timeout", c.ShutdownTimeout, time.Second, time.Hour),
+		bound.Duration("pipeline.reconnect_min", c.ReconnectMin, 10*time.Millisecond, time.Minute),
+		bound.Duration("pipeline.reconnect_max", c.ReconnectMax, 100*time.Millisecond, time.Hour),
+		bound.DurationOrOff("pipeline.stats_interval", c.StatsInterval, 10*time.Millisecond, 24*time.Hour))
+	if c.ReconnectMax < c.ReconnectMin {
+		errs = append(errs, fmt.Errorf("pipeline.reconnect_max %s: must be at least pipeline.reconnect_min %s",
+			bound.Format(c.ReconnectMax), bound.Format(c.ReconnectMin)))
 	}
 	if c.ReconnectAttempts < 0 {
-		errs = append(errs, errors.New("pipeline.reconnect_attempts must be 0 (forever) or positive"))
+		errs = append(errs, fmt.Errorf("pipeline.reconnect_attempts %d: use 0 (retry forever) or more", c.ReconnectAttempts))
 	}
 	if err := c.Snapshot.Validate(); err != nil {
 		errs = append(errs, err)

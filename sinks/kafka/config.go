@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pgstream/pgstream/internal/bound"
 )
 
 // Defaults applied by New to zero-valued Config fields.
@@ -16,6 +18,15 @@ const (
 	DefaultBatchTimeout     = 2 * time.Millisecond
 	DefaultMaxInFlightBytes = 64 << 20
 	DefaultWriteTimeout     = 30 * time.Second
+)
+
+// Ranges Validate accepts. Write waits for BatchTimeout on every call, so more than a second is a
+// mistake; a produce attempt needs a second at least, and one not done in ten minutes never will be.
+const (
+	MinBatchTimeout = 100 * time.Microsecond
+	MaxBatchTimeout = time.Second
+	MinWriteTimeout = time.Second
+	MaxWriteTimeout = 10 * time.Minute
 )
 
 // ErrConfig is wrapped by every error Validate returns.
@@ -45,7 +56,8 @@ type Config struct {
 	// record larger than this is rejected. Default 1 MiB (Kafka's default message.max.bytes).
 	BatchBytes int64 `mapstructure:"batch_bytes"`
 	// BatchTimeout is how long the producer waits for a partition's batch to fill before sending
-	// it. Write is synchronous, so this is added to the latency of every Write. Default 2ms.
+	// it. Write is synchronous, so this is added to the latency of every Write. Default 2ms;
+	// 100µs to 1s.
 	BatchTimeout time.Duration `mapstructure:"batch_timeout"`
 	// Compression is "none" (default), "gzip", "snappy", "lz4" or "zstd".
 	Compression string `mapstructure:"compression"`
@@ -62,7 +74,7 @@ type Config struct {
 	TLS TLSConfig `mapstructure:"tls"`
 	// SASL configures authentication. No authentication by default.
 	SASL SASLConfig `mapstructure:"sasl"`
-	// WriteTimeout bounds one produce attempt. Default 30s.
+	// WriteTimeout bounds one produce attempt. Default 30s; 1s to 10m.
 	WriteTimeout time.Duration `mapstructure:"write_timeout"`
 	// MaxRetries is how many times Write retries a transient failure of one chunk of records
 	// before it returns ErrRetriesExhausted. Default 0: retry until the context ends.
@@ -170,14 +182,14 @@ func (c *Config) Validate() error {
 	if d.BatchBytes < 0 {
 		return bad("kafka.batch_bytes must not be negative")
 	}
-	if d.BatchTimeout < 0 {
-		return bad("kafka.batch_timeout must not be negative")
+	if err := bound.Duration("kafka.batch_timeout", d.BatchTimeout, MinBatchTimeout, MaxBatchTimeout); err != nil {
+		return bad("%v", err)
 	}
 	if d.MaxInFlightBytes < 0 {
 		return bad("kafka.max_in_flight_bytes must not be negative")
 	}
-	if d.WriteTimeout < 0 {
-		return bad("kafka.write_timeout must not be negative")
+	if err := bound.Duration("kafka.write_timeout", d.WriteTimeout, MinWriteTimeout, MaxWriteTimeout); err != nil {
+		return bad("%v", err)
 	}
 	if d.MaxRetries < 0 {
 		return bad("kafka.max_retries must not be negative")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pgstream/pgstream/internal/bound"
 )
 
 // Defaults applied by New to zero-valued Config fields.
@@ -18,6 +20,16 @@ const (
 	DefaultMaxPending       = 4096
 	DefaultAckTimeout       = 10 * time.Second
 	DefaultReconnectBufSize = 8 << 20
+)
+
+// Ranges Validate accepts. An acknowledgement takes a network round trip and a disk write: below
+// 100ms a busy server times out publishes that succeeded. The duplicate window must outlast a
+// restart, and JetStream keeps every message id of the window in memory.
+const (
+	MinAckTimeout      = 100 * time.Millisecond
+	MaxAckTimeout      = 10 * time.Minute
+	MinDuplicateWindow = time.Second
+	MaxDuplicateWindow = 24 * time.Hour
 )
 
 // ErrConfig is wrapped by every error Validate returns.
@@ -48,7 +60,7 @@ type Config struct {
 	// MaxPending bounds the publishes sent and not yet acknowledged. Default 4096.
 	MaxPending int `mapstructure:"max_pending"`
 	// AckTimeout is how long a publish waits for its acknowledgement before it is sent again.
-	// Default 10s.
+	// Default 10s; 100ms to 10m.
 	AckTimeout time.Duration `mapstructure:"ack_timeout"`
 	// ReconnectBufSize bounds the bytes buffered while the connection is down; a publish that
 	// does not fit fails and is retried after a backoff. Default 8 MiB.
@@ -69,7 +81,7 @@ type StreamConfig struct {
 	// Replicas of a created stream. Default 1.
 	Replicas int `mapstructure:"replicas"`
 	// DuplicateWindow of a created stream: how long JetStream remembers message ids to drop
-	// re-sends. Default 2m.
+	// re-sends. Default 2m; 1s to 24h.
 	DuplicateWindow time.Duration `mapstructure:"duplicate_window"`
 }
 
@@ -154,14 +166,14 @@ func (c *Config) Validate() error {
 	if d.Stream.Replicas < 0 {
 		return bad("nats.stream.replicas must not be negative")
 	}
-	if d.Stream.DuplicateWindow < 0 {
-		return bad("nats.stream.duplicate_window must not be negative")
+	if err := bound.Duration("nats.stream.duplicate_window", d.Stream.DuplicateWindow, MinDuplicateWindow, MaxDuplicateWindow); err != nil {
+		return bad("%v", err)
 	}
 	if d.MaxPending < 0 {
 		return bad("nats.max_pending must not be negative")
 	}
-	if d.AckTimeout < 0 {
-		return bad("nats.ack_timeout must not be negative")
+	if err := bound.Duration("nats.ack_timeout", d.AckTimeout, MinAckTimeout, MaxAckTimeout); err != nil {
+		return bad("%v", err)
 	}
 	if d.ReconnectBufSize < 0 {
 		return bad("nats.reconnect_buf_size must not be negative")
