@@ -16,7 +16,6 @@ import (
 	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/replication"
-	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/walparse"
 )
 
@@ -52,19 +51,10 @@ type Pipeline struct {
 	conn           *replication.Conn
 	catalog        *lazyCatalog
 	dec            *walparse.Decoder
-	enc            *events.Encoder
-	markers        *markerEncoder // nil unless Config.TransactionMarkers
+	app            *applier
 	tracker        *checkpoint.Tracker
 	workers        []*worker
-	cur            *batch
 	ident          checkpoint.Checkpoint // identity fields of the checkpoint
-	tx             events.Tx
-	txOpen         bool
-	skipTx         bool
-	skipSeq        uint32    // events of the open transaction below this seq were handed over before a reconnect
-	skipThrough    lsn.LSN   // transactions committed at or before this were delivered already
-	lastRegistered lsn.LSN   // commit LSN of the newest transaction handed to the sinks
-	partial        partialTx // the open transaction whose first events are already handed over
 	written        lsn.LSN   // newest position received
 	serverEnd      lsn.LSN   // newest WAL end the server reported on this connection
 	statusInterval time.Duration
@@ -93,15 +83,9 @@ type Pipeline struct {
 	windowSeq atomic.Uint64
 }
 
-type partialTx struct {
-	commit lsn.LSN
-	seq    uint32
-}
-
 type stats struct {
 	events  atomic.Uint64
 	bytes   atomic.Uint64
-	txs     atomic.Uint64
 	batches atomic.Uint64
 }
 
@@ -188,7 +172,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 
 	// Shutdown: reading has stopped. What the current batch holds belongs to a transaction that has
 	// not committed in the stream yet; it is read again on the next start.
-	p.cur.reset()
+	p.app.cur.reset()
 	for _, w := range p.workers {
 		w.finish()
 	}
@@ -369,15 +353,14 @@ func (p *Pipeline) open(ctx context.Context) error {
 		}
 	}
 	p.durable.Store(&pos)
-	p.skipThrough = start.SkipThrough
-	p.lastRegistered = start.SkipThrough
 
-	p.enc = events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog)
-	p.dec = walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion})
+	p.app = &applier{tx: newTxState(start.SkipThrough), cur: newBatch(), hooks: p, handOver: p.push,
+		enc:       events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog),
+		maxEvents: p.cfg.MaxBatchEvents, maxBytes: p.cfg.MaxBatchBytes, endLSN: p.cfg.EndLSN}
 	if p.cfg.TransactionMarkers {
-		p.markers = newMarkerEncoder(sys.DBName, p.now)
+		p.app.markers = newMarkerEncoder(sys.DBName, p.now)
 	}
-	p.cur = newBatch()
+	p.dec = walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion})
 	p.statusInterval = p.src.StatusInterval
 	p.adjustStatusInterval(ctx)
 	p.startFrom = start.From
@@ -546,13 +529,8 @@ func (p *Pipeline) reopen(ctx context.Context) error {
 		return err
 	}
 	p.dec.Reset()
-	if p.txOpen && p.partial.commit != p.tx.CommitLSN {
-		p.partial = partialTx{}
-	}
-	p.txOpen, p.skipTx = false, false
-	p.cur.reset()
-	p.skipThrough = max(p.skipThrough, p.lastRegistered)
-	p.log.Info("resuming replication", zap.Stringer("from", d.EndLSN), zap.Stringer("skip_through", p.skipThrough))
+	p.app.reconnect()
+	p.log.Info("resuming replication", zap.Stringer("from", d.EndLSN), zap.Stringer("skip_through", p.app.tx.skipThrough))
 	return p.startStreaming(ctx, d.EndLSN)
 }
 
@@ -632,7 +610,7 @@ func (p *Pipeline) handle(ctx context.Context, f replication.Frame) error {
 		}
 		// Nothing open and nothing in flight: every change before the server's WAL end is durable,
 		// so the slot may move on and release WAL even when no published table changes.
-		if !p.txOpen && len(p.cur.events) == 0 {
+		if p.app.idle() {
 			if batches, _ := p.tracker.InFlight(); batches == 0 {
 				p.tracker.AdvanceIdle(f.ServerWALEnd)
 			}
@@ -648,153 +626,9 @@ func (p *Pipeline) handle(ctx context.Context, f replication.Frame) error {
 		if err != nil {
 			return fmt.Errorf("decode pgoutput message at %s: %w", f.WALStart, err)
 		}
-		return p.apply(ctx, msg, f.WALStart)
+		return p.app.apply(ctx, msg, f.WALStart)
 	}
 	return fmt.Errorf("unexpected replication frame %q", f.Kind)
-}
-
-func (p *Pipeline) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) error {
-	switch m := msg.(type) {
-	case *walparse.Begin:
-		p.tx = events.Tx{Xid: m.Xid, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}
-		p.txOpen = true
-		p.skipTx = m.FinalLSN <= p.skipThrough
-		p.skipSeq = 0
-		if p.partial.commit == m.FinalLSN {
-			p.skipSeq = p.partial.seq
-		}
-		if p.markers != nil && !p.skipTx {
-			return p.emit(p.markers.encode(sinks.OpBegin, &p.tx, at, 0), nil)
-		}
-	case *walparse.Commit:
-		p.txOpen = false
-		if !p.skipTx {
-			if p.markers != nil {
-				p.cur.add(p.markers.encode(sinks.OpEnd, &p.tx, at, p.tx.Seq))
-			}
-			p.cur.pos = checkpoint.Position{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN}
-			seq := p.flush()
-			p.partial = partialTx{}
-			p.stats.txs.Add(1)
-			if len(p.requests) > 0 {
-				p.startRequests(ctx, m.CommitLSN, seq)
-			}
-		}
-		p.requests = nil
-		if p.cfg.EndLSN != 0 && m.CommitLSN >= p.cfg.EndLSN {
-			return errEndReached
-		}
-	case *walparse.Relation:
-		p.noteSignalRelation(m)
-		return p.enc.Relation(ctx, m)
-	case *walparse.TypeMsg:
-		p.enc.TypeMsg(m)
-	case *walparse.Origin:
-		// Informational: which replication origin the transaction came from.
-	case *walparse.Insert:
-		if !p.skipTx {
-			if m.RelationID == p.signalRel && p.signalRel != 0 {
-				p.signalInsert(m)
-			}
-			ev, err := p.enc.Insert(&p.tx, at, m)
-			if err == nil && len(p.openRel) > 0 {
-				p.noteKey(m.RelationID, ev.Key)
-			}
-			return p.emit(ev, err)
-		}
-	case *walparse.Update:
-		if !p.skipTx {
-			ev, err := p.enc.Update(&p.tx, at, m)
-			if err != nil || len(p.openRel) == 0 {
-				return p.emit(ev, err)
-			}
-			p.noteKey(m.RelationID, ev.Key)
-			if err := p.emit(ev, nil); err != nil {
-				return err
-			}
-			if m.OldKind != walparse.OldNone {
-				old, err := p.enc.KeyOf(m.RelationID, &m.Old)
-				if err != nil {
-					return fmt.Errorf("encode change at %s: %w", at, err)
-				}
-				p.noteKey(m.RelationID, old)
-			}
-		}
-	case *walparse.Delete:
-		if !p.skipTx {
-			ev, err := p.enc.Delete(&p.tx, at, m)
-			if err == nil && len(p.openRel) > 0 {
-				p.noteKey(m.RelationID, ev.Key)
-			}
-			return p.emit(ev, err)
-		}
-	case *walparse.Truncate:
-		if !p.skipTx {
-			if len(p.openRel) > 0 {
-				for _, id := range m.RelationIDs {
-					p.noteTruncate(id)
-				}
-			}
-			return p.enc.Truncate(&p.tx, at, m, func(ev sinks.Event) error { return p.emit(ev, nil) })
-		}
-	case *walparse.LogicalMessage:
-		switch string(m.Prefix) {
-		case WatermarkPrefix:
-			if !m.Transactional() {
-				p.watermarkMsg(m)
-			}
-			return nil
-		case RequestPrefix:
-			if m.Transactional() && !p.skipTx {
-				p.requestMsg(m)
-			}
-			return nil
-		}
-		if m.Transactional() {
-			if !p.skipTx {
-				return p.emit(p.enc.Message(&p.tx, m))
-			}
-			return nil
-		}
-		if m.LSN <= p.skipThrough {
-			return nil
-		}
-		if err := p.emit(p.enc.Message(nil, m)); err != nil {
-			return err
-		}
-		// Decoded in WAL order outside any transaction: everything before it has been sent.
-		p.cur.pos = checkpoint.Position{CommitLSN: m.LSN, EndLSN: m.LSN}
-		p.flush()
-	default:
-		return fmt.Errorf("unexpected pgoutput message %s with protocol version %d", msg.Type(), protoVersion)
-	}
-	return nil
-}
-
-// emit copies an encoded event into the current batch, closing the batch when it is full.
-func (p *Pipeline) emit(ev sinks.Event, err error) error {
-	if err != nil {
-		return fmt.Errorf("encode change at %s: %w", ev.LSN, err)
-	}
-	if p.txOpen && ev.Seq < p.skipSeq {
-		return nil
-	}
-	p.cur.add(ev)
-	if len(p.cur.events) >= p.cfg.MaxBatchEvents || p.cur.bytes >= p.cfg.MaxBatchBytes {
-		p.flush()
-		if p.txOpen {
-			p.partial = partialTx{commit: p.tx.CommitLSN, seq: p.tx.Seq}
-		}
-	}
-	return nil
-}
-
-// flush hands the current batch to every sink worker, starts a new one and returns the batch's
-// sequence number.
-func (p *Pipeline) flush() uint64 {
-	seq := p.push(p.cur)
-	p.cur = newBatch()
-	return seq
 }
 
 // push hands b to every sink worker and returns its sequence number. Only one goroutine at a time
@@ -803,9 +637,6 @@ func (p *Pipeline) push(b *batch) uint64 {
 	b.refs.Store(int32(len(p.workers)))
 	seq := p.tracker.Add(b.pos, b.bytes)
 	b.seq = seq
-	if b.pos.CommitLSN != 0 {
-		p.lastRegistered = b.pos.CommitLSN
-	}
 	p.stats.events.Add(uint64(len(b.events)))
 	p.stats.bytes.Add(uint64(b.bytes))
 	p.stats.batches.Add(1)
@@ -882,7 +713,7 @@ func (p *Pipeline) logStats(stop <-chan struct{}) {
 			d := p.Durable()
 			batches, bytes := p.tracker.InFlight()
 			p.log.Info("progress",
-				zap.Uint64("events", ev), zap.Uint64("transactions", p.stats.txs.Load()),
+				zap.Uint64("events", ev), zap.Uint64("transactions", p.app.txs.Load()),
 				zap.Float64("events_per_sec", float64(ev-lastEvents)/now.Sub(last).Seconds()),
 				zap.Stringer("checkpoint_commit_lsn", d.CommitLSN), zap.Stringer("confirmed_flush_lsn", d.EndLSN),
 				zap.Int("batches_in_flight", batches), zap.Int("bytes_in_flight", bytes))

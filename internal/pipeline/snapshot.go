@@ -721,8 +721,11 @@ func (p *Pipeline) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id u
 	return nil
 }
 
-// noteKey records, for every open window of the relation, that the row with key k changed.
-func (p *Pipeline) noteKey(relID uint32, k []byte) {
+// watching reports whether a watermark window is open.
+func (p *Pipeline) watching() bool { return len(p.openRel) > 0 }
+
+// keyChanged records, for every open window of the relation, that the row with key k changed.
+func (p *Pipeline) keyChanged(relID uint32, k []byte) {
 	ws := p.openRel[relID]
 	if len(ws) == 0 {
 		return
@@ -735,7 +738,8 @@ func (p *Pipeline) noteKey(relID uint32, k []byte) {
 	p.pruneAborted(relID)
 }
 
-func (p *Pipeline) noteTruncate(relID uint32) {
+// truncated records, for every open window of the relation, that all its rows changed.
+func (p *Pipeline) truncated(relID uint32) {
 	for _, w := range p.openRel[relID] {
 		w.truncated = true
 	}
@@ -758,19 +762,16 @@ func (p *Pipeline) pruneAborted(relID uint32) {
 	p.openRel[relID] = kept
 }
 
-// watermarkMsg handles a watermark of this run: the low one opens the chunk's window, the high one
-// delivers the chunk's rows whose keys did not change inside the window, then closes it.
-func (p *Pipeline) watermarkMsg(m *walparse.LogicalMessage) {
+// watermark handles a watermark of this run: the low one opens the chunk's window, the high one
+// closes it and returns the chunk's rows whose keys did not change inside the window.
+func (p *Pipeline) watermark(m *walparse.LogicalMessage) (*batch, func(seq uint64)) {
 	var wm watermark
 	if err := json.Unmarshal(m.Content, &wm); err != nil || wm.Slot != p.src.Slot || wm.Run != p.runID {
-		return
-	}
-	if m.LSN <= p.skipThrough {
-		return // handled before a reconnect
+		return nil, nil
 	}
 	w := p.wins.get(wm.ID)
 	if w == nil {
-		return
+		return nil, nil
 	}
 	oid := w.job.table.OID
 	if !wm.High {
@@ -779,7 +780,7 @@ func (p *Pipeline) watermarkMsg(m *walparse.LogicalMessage) {
 			w.keys = make(map[string]struct{})
 			p.openRel[oid] = append(p.openRel[oid], w)
 		}
-		return
+		return nil, nil
 	}
 	rows := p.wins.take(wm.ID)
 	ws := p.openRel[oid]
@@ -793,22 +794,19 @@ func (p *Pipeline) watermarkMsg(m *walparse.LogicalMessage) {
 		delete(p.openRel, oid)
 	}
 	if rows == nil {
-		return
+		return nil, nil
 	}
 	w.keepUnchanged(rows)
-	if len(p.cur.events) > 0 {
-		p.flush()
-	}
-	rows.pos = checkpoint.Position{CommitLSN: m.LSN, EndLSN: m.LSN}
 	p.snapStats.rows.Add(int64(len(rows.events)))
-	seq := p.push(rows)
-	p.snap.mark(snapMark{seq: seq, gen: w.job.table.Gen, oid: oid, chunk: w.job.idx})
-	p.snapStats.chunks.Add(1)
-	close(w.done)
+	return rows, func(seq uint64) {
+		p.snap.mark(snapMark{seq: seq, gen: w.job.table.Gen, oid: oid, chunk: w.job.idx})
+		p.snapStats.chunks.Add(1)
+		close(w.done)
+	}
 }
 
-// requestMsg notes a snapshot request inside the open transaction; it is acted on at commit.
-func (p *Pipeline) requestMsg(m *walparse.LogicalMessage) {
+// request notes a snapshot request inside the open transaction; it is acted on at commit.
+func (p *Pipeline) request(m *walparse.LogicalMessage) {
 	var rq Request
 	if err := json.Unmarshal(m.Content, &rq); err != nil {
 		p.log.Error("snapshot request ignored: content is not {\"slot\":…,\"tables\":[…]}", zap.Error(err), zap.Stringer("lsn", m.LSN))
@@ -818,6 +816,14 @@ func (p *Pipeline) requestMsg(m *walparse.LogicalMessage) {
 		return
 	}
 	p.requests = append(p.requests, rq)
+}
+
+// committed starts the snapshots requested by a transaction that was handed over.
+func (p *Pipeline) committed(ctx context.Context, commit lsn.LSN, seq uint64, handed bool) {
+	if handed && len(p.requests) > 0 {
+		p.startRequests(ctx, commit, seq)
+	}
+	p.requests = nil
 }
 
 // startRequests plans the snapshots requested by the transaction that committed at commit, whose
@@ -1022,8 +1028,8 @@ func (p *Pipeline) pollPublication(ctx context.Context) {
 	}
 }
 
-// noteSignalRelation remembers the relation id and the "tables" column of the signal table.
-func (p *Pipeline) noteSignalRelation(m *walparse.Relation) {
+// relation remembers the relation id and the "tables" column of the signal table.
+func (p *Pipeline) relation(m *walparse.Relation) {
 	if p.cfg.Snapshot.SignalTable == "" {
 		return
 	}
@@ -1046,10 +1052,10 @@ func (p *Pipeline) noteSignalRelation(m *walparse.Relation) {
 	}
 }
 
-// signalInsert turns a row inserted into the signal table into a snapshot request of the open
+// inserted turns a row inserted into the signal table into a snapshot request of the open
 // transaction, carried out when it commits, like a request message.
-func (p *Pipeline) signalInsert(m *walparse.Insert) {
-	if p.signalCol < 0 || p.signalCol >= len(m.New.Columns) {
+func (p *Pipeline) inserted(m *walparse.Insert) {
+	if m.RelationID != p.signalRel || p.signalRel == 0 || p.signalCol < 0 || p.signalCol >= len(m.New.Columns) {
 		return
 	}
 	c := m.New.Columns[p.signalCol]
