@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/events"
@@ -54,33 +53,20 @@ type Pipeline struct {
 	app            *applier
 	tracker        *checkpoint.Tracker
 	workers        []*worker
-	ident          checkpoint.Checkpoint // identity fields of the checkpoint
-	written        lsn.LSN   // newest position received
-	serverEnd      lsn.LSN   // newest WAL end the server reported on this connection
+	written        lsn.LSN // newest position received
+	serverEnd      lsn.LSN // newest WAL end the server reported on this connection
 	statusInterval time.Duration
 	nextStatus     time.Time
 	sliceEnd       time.Time // end of the current receive slice
 	replyNow       bool
 	streaming      bool
 
-	startFrom lsn.LSN   // where streaming starts
-	exported  string    // snapshot exported by the slot creation, "" when there is none
-	runID     string    // identifies this run's watermarks
-	requests  []Request // snapshot requests of the open transaction
-	openRel   map[uint32][]*window
-	signalRel uint32 // relation id of Snapshot.SignalTable once its Relation message arrived
-	signalCol int    // index of its "tables" column, -1 when it has none
+	startFrom lsn.LSN // where streaming starts
+	exported  string  // snapshot exported by the slot creation, "" when there is none
 
-	durable   atomic.Pointer[checkpoint.Position] // newest position the store holds
-	stats     stats
-	saveMu    sync.Mutex // serializes saveCheckpoint; guards snap.tables
-	snap      snapState
-	snapStats snapStats
-	snapDone  atomic.Bool   // the snapshot list became empty after having tables
-	snapLimit *rate.Limiter // snapshot.max_rows_per_second, shared by every reader; nil: no cap
-	jobs      jobQueue
-	wins      windows
-	windowSeq atomic.Uint64
+	ck    *checkpointer
+	sn    *snapshotter
+	stats stats
 }
 
 type stats struct {
@@ -107,18 +93,17 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now,
-		runID: newRunID(), snapLimit: newRowLimit(cfg.Snapshot.MaxRowsPerSecond), openRel: map[uint32][]*window{},
-		jobs: jobQueue{wake: make(chan struct{}, 1)}, wins: windows{m: map[uint64]*window{}}}, nil
+	p := &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now}
+	p.sn = newSnapshotter(cfg, src, log, p.now)
+	p.ck = &checkpointer{store: store, snap: &p.sn.state, interval: cfg.CheckpointInterval, now: p.now, log: log, snapDone: &p.sn.done}
+	return p, nil
 }
 
 // Durable returns the newest position the checkpoint store holds (and the server may be told).
-func (p *Pipeline) Durable() checkpoint.Position {
-	if d := p.durable.Load(); d != nil {
-		return *d
-	}
-	return checkpoint.Position{}
-}
+func (p *Pipeline) Durable() checkpoint.Position { return p.ck.Durable() }
+
+// SnapshotProgress is where the snapshots being read stand. Safe for concurrent use.
+func (p *Pipeline) SnapshotProgress() SnapshotProgress { return p.sn.progress() }
 
 // Run streams until ctx ends (a clean shutdown, returning nil) or an error that reconnecting cannot
 // cure. On the way out it stops reading, lets every sink acknowledge what it holds, saves the
@@ -135,6 +120,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	defer fail(nil)
 
 	p.tracker = checkpoint.NewTracker(len(p.specs), p.Durable())
+	p.ck.tracker, p.sn.tracker = p.tracker, p.tracker
 	var wg sync.WaitGroup
 	for i, spec := range p.specs {
 		w := newWorker(i, spec, p.tracker, p.cfg.MaxWriteEvents)
@@ -150,7 +136,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	ckStop := make(chan struct{})
 	ckDone := make(chan error, 1)
 	go func() {
-		err := p.checkpointer(runCtx, ckStop)
+		err := p.ck.run(runCtx, ckStop)
 		if err != nil {
 			fail(err)
 		}
@@ -165,7 +151,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	snapLogDone := make(chan struct{})
 	go func() {
 		defer close(snapLogDone)
-		p.logSnapshotProgress(statsStop)
+		p.sn.logProgress(statsStop)
 	}()
 
 	streamErr := p.run(ctx, runCtx, fail)
@@ -311,9 +297,10 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.ident = checkpoint.Checkpoint{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, Slot: p.src.Slot}
+	p.ck.ident = checkpoint.Checkpoint{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, Slot: p.src.Slot}
 	pos := checkpoint.Position{CommitLSN: start.SkipThrough, EndLSN: start.From}
 	p.catalog = &lazyCatalog{cfg: p.src}
+	p.sn.db, p.sn.push, p.sn.catalog, p.sn.save = sys.DBName, p.push, p.catalog, p.ck.save
 	// The snapshot state is read by SnapshotProgress from other goroutines from the start.
 	tables := cp.Snapshot
 	if !found {
@@ -324,7 +311,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if !found || cp.Published == nil {
 		// A first start, or a checkpoint that predates the list: the tables published now are the
 		// ones taken into account (snapshotted below, or streamed from here on).
-		pub, err := p.publishedTables(ctx)
+		pub, err := p.sn.publishedTables(ctx)
 		if err != nil {
 			return err
 		}
@@ -338,23 +325,24 @@ func (p *Pipeline) open(ctx context.Context) error {
 			tables = snapshot.Plan(pub, start.From, uint32(p.cfg.Snapshot.ChunkPages))
 		}
 	}
-	p.saveMu.Lock()
-	p.snap.tables = tables
-	p.snap.setPublished(published)
-	p.snap.pubChanged = pubChanged
-	publishedList := p.snap.publishedList()
-	p.saveMu.Unlock()
+	st := &p.sn.state
+	st.saveMu.Lock()
+	st.tables = tables
+	st.setPublished(published)
+	st.pubChanged = pubChanged
+	publishedList := st.publishedList()
+	st.saveMu.Unlock()
 	if !found || start.Fresh {
-		cp := p.ident
+		cp := p.ck.ident
 		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), tables
 		cp.Published = publishedList
 		if err := p.store.Save(cp); err != nil {
 			return fmt.Errorf("save checkpoint: %w", err)
 		}
 	}
-	p.durable.Store(&pos)
+	p.ck.durable.Store(&pos)
 
-	p.app = &applier{tx: newTxState(start.SkipThrough), cur: newBatch(), hooks: p, handOver: p.push,
+	p.app = &applier{tx: newTxState(start.SkipThrough), cur: newBatch(), hooks: p.sn, handOver: p.push,
 		enc:       events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog),
 		maxEvents: p.cfg.MaxBatchEvents, maxBytes: p.cfg.MaxBatchBytes, endLSN: p.cfg.EndLSN}
 	if p.cfg.TransactionMarkers {
@@ -375,7 +363,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc) error {
 	initialOnly := p.cfg.Snapshot.Mode == SnapshotInitialOnly
 	if p.exported != "" {
-		if err := p.snapshotExported(ctx, runCtx, p.exported, p.pendingSnapshot()); err != nil {
+		if err := p.sn.snapshotExported(ctx, runCtx, p.exported, p.startFrom, p.sn.pendingSnapshot()); err != nil {
 			return err
 		}
 		if ctx.Err() != nil || runCtx.Err() != nil {
@@ -386,7 +374,7 @@ func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc
 			return nil
 		}
 	}
-	pending := p.pendingSnapshot()
+	pending := p.sn.pendingSnapshot()
 	if initialOnly && len(pending) == 0 {
 		p.log.Info("snapshot.mode is initial_only and no snapshot is pending: nothing to do")
 		return nil
@@ -403,16 +391,16 @@ func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc
 	}
 	if len(pending) > 0 {
 		p.log.Info("resuming snapshot while streaming", zap.Int("tables", len(pending)))
-		p.jobs.add(p.pendingJobs(ctx, pending)...)
+		p.sn.jobs.add(p.sn.pendingJobs(ctx, pending)...)
 	}
 	rctx, stop := context.WithCancel(ctx)
-	wait := p.startResnap(rctx, fail)
+	wait := p.sn.startResnap(rctx, fail)
 	var pollWG sync.WaitGroup
 	if *p.cfg.Snapshot.NewTables && !initialOnly {
 		pollWG.Add(1)
 		go func() {
 			defer pollWG.Done()
-			p.pollPublication(rctx)
+			p.sn.pollPublication(rctx)
 		}()
 	}
 	defer func() { stop(); wait(); pollWG.Wait() }()
@@ -460,7 +448,7 @@ func (p *Pipeline) stream(ctx, runCtx context.Context) error {
 	for {
 		err := p.receiveLoop(ctx, runCtx)
 		if errors.Is(err, errEndReached) {
-			if p.snapDone.Load() && p.cfg.Snapshot.Mode == SnapshotInitialOnly {
+			if p.sn.done.Load() && p.cfg.Snapshot.Mode == SnapshotInitialOnly {
 				p.log.Info("snapshot complete; snapshot.mode is initial_only: stopping")
 				return nil
 			}
@@ -511,15 +499,15 @@ func (p *Pipeline) reopen(ctx context.Context) error {
 		return err
 	}
 	conn := p.conn
-	if sys.SystemID != p.ident.SystemID {
-		return fmt.Errorf("%w: server system identifier changed from %s to %s after a reconnect", checkpoint.ErrMismatch, p.ident.SystemID, sys.SystemID)
+	if sys.SystemID != p.ck.ident.SystemID {
+		return fmt.Errorf("%w: server system identifier changed from %s to %s after a reconnect", checkpoint.ErrMismatch, p.ck.ident.SystemID, sys.SystemID)
 	}
 	slot, err := conn.SlotInfo(ctx)
 	if err != nil {
 		return err
 	}
 	d := p.Durable()
-	cp := p.ident
+	cp := p.ck.ident
 	cp.CommitLSN, cp.FlushLSN = d.CommitLSN, d.EndLSN
 	srv, err := ServerState(ctx, conn, sys, slot, cp, true)
 	if err != nil {
@@ -543,7 +531,7 @@ func (p *Pipeline) receiveLoop(ctx, runCtx context.Context) error {
 			return context.Cause(runCtx)
 		default:
 		}
-		if p.snapDone.Load() && p.cfg.Snapshot.Mode == SnapshotInitialOnly {
+		if p.sn.done.Load() && p.cfg.Snapshot.Mode == SnapshotInitialOnly {
 			return errEndReached
 		}
 		now := p.now()
@@ -645,54 +633,6 @@ func (p *Pipeline) push(b *batch) uint64 {
 		w.push(b)
 	}
 	return seq
-}
-
-// checkpointer saves the tracker's position every CheckpointInterval while it moves, and once more
-// when stopped.
-func (p *Pipeline) checkpointer(ctx context.Context, stop <-chan struct{}) error {
-	t := time.NewTicker(p.cfg.CheckpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			if err := p.saveCheckpoint(); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			// A sink failed: still record what every sink did acknowledge.
-			<-stop
-			return p.saveCheckpoint()
-		case <-stop:
-			return p.saveCheckpoint()
-		}
-	}
-}
-
-// saveCheckpoint saves the position every sink acknowledged together with the snapshot progress of
-// the same batches.
-func (p *Pipeline) saveCheckpoint() error {
-	p.saveMu.Lock()
-	defer p.saveMu.Unlock()
-	pos, seq := p.tracker.AckedSeq()
-	had := len(p.snap.tables) > 0
-	completed, changed := p.snap.apply(seq)
-	if pos == p.Durable() && !changed {
-		return nil
-	}
-	cp := p.ident
-	cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), p.snap.tables
-	cp.Published = p.snap.publishedList()
-	if err := p.store.Save(cp); err != nil {
-		return fmt.Errorf("save checkpoint: %w", err)
-	}
-	p.durable.Store(&pos)
-	for _, t := range completed {
-		p.log.Info("table snapshot complete", zap.String("table", t))
-	}
-	if had && len(p.snap.tables) == 0 {
-		p.snapDone.Store(true)
-	}
-	return nil
 }
 
 func (p *Pipeline) logStats(stop <-chan struct{}) {

@@ -52,6 +52,50 @@ type watermark struct {
 	High bool   `json:"high"`
 }
 
+// snapshotter reads table snapshots: the initial one inside the snapshot the slot's creation
+// exported, and chunks read between watermarks while streaming (a resumed snapshot, requests, tables
+// that join the publication). It owns the snapshot progress, the watermark windows, the chunk queue
+// and its readers, and learns from the stream through the streamHooks it implements.
+type snapshotter struct {
+	cfg                                        SnapshotConfig
+	src                                        replication.Config
+	log                                        *zap.Logger
+	now                                        func() time.Time
+	limit                                      *rate.Limiter // cfg.MaxRowsPerSecond, shared by every reader; nil: no cap
+	runID                                      string        // identifies this run's watermarks
+	maxBatchEvents, maxBatchBytes, maxInFlight int
+	reconnectMin, reconnectMax                 time.Duration
+
+	// Set by the pipeline before the first read.
+	db      string              // the database's name, for the events
+	tracker *checkpoint.Tracker // in-flight bound and acknowledgements
+	push    func(*batch) uint64 // hands a batch to the sinks
+	catalog *lazyCatalog        // catalog queries
+	save    func() error        // saves the checkpoint now
+
+	// The replication goroutine's (streamHooks).
+	requests  []Request // snapshot requests of the open transaction
+	openRel   map[uint32][]*window
+	signalRel uint32 // relation id of cfg.SignalTable once its Relation message arrived
+	signalCol int    // index of its "tables" column, -1 when it has none
+
+	state     snapState
+	stats     snapStats
+	done      atomic.Bool // the snapshot list became empty after having tables
+	jobs      jobQueue
+	wins      windows
+	windowSeq atomic.Uint64
+}
+
+var _ streamHooks = (*snapshotter)(nil)
+
+func newSnapshotter(cfg Config, src replication.Config, log *zap.Logger, now func() time.Time) *snapshotter {
+	return &snapshotter{cfg: cfg.Snapshot, src: src, log: log, now: now, limit: newRowLimit(cfg.Snapshot.MaxRowsPerSecond),
+		runID: newRunID(), maxBatchEvents: cfg.MaxBatchEvents, maxBatchBytes: cfg.MaxBatchBytes, maxInFlight: cfg.MaxInFlightBytes,
+		reconnectMin: cfg.ReconnectMin, reconnectMax: cfg.ReconnectMax,
+		openRel: map[uint32][]*window{}, jobs: jobQueue{wake: make(chan struct{}, 1)}, wins: windows{m: map[uint64]*window{}}}
+}
+
 // chunkJob is one chunk of a table snapshot to read.
 type chunkJob struct {
 	table *checkpoint.TableSnapshot // the plan; read only (its Done is not consulted)
@@ -69,11 +113,14 @@ type snapMark struct {
 }
 
 // snapState is the snapshot progress: the marks waiting for acknowledgement and the durable list the
-// checkpoint holds. marks is shared by the producer and the checkpointer; tables belongs to
-// saveCheckpoint (under Pipeline.saveMu).
+// checkpoint holds. marks is shared by the producers and the checkpointer under marksMu; tables,
+// published and pubChanged are guarded by saveMu, which the checkpointer holds across a save so
+// that the list and the position are written together.
 type snapState struct {
-	mu     sync.Mutex
-	marks  []snapMark
+	marksMu sync.Mutex
+	marks   []snapMark
+
+	saveMu sync.Mutex
 	tables []checkpoint.TableSnapshot
 	// published holds the OIDs of the publication's tables taken into account (see
 	// checkpoint.Checkpoint.Published); nil when not known. pubChanged asks for a save.
@@ -102,22 +149,22 @@ func (s *snapState) setPublished(oids []uint32) {
 }
 
 func (s *snapState) mark(m snapMark) {
-	s.mu.Lock()
+	s.marksMu.Lock()
 	s.marks = append(s.marks, m)
-	s.mu.Unlock()
+	s.marksMu.Unlock()
 }
 
 // apply moves the marks of batches up to seq into tables, and reports the tables completed (nil when
-// nothing changed, with changed false).
+// nothing changed, with changed false). The caller holds saveMu.
 func (s *snapState) apply(seq uint64) (completed []string, changed bool) {
-	s.mu.Lock()
+	s.marksMu.Lock()
 	n := 0
 	for n < len(s.marks) && s.marks[n].seq <= seq {
 		n++
 	}
 	ready := append([]snapMark(nil), s.marks[:n]...)
 	s.marks = append(s.marks[:0], s.marks[n:]...)
-	s.mu.Unlock()
+	s.marksMu.Unlock()
 	changed = s.pubChanged
 	s.pubChanged = false
 	for _, m := range ready {
@@ -305,25 +352,25 @@ func newRunID() string {
 }
 
 // publishedTables lists the tables of the publication.
-func (p *Pipeline) publishedTables(ctx context.Context) ([]snapshot.Table, error) {
-	conn, err := p.catalog.pg(ctx)
+func (sn *snapshotter) publishedTables(ctx context.Context) ([]snapshot.Table, error) {
+	conn, err := sn.catalog.pg(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tables, err := snapshot.ListTables(ctx, conn, p.src.Publication)
+	tables, err := snapshot.ListTables(ctx, conn, sn.src.Publication)
 	if err != nil {
-		return nil, fmt.Errorf("list the tables of publication %s: %w", p.src.Publication, err)
+		return nil, fmt.Errorf("list the tables of publication %s: %w", sn.src.Publication, err)
 	}
 	return tables, nil
 }
 
 // pendingJobs returns a job for every chunk not done of the given tables, in table order, and
 // counts them in the progress statistics.
-func (p *Pipeline) pendingJobs(ctx context.Context, tables []checkpoint.TableSnapshot) []chunkJob {
+func (sn *snapshotter) pendingJobs(ctx context.Context, tables []checkpoint.TableSnapshot) []chunkJob {
 	// pg_class.reltuples of the published tables, for the estimate of the time left; unknown
 	// (0) when the listing fails or the table left the publication.
 	reltuples := map[uint32]float64{}
-	if pub, err := p.publishedTables(ctx); err == nil {
+	if pub, err := sn.publishedTables(ctx); err == nil {
 		for _, t := range pub {
 			reltuples[t.OID] = t.Rows
 		}
@@ -340,10 +387,10 @@ func (p *Pipeline) pendingJobs(ctx context.Context, tables []checkpoint.TableSna
 			est += rows * float64(len(pending)) / float64(t.Chunks())
 		}
 	}
-	st := &p.snapStats
+	st := &sn.stats
 	if st.chunks.Load() >= st.totalChunks.Load() && st.active.Load() == 0 {
 		// A new snapshot after an idle time: its rate and estimate start now.
-		st.started.Store(p.now().UnixNano())
+		st.started.Store(sn.now().UnixNano())
 		st.rowsAtStart.Store(st.rows.Load())
 		st.estRows.Store(st.rows.Load())
 	}
@@ -379,14 +426,14 @@ func (pt *pubTables) lookup(ctx context.Context, conn *pgconn.PgConn, oid uint32
 // point, so that the stream from there on adds every later change exactly once. It returns once
 // every sink holds every row and the checkpoint records the snapshot complete, or on shutdown (nil)
 // or failure.
-func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, tables []checkpoint.TableSnapshot) error {
-	jobs := p.pendingJobs(ctx, tables)
+func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string, startFrom lsn.LSN, tables []checkpoint.TableSnapshot) error {
+	jobs := sn.pendingJobs(ctx, tables)
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(runCtx, func() { cancel(context.Cause(runCtx)) })
 	defer stop()
 
-	n := max(1, min(p.cfg.Snapshot.Workers, len(jobs)))
+	n := max(1, min(sn.cfg.Workers, len(jobs)))
 	conns := make([]*pgconn.PgConn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -394,7 +441,7 @@ func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, ta
 		}
 	}()
 	for range n {
-		c, err := replication.NewSQLConn(wctx, p.src)
+		c, err := replication.NewSQLConn(wctx, sn.src)
 		if err != nil {
 			return fmt.Errorf("open snapshot connection: %w", err)
 		}
@@ -403,10 +450,10 @@ func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, ta
 			return fmt.Errorf("import the slot's exported snapshot %s: %w (the replication connection that exported it must stay open; restart pgstream to resume the snapshot while streaming)", name, err)
 		}
 	}
-	p.log.Info("snapshot started", zap.Int("tables", len(tables)), zap.Int("chunks", len(jobs)),
-		zap.Int("workers", n), zap.Stringer("consistent_point", p.startFrom), zap.String("exported_snapshot", name))
-	p.snapStats.active.Add(1)
-	defer p.snapStats.active.Add(-1)
+	sn.log.Info("snapshot started", zap.Int("tables", len(tables)), zap.Int("chunks", len(jobs)),
+		zap.Int("workers", n), zap.Stringer("consistent_point", startFrom), zap.String("exported_snapshot", name))
+	sn.stats.active.Add(1)
+	defer sn.stats.active.Add(-1)
 
 	type item struct {
 		b    *batch
@@ -416,13 +463,13 @@ func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, ta
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr atomic.Pointer[error]
-	maxEvents, maxBytes := p.cfg.MaxBatchEvents, p.cfg.MaxBatchBytes
+	maxEvents, maxBytes := sn.maxBatchEvents, sn.maxBatchBytes
 	for _, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := snapshot.NewReader(c, p.ident.Database, p.now)
-			pt := &pubTables{publication: p.src.Publication}
+			r := snapshot.NewReader(c, sn.db, sn.now)
+			pt := &pubTables{publication: sn.src.Publication}
 			send := func(it item) bool {
 				select {
 				case items <- it:
@@ -438,7 +485,7 @@ func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, ta
 					return
 				}
 				j := &jobs[i]
-				err := p.readChunk(wctx, c, r, pt, *j, func(full *batch) bool { return send(item{b: full}) }, maxEvents, maxBytes,
+				err := sn.readChunk(wctx, c, r, pt, *j, func(full *batch) bool { return send(item{b: full}) }, maxEvents, maxBytes,
 					func(last *batch) bool { return send(item{b: last, done: j}) })
 				if err != nil {
 					if wctx.Err() == nil {
@@ -455,16 +502,16 @@ func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, ta
 
 	var lastSeq uint64
 	for it := range items {
-		if !p.waitInFlight(wctx) {
+		if !sn.waitInFlight(wctx) {
 			discard(it.b)
 			continue
 		}
-		p.snapStats.rows.Add(int64(len(it.b.events)))
-		seq := p.push(it.b)
+		sn.stats.rows.Add(int64(len(it.b.events)))
+		seq := sn.push(it.b)
 		lastSeq = seq
 		if it.done != nil {
-			p.snap.mark(snapMark{seq: seq, gen: it.done.table.Gen, oid: it.done.table.OID, chunk: it.done.idx})
-			p.snapStats.chunks.Add(1)
+			sn.state.mark(snapMark{seq: seq, gen: it.done.table.Gen, oid: it.done.table.OID, chunk: it.done.idx})
+			sn.stats.chunks.Add(1)
 		}
 	}
 	if e := firstErr.Load(); e != nil {
@@ -475,38 +522,38 @@ func (p *Pipeline) snapshotExported(ctx, runCtx context.Context, name string, ta
 	}
 	// Every chunk is handed over: wait until every sink holds them and the checkpoint says so.
 	for {
-		if _, seq := p.tracker.AckedSeq(); seq >= lastSeq {
+		if _, seq := sn.tracker.AckedSeq(); seq >= lastSeq {
 			break
 		}
 		select {
-		case <-p.tracker.Changed():
+		case <-sn.tracker.Changed():
 		case <-ctx.Done():
 			return nil
 		case <-runCtx.Done():
 			return nil
 		}
 	}
-	if err := p.saveCheckpoint(); err != nil {
+	if err := sn.save(); err != nil {
 		return err
 	}
 	for _, c := range conns {
 		_, _ = replication.Value(ctx, c, "COMMIT")
 	}
-	p.log.Info("snapshot complete", zap.Int64("rows", p.snapStats.rows.Load()), zap.Int("chunks", len(jobs)))
+	sn.log.Info("snapshot complete", zap.Int64("rows", sn.stats.rows.Load()), zap.Int("chunks", len(jobs)))
 	return nil
 }
 
 // waitInFlight waits until the bytes in flight are below the bound; false when ctx ended first.
-func (p *Pipeline) waitInFlight(ctx context.Context) bool {
+func (sn *snapshotter) waitInFlight(ctx context.Context) bool {
 	for {
 		if ctx.Err() != nil {
 			return false
 		}
-		if _, inflight := p.tracker.InFlight(); inflight < p.cfg.MaxInFlightBytes {
+		if _, inflight := sn.tracker.InFlight(); inflight < sn.maxInFlight {
 			return true
 		}
 		select {
-		case <-p.tracker.Changed():
+		case <-sn.tracker.Changed():
 		case <-ctx.Done():
 		}
 	}
@@ -527,7 +574,7 @@ func newRowLimit(perSecond int) *rate.Limiter {
 // readChunk reads one chunk on c, in whatever transaction c has open. Full batches go to full
 // (when maxEvents > 0) and the rest, possibly empty, to last; either returning false stops the
 // read. A table that no longer exists reads as empty.
-func (p *Pipeline) readChunk(ctx context.Context, c *pgconn.PgConn, r *snapshot.Reader, pt *pubTables, j chunkJob,
+func (sn *snapshotter) readChunk(ctx context.Context, c *pgconn.PgConn, r *snapshot.Reader, pt *pubTables, j chunkJob,
 	full func(*batch) bool, maxEvents, maxBytes int, last func(*batch) bool) error {
 	pub, err := pt.lookup(ctx, c, j.table.OID)
 	if err != nil {
@@ -537,9 +584,9 @@ func (p *Pipeline) readChunk(ctx context.Context, c *pgconn.PgConn, r *snapshot.
 	stopped := errors.New("stopped")
 	unpaced := 0 // rows read and not yet paced by the row rate limit
 	_, err = r.ReadChunk(ctx, j.table, pub.Columns, pub.RowFilter, j.idx, func(ev sinks.Event) error {
-		if p.snapLimit != nil {
+		if sn.limit != nil {
 			if unpaced++; unpaced == paceRows {
-				if err := p.snapLimit.WaitN(ctx, unpaced); err != nil {
+				if err := sn.limit.WaitN(ctx, unpaced); err != nil {
 					return err
 				}
 				unpaced = 0
@@ -555,13 +602,13 @@ func (p *Pipeline) readChunk(ctx context.Context, c *pgconn.PgConn, r *snapshot.
 		return nil
 	})
 	if errors.Is(err, snapshot.ErrTableGone) {
-		p.log.Warn("table dropped during its snapshot; nothing left to read", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx))
+		sn.log.Warn("table dropped during its snapshot; nothing left to read", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx))
 		discard(b)
 		b = newBatch()
 		err = nil
 	}
-	if err == nil && p.snapLimit != nil && unpaced > 0 {
-		err = p.snapLimit.WaitN(ctx, unpaced)
+	if err == nil && sn.limit != nil && unpaced > 0 {
+		err = sn.limit.WaitN(ctx, unpaced)
 	}
 	if err != nil {
 		if !errors.Is(err, stopped) {
@@ -577,13 +624,13 @@ func (p *Pipeline) readChunk(ctx context.Context, c *pgconn.PgConn, r *snapshot.
 
 // startResnap starts the readers of chunks while streaming (resumed and online snapshots). They
 // stop when ctx ends; wait waits for them.
-func (p *Pipeline) startResnap(ctx context.Context, fail context.CancelCauseFunc) (wait func()) {
+func (sn *snapshotter) startResnap(ctx context.Context, fail context.CancelCauseFunc) (wait func()) {
 	var wg sync.WaitGroup
-	for i := range p.cfg.Snapshot.Workers {
+	for i := range sn.cfg.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.resnapWorker(ctx, i); err != nil {
+			if err := sn.resnapWorker(ctx, i); err != nil {
 				fail(err)
 			}
 		}()
@@ -593,31 +640,31 @@ func (p *Pipeline) startResnap(ctx context.Context, fail context.CancelCauseFunc
 
 // resnapWorker reads queued chunks one at a time between watermarks, retrying a failed chunk with
 // backoff on a new connection.
-func (p *Pipeline) resnapWorker(ctx context.Context, worker int) error {
+func (sn *snapshotter) resnapWorker(ctx context.Context, worker int) error {
 	var conn *pgconn.PgConn
 	var r *snapshot.Reader
-	pt := &pubTables{publication: p.src.Publication}
+	pt := &pubTables{publication: sn.src.Publication}
 	defer func() { closeSQL(conn) }()
 	for {
-		j, ok := p.jobs.next(ctx)
+		j, ok := sn.jobs.next(ctx)
 		if !ok {
 			return nil
 		}
-		backoff := p.cfg.ReconnectMin
+		backoff := sn.reconnectMin
 		for attempt := 1; ; attempt++ {
 			if conn == nil || conn.IsClosed() {
-				c, err := replication.NewSQLConn(ctx, p.src)
+				c, err := replication.NewSQLConn(ctx, sn.src)
 				if err == nil {
-					conn, r, pt.byOID = c, snapshot.NewReader(c, p.ident.Database, p.now), nil
+					conn, r, pt.byOID = c, snapshot.NewReader(c, sn.db, sn.now), nil
 				} else if ctx.Err() != nil {
 					return nil
 				} else {
-					p.log.Warn("snapshot connection failed", zap.Error(err))
+					sn.log.Warn("snapshot connection failed", zap.Error(err))
 				}
 			}
 			var err error
 			if conn != nil && !conn.IsClosed() {
-				if err = p.readWindow(ctx, conn, r, pt, j); err == nil {
+				if err = sn.readWindow(ctx, conn, r, pt, j); err == nil {
 					break
 				}
 			}
@@ -627,7 +674,7 @@ func (p *Pipeline) resnapWorker(ctx context.Context, worker int) error {
 			if attempt >= 5 {
 				return fmt.Errorf("snapshot of %s, chunk %d: giving up after %d attempts: %w", j.table.Name(), j.idx, attempt, err)
 			}
-			p.log.Warn("snapshot chunk failed; retrying", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx),
+			sn.log.Warn("snapshot chunk failed; retrying", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx),
 				zap.Int("worker", worker), zap.Error(err), zap.Duration("backoff", backoff))
 			if conn != nil {
 				_, _ = replication.Value(ctx, conn, "ROLLBACK")
@@ -637,23 +684,23 @@ func (p *Pipeline) resnapWorker(ctx context.Context, worker int) error {
 				return nil
 			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, p.cfg.ReconnectMax)
+			backoff = min(backoff*2, sn.reconnectMax)
 		}
 	}
 }
 
 // readWindow reads one chunk between a low and a high watermark and waits until the replication
 // goroutine has handed its rows to the sinks.
-func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snapshot.Reader, pt *pubTables, j chunkJob) error {
-	w := &window{id: p.windowSeq.Add(1), job: j, done: make(chan struct{})}
-	p.wins.put(w)
+func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snapshot.Reader, pt *pubTables, j chunkJob) error {
+	w := &window{id: sn.windowSeq.Add(1), job: j, done: make(chan struct{})}
+	sn.wins.put(w)
 	ok := false
 	defer func() {
 		if !ok {
-			p.wins.abort(w.id)
+			sn.wins.abort(w.id)
 		}
 	}()
-	if err := p.writeWatermark(ctx, conn, w.id, false); err != nil {
+	if err := sn.writeWatermark(ctx, conn, w.id, false); err != nil {
 		return err
 	}
 	// A transaction whose commit record precedes the low watermark may not be visible yet when the
@@ -689,7 +736,7 @@ func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snaps
 		}
 	}
 	var rows *batch
-	err = p.readChunk(ctx, conn, r, pt, j, nil, 0, 0, func(b *batch) bool { rows = b; return true })
+	err = sn.readChunk(ctx, conn, r, pt, j, nil, 0, 0, func(b *batch) bool { rows = b; return true })
 	if err != nil {
 		return err
 	}
@@ -697,11 +744,11 @@ func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snaps
 		discard(rows)
 		return fmt.Errorf("end chunk read: %w", err)
 	}
-	if !p.wins.setRows(w.id, rows) {
+	if !sn.wins.setRows(w.id, rows) {
 		discard(rows)
 		return errors.New("watermark window lost")
 	}
-	if err := p.writeWatermark(ctx, conn, w.id, true); err != nil {
+	if err := sn.writeWatermark(ctx, conn, w.id, true); err != nil {
 		return err
 	}
 	ok = true
@@ -713,8 +760,8 @@ func (p *Pipeline) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snaps
 	}
 }
 
-func (p *Pipeline) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id uint64, high bool) error {
-	content, _ := json.Marshal(watermark{Slot: p.src.Slot, Run: p.runID, ID: id, High: high})
+func (sn *snapshotter) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id uint64, high bool) error {
+	content, _ := json.Marshal(watermark{Slot: sn.src.Slot, Run: sn.runID, ID: id, High: high})
 	if _, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(false, $1, $2)::text", WatermarkPrefix, string(content)); err != nil {
 		return fmt.Errorf("write watermark: %w", err)
 	}
@@ -722,11 +769,11 @@ func (p *Pipeline) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id u
 }
 
 // watching reports whether a watermark window is open.
-func (p *Pipeline) watching() bool { return len(p.openRel) > 0 }
+func (sn *snapshotter) watching() bool { return len(sn.openRel) > 0 }
 
 // keyChanged records, for every open window of the relation, that the row with key k changed.
-func (p *Pipeline) keyChanged(relID uint32, k []byte) {
-	ws := p.openRel[relID]
+func (sn *snapshotter) keyChanged(relID uint32, k []byte) {
+	ws := sn.openRel[relID]
 	if len(ws) == 0 {
 		return
 	}
@@ -735,19 +782,19 @@ func (p *Pipeline) keyChanged(relID uint32, k []byte) {
 			w.keys[string(k)] = struct{}{}
 		}
 	}
-	p.pruneAborted(relID)
+	sn.pruneAborted(relID)
 }
 
 // truncated records, for every open window of the relation, that all its rows changed.
-func (p *Pipeline) truncated(relID uint32) {
-	for _, w := range p.openRel[relID] {
+func (sn *snapshotter) truncated(relID uint32) {
+	for _, w := range sn.openRel[relID] {
 		w.truncated = true
 	}
-	p.pruneAborted(relID)
+	sn.pruneAborted(relID)
 }
 
-func (p *Pipeline) pruneAborted(relID uint32) {
-	ws := p.openRel[relID]
+func (sn *snapshotter) pruneAborted(relID uint32) {
+	ws := sn.openRel[relID]
 	kept := ws[:0]
 	for _, w := range ws {
 		if !w.aborted.Load() {
@@ -756,20 +803,20 @@ func (p *Pipeline) pruneAborted(relID uint32) {
 	}
 	clear(ws[len(kept):])
 	if len(kept) == 0 {
-		delete(p.openRel, relID)
+		delete(sn.openRel, relID)
 		return
 	}
-	p.openRel[relID] = kept
+	sn.openRel[relID] = kept
 }
 
 // watermark handles a watermark of this run: the low one opens the chunk's window, the high one
 // closes it and returns the chunk's rows whose keys did not change inside the window.
-func (p *Pipeline) watermark(m *walparse.LogicalMessage) (*batch, func(seq uint64)) {
+func (sn *snapshotter) watermark(m *walparse.LogicalMessage) (*batch, func(seq uint64)) {
 	var wm watermark
-	if err := json.Unmarshal(m.Content, &wm); err != nil || wm.Slot != p.src.Slot || wm.Run != p.runID {
+	if err := json.Unmarshal(m.Content, &wm); err != nil || wm.Slot != sn.src.Slot || wm.Run != sn.runID {
 		return nil, nil
 	}
-	w := p.wins.get(wm.ID)
+	w := sn.wins.get(wm.ID)
 	if w == nil {
 		return nil, nil
 	}
@@ -778,81 +825,81 @@ func (p *Pipeline) watermark(m *walparse.LogicalMessage) (*batch, func(seq uint6
 		if !w.open {
 			w.open = true
 			w.keys = make(map[string]struct{})
-			p.openRel[oid] = append(p.openRel[oid], w)
+			sn.openRel[oid] = append(sn.openRel[oid], w)
 		}
 		return nil, nil
 	}
-	rows := p.wins.take(wm.ID)
-	ws := p.openRel[oid]
+	rows := sn.wins.take(wm.ID)
+	ws := sn.openRel[oid]
 	for i, o := range ws {
 		if o == w {
-			p.openRel[oid] = append(ws[:i], ws[i+1:]...)
+			sn.openRel[oid] = append(ws[:i], ws[i+1:]...)
 			break
 		}
 	}
-	if len(p.openRel[oid]) == 0 {
-		delete(p.openRel, oid)
+	if len(sn.openRel[oid]) == 0 {
+		delete(sn.openRel, oid)
 	}
 	if rows == nil {
 		return nil, nil
 	}
 	w.keepUnchanged(rows)
-	p.snapStats.rows.Add(int64(len(rows.events)))
+	sn.stats.rows.Add(int64(len(rows.events)))
 	return rows, func(seq uint64) {
-		p.snap.mark(snapMark{seq: seq, gen: w.job.table.Gen, oid: oid, chunk: w.job.idx})
-		p.snapStats.chunks.Add(1)
+		sn.state.mark(snapMark{seq: seq, gen: w.job.table.Gen, oid: oid, chunk: w.job.idx})
+		sn.stats.chunks.Add(1)
 		close(w.done)
 	}
 }
 
 // request notes a snapshot request inside the open transaction; it is acted on at commit.
-func (p *Pipeline) request(m *walparse.LogicalMessage) {
+func (sn *snapshotter) request(m *walparse.LogicalMessage) {
 	var rq Request
 	if err := json.Unmarshal(m.Content, &rq); err != nil {
-		p.log.Error("snapshot request ignored: content is not {\"slot\":…,\"tables\":[…]}", zap.Error(err), zap.Stringer("lsn", m.LSN))
+		sn.log.Error("snapshot request ignored: content is not {\"slot\":…,\"tables\":[…]}", zap.Error(err), zap.Stringer("lsn", m.LSN))
 		return
 	}
-	if rq.Slot != "" && rq.Slot != p.src.Slot {
+	if rq.Slot != "" && rq.Slot != sn.src.Slot {
 		return
 	}
-	p.requests = append(p.requests, rq)
+	sn.requests = append(sn.requests, rq)
 }
 
 // committed starts the snapshots requested by a transaction that was handed over.
-func (p *Pipeline) committed(ctx context.Context, commit lsn.LSN, seq uint64, handed bool) {
-	if handed && len(p.requests) > 0 {
-		p.startRequests(ctx, commit, seq)
+func (sn *snapshotter) committed(ctx context.Context, commit lsn.LSN, seq uint64, handed bool) {
+	if handed && len(sn.requests) > 0 {
+		sn.startRequests(ctx, commit, seq)
 	}
-	p.requests = nil
+	sn.requests = nil
 }
 
 // startRequests plans the snapshots requested by the transaction that committed at commit, whose
 // batch is seq: the tables join the durable snapshot list with that batch, and their chunks are
 // queued for the readers.
-func (p *Pipeline) startRequests(ctx context.Context, commit lsn.LSN, seq uint64) {
-	reqs := p.requests
-	p.requests = nil
+func (sn *snapshotter) startRequests(ctx context.Context, commit lsn.LSN, seq uint64) {
+	reqs := sn.requests
+	sn.requests = nil
 	for _, rq := range reqs {
-		conn, err := p.catalog.pg(ctx)
+		conn, err := sn.catalog.pg(ctx)
 		var tables []snapshot.Table
 		if err == nil {
-			tables, err = snapshot.LookupTables(ctx, conn, p.src.Publication, rq.Tables)
+			tables, err = snapshot.LookupTables(ctx, conn, sn.src.Publication, rq.Tables)
 		}
 		if err != nil {
-			p.log.Error("snapshot request ignored", zap.Strings("tables", rq.Tables), zap.Stringer("commit_lsn", commit), zap.Error(err))
+			sn.log.Error("snapshot request ignored", zap.Strings("tables", rq.Tables), zap.Stringer("commit_lsn", commit), zap.Error(err))
 			continue
 		}
-		plans := snapshot.Plan(tables, commit, uint32(p.cfg.Snapshot.ChunkPages))
+		plans := snapshot.Plan(tables, commit, uint32(sn.cfg.ChunkPages))
 		for i := range plans {
-			p.snap.mark(snapMark{seq: seq, add: &plans[i]})
+			sn.state.mark(snapMark{seq: seq, add: &plans[i]})
 		}
-		jobs := p.pendingJobs(ctx, plans)
-		p.jobs.add(jobs...)
+		jobs := sn.pendingJobs(ctx, plans)
+		sn.jobs.add(jobs...)
 		names := make([]string, len(plans))
 		for i := range plans {
 			names[i] = plans[i].Name()
 		}
-		p.log.Info("snapshot requested", zap.Strings("tables", names), zap.Stringer("generation", commit), zap.Int("chunks", len(jobs)))
+		sn.log.Info("snapshot requested", zap.Strings("tables", names), zap.Stringer("generation", commit), zap.Int("chunks", len(jobs)))
 	}
 }
 
@@ -867,16 +914,16 @@ type SnapshotProgress struct {
 	TablesPending int           // tables whose snapshot the checkpoint lists as unfinished
 }
 
-// SnapshotProgress returns the progress of the snapshots being read. Safe for concurrent use.
-func (p *Pipeline) SnapshotProgress() SnapshotProgress {
-	st := &p.snapStats
-	pr := SnapshotProgress{ChunksDone: st.chunks.Load(), Chunks: st.totalChunks.Load(), Rows: st.rows.Load(), TablesPending: p.pendingTables()}
+// progress returns the progress of the snapshots being read. Safe for concurrent use.
+func (sn *snapshotter) progress() SnapshotProgress {
+	st := &sn.stats
+	pr := SnapshotProgress{ChunksDone: st.chunks.Load(), Chunks: st.totalChunks.Load(), Rows: st.rows.Load(), TablesPending: sn.pendingTables()}
 	pr.Active = pr.Chunks > 0 && (pr.ChunksDone < pr.Chunks || st.active.Load() > 0)
 	started := st.started.Load()
 	if started == 0 || pr.Rows == 0 {
 		return pr
 	}
-	elapsed := p.now().Sub(time.Unix(0, started)).Seconds()
+	elapsed := sn.now().Sub(time.Unix(0, started)).Seconds()
 	if elapsed <= 0 {
 		return pr
 	}
@@ -898,21 +945,21 @@ func (p *Pipeline) SnapshotProgress() SnapshotProgress {
 }
 
 // logSnapshotProgress logs snapshot progress every Snapshot.ProgressInterval while a snapshot runs.
-func (p *Pipeline) logSnapshotProgress(stop <-chan struct{}) {
-	if p.cfg.Snapshot.ProgressInterval < 0 {
+func (sn *snapshotter) logProgress(stop <-chan struct{}) {
+	if sn.cfg.ProgressInterval < 0 {
 		<-stop
 		return
 	}
-	t := time.NewTicker(p.cfg.Snapshot.ProgressInterval)
+	t := time.NewTicker(sn.cfg.ProgressInterval)
 	defer t.Stop()
 	var lastRows int64
-	last := p.now()
+	last := sn.now()
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			pr := p.SnapshotProgress()
+			pr := sn.progress()
 			if !pr.Active {
 				lastRows, last = pr.Rows, now
 				continue
@@ -922,27 +969,27 @@ func (p *Pipeline) logSnapshotProgress(stop <-chan struct{}) {
 			if pr.ETA > 0 {
 				fields = append(fields, zap.Duration("eta", pr.ETA))
 			}
-			p.log.Info("snapshot progress", fields...)
+			sn.log.Info("snapshot progress", fields...)
 			lastRows, last = pr.Rows, now
 		}
 	}
 }
 
 // pendingSnapshot returns a copy of the durable list of unfinished table snapshots.
-func (p *Pipeline) pendingSnapshot() []checkpoint.TableSnapshot {
-	p.saveMu.Lock()
-	defer p.saveMu.Unlock()
-	out := make([]checkpoint.TableSnapshot, len(p.snap.tables))
-	for i := range p.snap.tables {
-		out[i] = p.snap.tables[i].Clone()
+func (sn *snapshotter) pendingSnapshot() []checkpoint.TableSnapshot {
+	sn.state.saveMu.Lock()
+	defer sn.state.saveMu.Unlock()
+	out := make([]checkpoint.TableSnapshot, len(sn.state.tables))
+	for i := range sn.state.tables {
+		out[i] = sn.state.tables[i].Clone()
 	}
 	return out
 }
 
-func (p *Pipeline) pendingTables() int {
-	p.saveMu.Lock()
-	defer p.saveMu.Unlock()
-	return len(p.snap.tables)
+func (sn *snapshotter) pendingTables() int {
+	sn.state.saveMu.Lock()
+	defer sn.state.saveMu.Unlock()
+	return len(sn.state.tables)
 }
 
 // closeSQL closes an ordinary connection (nil is fine), waiting at most 5s for a polite goodbye.
@@ -959,11 +1006,11 @@ func closeSQL(conn *pgconn.PgConn) {
 // it is snapshotted through a request written into the WAL, exactly like `pgstream snapshot`: the
 // request reaches the checkpoint with its transaction, so it survives a crash. A table that left it
 // is forgotten, so that adding it again snapshots it again. Failures are logged and retried.
-func (p *Pipeline) pollPublication(ctx context.Context) {
+func (sn *snapshotter) pollPublication(ctx context.Context) {
 	var conn *pgconn.PgConn
 	defer func() { closeSQL(conn) }()
 	requested := map[uint32]bool{}
-	t := time.NewTicker(p.cfg.Snapshot.PollInterval)
+	t := time.NewTicker(sn.cfg.PollInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -972,40 +1019,40 @@ func (p *Pipeline) pollPublication(ctx context.Context) {
 		case <-t.C:
 		}
 		if conn == nil || conn.IsClosed() {
-			c, err := replication.NewSQLConn(ctx, p.src)
+			c, err := replication.NewSQLConn(ctx, sn.src)
 			if err != nil {
 				if ctx.Err() == nil {
-					p.log.Warn("list publication tables: connect failed", zap.Error(err))
+					sn.log.Warn("list publication tables: connect failed", zap.Error(err))
 				}
 				continue
 			}
 			conn = c
 		}
-		tables, err := snapshot.ListTables(ctx, conn, p.src.Publication)
+		tables, err := snapshot.ListTables(ctx, conn, sn.src.Publication)
 		if err != nil {
 			if ctx.Err() == nil {
-				p.log.Warn("list publication tables failed", zap.String("publication", p.src.Publication), zap.Error(err))
+				sn.log.Warn("list publication tables failed", zap.String("publication", sn.src.Publication), zap.Error(err))
 			}
 			continue
 		}
 		var added []string
 		var addedOIDs []uint32
-		p.saveMu.Lock()
+		sn.state.saveMu.Lock()
 		current := make(map[uint32]bool, len(tables))
 		for _, tb := range tables {
 			current[tb.OID] = true
-			if !p.snap.published[tb.OID] && !requested[tb.OID] {
+			if !sn.state.published[tb.OID] && !requested[tb.OID] {
 				added = append(added, tb.Schema+"."+tb.Name)
 				addedOIDs = append(addedOIDs, tb.OID)
 			}
 		}
-		for oid := range p.snap.published {
+		for oid := range sn.state.published {
 			if !current[oid] {
-				delete(p.snap.published, oid)
-				p.snap.pubChanged = true
+				delete(sn.state.published, oid)
+				sn.state.pubChanged = true
 			}
 		}
-		p.saveMu.Unlock()
+		sn.state.saveMu.Unlock()
 		for oid := range requested {
 			if !current[oid] {
 				delete(requested, oid)
@@ -1014,53 +1061,53 @@ func (p *Pipeline) pollPublication(ctx context.Context) {
 		if len(added) == 0 {
 			continue
 		}
-		content, _ := json.Marshal(Request{Slot: p.src.Slot, Tables: added})
+		content, _ := json.Marshal(Request{Slot: sn.src.Slot, Tables: added})
 		if _, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", RequestPrefix, string(content)); err != nil {
 			if ctx.Err() == nil {
-				p.log.Warn("request snapshot of new tables failed", zap.Strings("tables", added), zap.Error(err))
+				sn.log.Warn("request snapshot of new tables failed", zap.Strings("tables", added), zap.Error(err))
 			}
 			continue
 		}
 		for _, oid := range addedOIDs {
 			requested[oid] = true
 		}
-		p.log.Info("tables joined the publication; snapshotting them while streaming", zap.Strings("tables", added))
+		sn.log.Info("tables joined the publication; snapshotting them while streaming", zap.Strings("tables", added))
 	}
 }
 
 // relation remembers the relation id and the "tables" column of the signal table.
-func (p *Pipeline) relation(m *walparse.Relation) {
-	if p.cfg.Snapshot.SignalTable == "" {
+func (sn *snapshotter) relation(m *walparse.Relation) {
+	if sn.cfg.SignalTable == "" {
 		return
 	}
-	schema, table, _ := replication.SplitTable(p.cfg.Snapshot.SignalTable)
+	schema, table, _ := replication.SplitTable(sn.cfg.SignalTable)
 	if m.Namespace != schema || m.Name != table {
-		if p.signalRel == m.RelationID {
-			p.signalRel = 0 // renamed
+		if sn.signalRel == m.RelationID {
+			sn.signalRel = 0 // renamed
 		}
 		return
 	}
-	p.signalRel, p.signalCol = m.RelationID, -1
+	sn.signalRel, sn.signalCol = m.RelationID, -1
 	for i, c := range m.Columns {
 		if c.Name == "tables" {
-			p.signalCol = i
+			sn.signalCol = i
 		}
 	}
-	if p.signalCol < 0 {
-		p.log.Error("snapshot.signal_table has no column \"tables\"; its rows cannot request snapshots",
-			zap.String("signal_table", p.cfg.Snapshot.SignalTable))
+	if sn.signalCol < 0 {
+		sn.log.Error("snapshot.signal_table has no column \"tables\"; its rows cannot request snapshots",
+			zap.String("signal_table", sn.cfg.SignalTable))
 	}
 }
 
 // inserted turns a row inserted into the signal table into a snapshot request of the open
 // transaction, carried out when it commits, like a request message.
-func (p *Pipeline) inserted(m *walparse.Insert) {
-	if m.RelationID != p.signalRel || p.signalRel == 0 || p.signalCol < 0 || p.signalCol >= len(m.New.Columns) {
+func (sn *snapshotter) inserted(m *walparse.Insert) {
+	if m.RelationID != sn.signalRel || sn.signalRel == 0 || sn.signalCol < 0 || sn.signalCol >= len(m.New.Columns) {
 		return
 	}
-	c := m.New.Columns[p.signalCol]
+	c := m.New.Columns[sn.signalCol]
 	if c.Kind != walparse.TupleText {
-		p.log.Error("signal row ignored: its tables column is empty", zap.String("signal_table", p.cfg.Snapshot.SignalTable))
+		sn.log.Error("signal row ignored: its tables column is empty", zap.String("signal_table", sn.cfg.SignalTable))
 		return
 	}
 	text := strings.TrimSpace(string(c.Data))
@@ -1074,8 +1121,8 @@ func (p *Pipeline) inserted(m *walparse.Insert) {
 		}
 	}
 	if len(tables) == 0 {
-		p.log.Error("signal row ignored: no table named", zap.String("signal_table", p.cfg.Snapshot.SignalTable))
+		sn.log.Error("signal row ignored: no table named", zap.String("signal_table", sn.cfg.SignalTable))
 		return
 	}
-	p.requests = append(p.requests, Request{Tables: tables})
+	sn.requests = append(sn.requests, Request{Tables: tables})
 }
