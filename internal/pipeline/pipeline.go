@@ -46,27 +46,18 @@ type Pipeline struct {
 	log   *zap.Logger
 	now   func() time.Time
 
-	// Owned by the goroutine calling Run.
-	conn           *replication.Conn
-	catalog        *lazyCatalog
-	dec            *walparse.Decoder
-	app            *applier
-	tracker        *checkpoint.Tracker
-	workers        []*worker
-	written        lsn.LSN // newest position received
-	serverEnd      lsn.LSN // newest WAL end the server reported on this connection
-	statusInterval time.Duration
-	nextStatus     time.Time
-	sliceEnd       time.Time // end of the current receive slice
-	replyNow       bool
-	streaming      bool
+	// The parts, wired by New and open; Pipeline owns their lifecycle.
+	sess    *session      // the replication connection (the replication goroutine's)
+	app     *applier      // decoded messages to batches (the replication goroutine's)
+	sn      *snapshotter  // table snapshots
+	ck      *checkpointer // the durable position
+	catalog *lazyCatalog  // catalog queries on an ordinary connection
+	tracker *checkpoint.Tracker
+	workers []*worker // one per sink
 
 	startFrom lsn.LSN // where streaming starts
 	exported  string  // snapshot exported by the slot creation, "" when there is none
-
-	ck    *checkpointer
-	sn    *snapshotter
-	stats stats
+	stats     stats
 }
 
 type stats struct {
@@ -96,6 +87,7 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 	p := &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now}
 	p.sn = newSnapshotter(cfg, src, log, p.now)
 	p.ck = &checkpointer{store: store, snap: &p.sn.state, interval: cfg.CheckpointInterval, now: p.now, log: log, snapDone: &p.sn.done}
+	p.sess = &session{src: src, cfg: cfg, log: log, now: p.now, store: store, ck: p.ck, snapDone: &p.sn.done}
 	return p, nil
 }
 
@@ -110,7 +102,7 @@ func (p *Pipeline) SnapshotProgress() SnapshotProgress { return p.sn.progress() 
 // checkpoint, sends a final status update and closes the connection, in that order.
 func (p *Pipeline) Run(ctx context.Context) (err error) {
 	if err := p.open(ctx); err != nil {
-		p.closeConn()
+		p.sess.closeConn()
 		if p.catalog != nil {
 			p.catalog.close()
 		}
@@ -120,7 +112,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	defer fail(nil)
 
 	p.tracker = checkpoint.NewTracker(len(p.specs), p.Durable())
-	p.ck.tracker, p.sn.tracker = p.tracker, p.tracker
+	p.ck.tracker, p.sn.tracker, p.sess.tracker = p.tracker, p.tracker, p.tracker
 	var wg sync.WaitGroup
 	for i, spec := range p.specs {
 		w := newWorker(i, spec, p.tracker, p.cfg.MaxWriteEvents)
@@ -178,12 +170,12 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	<-statsDone
 	<-snapLogDone
 
-	if p.streaming && p.conn != nil && ckErr == nil {
-		if err := p.sendStatus(); err != nil {
+	if p.sess.streaming && p.sess.conn != nil && ckErr == nil {
+		if err := p.sess.sendStatus(); err != nil {
 			p.log.Debug("final status update failed", zap.Error(err))
 		}
 	}
-	p.closeConn()
+	p.sess.closeConn()
 	if p.catalog != nil {
 		p.catalog.close()
 	}
@@ -217,19 +209,6 @@ func (p *Pipeline) closeSinks() []error {
 	return errs
 }
 
-// dial opens the replication connection (kept in p.conn, so that closeConn releases it whatever
-// follows) and identifies the server.
-func (p *Pipeline) dial(ctx context.Context) (replication.SystemInfo, error) {
-	conn, err := replication.Connect(ctx, p.src)
-	if err != nil {
-		return replication.SystemInfo{}, err
-	}
-	p.conn = conn
-	sys, err := conn.IdentifySystem(ctx)
-	p.serverEnd = sys.XLogPos
-	return sys, err
-}
-
 // ServerState describes the server and its slot as checkpoint.Reconcile needs them. It asks for
 // the server's timeline history only when the checkpoint (found) was taken on another timeline.
 func ServerState(ctx context.Context, conn *replication.Conn, sys replication.SystemInfo, slot replication.SlotInfo,
@@ -251,11 +230,11 @@ func ServerState(ctx context.Context, conn *replication.Conn, sys replication.Sy
 
 // open connects, checks the server, reconciles the checkpoint with the slot and starts streaming.
 func (p *Pipeline) open(ctx context.Context) error {
-	sys, err := p.dial(ctx)
+	sys, err := p.sess.dial(ctx)
 	if err != nil {
 		return err
 	}
-	conn := p.conn
+	conn := p.sess.conn
 	if probs := conn.Preflight(ctx); len(probs) > 0 {
 		return &PreflightError{Problems: probs}
 	}
@@ -348,9 +327,10 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if p.cfg.TransactionMarkers {
 		p.app.markers = newMarkerEncoder(sys.DBName, p.now)
 	}
-	p.dec = walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion})
-	p.statusInterval = p.src.StatusInterval
-	p.adjustStatusInterval(ctx)
+	p.sess.dec = walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion})
+	p.sess.app, p.sess.catalog = p.app, p.catalog
+	p.sess.statusInterval = p.src.StatusInterval
+	p.sess.adjustStatusInterval(ctx)
 	p.startFrom = start.From
 	p.log.Info("starting replication", zap.String("slot", p.src.Slot), zap.String("publication", p.src.Publication),
 		zap.String("database", sys.DBName), zap.Stringer("from", start.From), zap.Stringer("skip_through", start.SkipThrough),
@@ -382,11 +362,11 @@ func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc
 	if p.exported != "" {
 		// The replication connection sat idle in its export for the whole snapshot, where a server's
 		// idle_in_transaction_session_timeout may have ended it: stream on a new one.
-		p.closeConn()
-		if err := p.reopen(ctx); err != nil {
+		p.sess.closeConn()
+		if err := p.sess.reopen(ctx); err != nil {
 			return err
 		}
-	} else if err := p.startStreaming(ctx, p.startFrom); err != nil {
+	} else if err := p.sess.startStreaming(ctx, p.startFrom); err != nil {
 		return err
 	}
 	if len(pending) > 0 {
@@ -404,219 +384,7 @@ func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc
 		}()
 	}
 	defer func() { stop(); wait(); pollWG.Wait() }()
-	return p.stream(ctx, runCtx)
-}
-
-// adjustStatusInterval keeps status updates well inside the server's wal_sender_timeout.
-func (p *Pipeline) adjustStatusInterval(ctx context.Context) {
-	timeout, err := p.catalog.walSenderTimeout(ctx)
-	if err != nil || timeout <= 0 {
-		return
-	}
-	if limit := timeout / 3; p.statusInterval > limit {
-		p.log.Info("status interval shortened to stay within wal_sender_timeout",
-			zap.Duration("status_interval", limit), zap.Duration("wal_sender_timeout", timeout))
-		p.statusInterval = limit
-	}
-}
-
-func (p *Pipeline) startStreaming(ctx context.Context, from lsn.LSN) error {
-	if err := p.conn.StartReplication(ctx, from, protoVersion); err != nil {
-		return err
-	}
-	p.streaming = true
-	p.written = max(p.written, from)
-	p.nextStatus = p.now()
-	return nil
-}
-
-func (p *Pipeline) closeConn() {
-	if p.conn == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = p.conn.Close(ctx)
-	p.conn = nil
-	p.streaming = false
-}
-
-// stream runs the receive loop, reconnecting after failures that a reconnect may cure.
-func (p *Pipeline) stream(ctx, runCtx context.Context) error {
-	failures := 0
-	backoff := p.cfg.ReconnectMin
-	for {
-		err := p.receiveLoop(ctx, runCtx)
-		if errors.Is(err, errEndReached) {
-			if p.sn.done.Load() && p.cfg.Snapshot.Mode == SnapshotInitialOnly {
-				p.log.Info("snapshot complete; snapshot.mode is initial_only: stopping")
-				return nil
-			}
-			p.log.Info("end position reached", zap.Stringer("end_lsn", p.cfg.EndLSN))
-			return nil
-		}
-		if ctx.Err() != nil || runCtx.Err() != nil {
-			return nil // a shutdown, or a failure reported by its own goroutine
-		}
-		if !replication.IsRetryable(err) {
-			return err
-		}
-		for {
-			failures++
-			if p.cfg.ReconnectAttempts > 0 && failures > p.cfg.ReconnectAttempts {
-				return fmt.Errorf("giving up after %d reconnect attempts: %w", p.cfg.ReconnectAttempts, err)
-			}
-			p.log.Warn("replication connection lost; reconnecting", zap.Error(err), zap.Duration("backoff", backoff), zap.Int("attempt", failures))
-			p.closeConn()
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-runCtx.Done():
-				return nil
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, p.cfg.ReconnectMax)
-			err = p.reopen(ctx)
-			if err == nil {
-				break
-			}
-			// After a network failure the server may still run our previous walsender on the slot
-			// until wal_sender_timeout ends it, so an active slot is worth waiting for here.
-			if !replication.IsRetryable(err) && !errors.Is(err, replication.ErrSlotActive) {
-				return err
-			}
-		}
-		failures = 0
-		backoff = p.cfg.ReconnectMin
-	}
-}
-
-// reopen connects again after a failure and resumes from the durable position, dropping what was
-// already handed to the sinks.
-func (p *Pipeline) reopen(ctx context.Context) error {
-	sys, err := p.dial(ctx)
-	if err != nil {
-		return err
-	}
-	conn := p.conn
-	if sys.SystemID != p.ck.ident.SystemID {
-		return fmt.Errorf("%w: server system identifier changed from %s to %s after a reconnect", checkpoint.ErrMismatch, p.ck.ident.SystemID, sys.SystemID)
-	}
-	slot, err := conn.SlotInfo(ctx)
-	if err != nil {
-		return err
-	}
-	d := p.Durable()
-	cp := p.ck.ident
-	cp.CommitLSN, cp.FlushLSN = d.CommitLSN, d.EndLSN
-	srv, err := ServerState(ctx, conn, sys, slot, cp, true)
-	if err != nil {
-		return err
-	}
-	if _, err := p.store.Reconcile(cp, true, srv); err != nil {
-		return err
-	}
-	p.dec.Reset()
-	p.app.reconnect()
-	p.log.Info("resuming replication", zap.Stringer("from", d.EndLSN), zap.Stringer("skip_through", p.app.tx.skipThrough))
-	return p.startStreaming(ctx, d.EndLSN)
-}
-
-func (p *Pipeline) receiveLoop(ctx, runCtx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-runCtx.Done():
-			return context.Cause(runCtx)
-		default:
-		}
-		if p.sn.done.Load() && p.cfg.Snapshot.Mode == SnapshotInitialOnly {
-			return errEndReached
-		}
-		now := p.now()
-		if p.replyNow || !now.Before(p.nextStatus) {
-			if err := p.sendStatus(); err != nil {
-				return err
-			}
-		}
-		if _, inflight := p.tracker.InFlight(); inflight >= p.cfg.MaxInFlightBytes {
-			// Backpressure: leave the data in the socket until the sinks catch up, but keep the
-			// status updates going so the server does not time the session out.
-			t := time.NewTimer(min(p.nextStatus.Sub(now), receiveSlice))
-			select {
-			case <-p.tracker.Changed():
-			case <-t.C:
-			case <-ctx.Done():
-			case <-runCtx.Done():
-			}
-			t.Stop()
-			continue
-		}
-		// The deadline moves in steps of receiveSlice, so most receives reuse the socket's.
-		if !now.Before(p.sliceEnd) {
-			p.sliceEnd = now.Add(receiveSlice)
-		}
-		deadline := p.nextStatus
-		if p.sliceEnd.Before(deadline) {
-			deadline = p.sliceEnd
-		}
-		f, err := p.conn.Receive(deadline)
-		if errors.Is(err, replication.ErrDeadline) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := p.handle(ctx, f); err != nil {
-			return err
-		}
-	}
-}
-
-// sendStatus confirms the durable position, never past the WAL end the server reported: a position
-// the server has not written must not become the slot's.
-func (p *Pipeline) sendStatus() error {
-	d := p.Durable()
-	flushed := min(d.EndLSN, p.serverEnd)
-	written := min(max(p.written, d.EndLSN), p.serverEnd)
-	if err := p.conn.SendStatus(written, flushed, flushed, false); err != nil {
-		return fmt.Errorf("send status update: %w", err)
-	}
-	p.replyNow = false
-	p.nextStatus = p.now().Add(p.statusInterval)
-	return nil
-}
-
-func (p *Pipeline) handle(ctx context.Context, f replication.Frame) error {
-	switch f.Kind {
-	case 'k':
-		p.serverEnd = max(p.serverEnd, f.ServerWALEnd)
-		p.written = max(p.written, f.ServerWALEnd)
-		if f.ReplyRequested {
-			p.replyNow = true
-		}
-		// Nothing open and nothing in flight: every change before the server's WAL end is durable,
-		// so the slot may move on and release WAL even when no published table changes.
-		if p.app.idle() {
-			if batches, _ := p.tracker.InFlight(); batches == 0 {
-				p.tracker.AdvanceIdle(f.ServerWALEnd)
-			}
-			if p.cfg.EndLSN != 0 && f.ServerWALEnd >= p.cfg.EndLSN {
-				return errEndReached
-			}
-		}
-		return nil
-	case 'w':
-		p.serverEnd = max(p.serverEnd, f.ServerWALEnd)
-		p.written = max(p.written, f.WALStart)
-		msg, err := p.dec.Decode(f.Data)
-		if err != nil {
-			return fmt.Errorf("decode pgoutput message at %s: %w", f.WALStart, err)
-		}
-		return p.app.apply(ctx, msg, f.WALStart)
-	}
-	return fmt.Errorf("unexpected replication frame %q", f.Kind)
+	return p.sess.stream(ctx, runCtx)
 }
 
 // push hands b to every sink worker and returns its sequence number. Only one goroutine at a time

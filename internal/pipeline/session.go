@@ -1,0 +1,276 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/replication"
+	"github.com/pgstream/pgstream/walparse"
+)
+
+// session owns the replication connection: it opens it, receives frames and hands the decoded
+// messages to the applier, confirms the durable position to the server in status updates, and
+// reconnects after failures that a reconnect may cure. It is used by the replication goroutine
+// only. Its receive deadline is the next status update, so that a slow sink never costs the
+// session its wal_sender_timeout.
+type session struct {
+	src   replication.Config
+	cfg   Config
+	log   *zap.Logger
+	now   func() time.Time
+	store Store
+	ck    *checkpointer
+
+	// Set by the pipeline before streaming.
+	app      *applier
+	tracker  *checkpoint.Tracker
+	catalog  *lazyCatalog
+	snapDone *atomic.Bool // the snapshotter's: every table snapshot is done
+
+	conn           *replication.Conn
+	dec            *walparse.Decoder
+	written        lsn.LSN // newest position received
+	serverEnd      lsn.LSN // newest WAL end the server reported on this connection
+	statusInterval time.Duration
+	nextStatus     time.Time
+	sliceEnd       time.Time // end of the current receive slice
+	replyNow       bool
+	streaming      bool
+}
+
+// initialOnlyDone reports that snapshot.mode is initial_only and the snapshot is complete.
+func (s *session) initialOnlyDone() bool {
+	return s.cfg.Snapshot.Mode == SnapshotInitialOnly && s.snapDone.Load()
+}
+
+// dial opens the replication connection (kept in s.conn, so that closeConn releases it whatever
+// follows) and identifies the server.
+func (s *session) dial(ctx context.Context) (replication.SystemInfo, error) {
+	conn, err := replication.Connect(ctx, s.src)
+	if err != nil {
+		return replication.SystemInfo{}, err
+	}
+	s.conn = conn
+	sys, err := conn.IdentifySystem(ctx)
+	s.serverEnd = sys.XLogPos
+	return sys, err
+}
+
+// adjustStatusInterval keeps status updates well inside the server's wal_sender_timeout.
+func (s *session) adjustStatusInterval(ctx context.Context) {
+	timeout, err := s.catalog.walSenderTimeout(ctx)
+	if err != nil || timeout <= 0 {
+		return
+	}
+	if limit := timeout / 3; s.statusInterval > limit {
+		s.log.Info("status interval shortened to stay within wal_sender_timeout",
+			zap.Duration("status_interval", limit), zap.Duration("wal_sender_timeout", timeout))
+		s.statusInterval = limit
+	}
+}
+
+func (s *session) startStreaming(ctx context.Context, from lsn.LSN) error {
+	if err := s.conn.StartReplication(ctx, from, protoVersion); err != nil {
+		return err
+	}
+	s.streaming = true
+	s.written = max(s.written, from)
+	s.nextStatus = s.now()
+	return nil
+}
+
+func (s *session) closeConn() {
+	if s.conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.conn.Close(ctx)
+	s.conn = nil
+	s.streaming = false
+}
+
+// stream runs the receive loop, reconnecting after failures that a reconnect may cure.
+func (s *session) stream(ctx, runCtx context.Context) error {
+	failures := 0
+	backoff := s.cfg.ReconnectMin
+	for {
+		err := s.receiveLoop(ctx, runCtx)
+		if errors.Is(err, errEndReached) {
+			if s.initialOnlyDone() {
+				s.log.Info("snapshot complete; snapshot.mode is initial_only: stopping")
+				return nil
+			}
+			s.log.Info("end position reached", zap.Stringer("end_lsn", s.cfg.EndLSN))
+			return nil
+		}
+		if ctx.Err() != nil || runCtx.Err() != nil {
+			return nil // a shutdown, or a failure reported by its own goroutine
+		}
+		if !replication.IsRetryable(err) {
+			return err
+		}
+		for {
+			failures++
+			if s.cfg.ReconnectAttempts > 0 && failures > s.cfg.ReconnectAttempts {
+				return fmt.Errorf("giving up after %d reconnect attempts: %w", s.cfg.ReconnectAttempts, err)
+			}
+			s.log.Warn("replication connection lost; reconnecting", zap.Error(err), zap.Duration("backoff", backoff), zap.Int("attempt", failures))
+			s.closeConn()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-runCtx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, s.cfg.ReconnectMax)
+			err = s.reopen(ctx)
+			if err == nil {
+				break
+			}
+			// After a network failure the server may still run our previous walsender on the slot
+			// until wal_sender_timeout ends it, so an active slot is worth waiting for here.
+			if !replication.IsRetryable(err) && !errors.Is(err, replication.ErrSlotActive) {
+				return err
+			}
+		}
+		failures = 0
+		backoff = s.cfg.ReconnectMin
+	}
+}
+
+// reopen connects again after a failure and resumes from the durable position, dropping what was
+// already handed to the sinks.
+func (s *session) reopen(ctx context.Context) error {
+	sys, err := s.dial(ctx)
+	if err != nil {
+		return err
+	}
+	conn := s.conn
+	if sys.SystemID != s.ck.ident.SystemID {
+		return fmt.Errorf("%w: server system identifier changed from %s to %s after a reconnect", checkpoint.ErrMismatch, s.ck.ident.SystemID, sys.SystemID)
+	}
+	slot, err := conn.SlotInfo(ctx)
+	if err != nil {
+		return err
+	}
+	d := s.ck.Durable()
+	cp := s.ck.ident
+	cp.CommitLSN, cp.FlushLSN = d.CommitLSN, d.EndLSN
+	srv, err := ServerState(ctx, conn, sys, slot, cp, true)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.Reconcile(cp, true, srv); err != nil {
+		return err
+	}
+	s.dec.Reset()
+	s.app.reconnect()
+	s.log.Info("resuming replication", zap.Stringer("from", d.EndLSN), zap.Stringer("skip_through", s.app.tx.skipThrough))
+	return s.startStreaming(ctx, d.EndLSN)
+}
+
+func (s *session) receiveLoop(ctx, runCtx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-runCtx.Done():
+			return context.Cause(runCtx)
+		default:
+		}
+		if s.initialOnlyDone() {
+			return errEndReached
+		}
+		now := s.now()
+		if s.replyNow || !now.Before(s.nextStatus) {
+			if err := s.sendStatus(); err != nil {
+				return err
+			}
+		}
+		if _, inflight := s.tracker.InFlight(); inflight >= s.cfg.MaxInFlightBytes {
+			// Backpressure: leave the data in the socket until the sinks catch up, but keep the
+			// status updates going so the server does not time the session out.
+			t := time.NewTimer(min(s.nextStatus.Sub(now), receiveSlice))
+			select {
+			case <-s.tracker.Changed():
+			case <-t.C:
+			case <-ctx.Done():
+			case <-runCtx.Done():
+			}
+			t.Stop()
+			continue
+		}
+		// The deadline moves in steps of receiveSlice, so most receives reuse the socket's.
+		if !now.Before(s.sliceEnd) {
+			s.sliceEnd = now.Add(receiveSlice)
+		}
+		deadline := s.nextStatus
+		if s.sliceEnd.Before(deadline) {
+			deadline = s.sliceEnd
+		}
+		f, err := s.conn.Receive(deadline)
+		if errors.Is(err, replication.ErrDeadline) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.handle(ctx, f); err != nil {
+			return err
+		}
+	}
+}
+
+// sendStatus confirms the durable position, never past the WAL end the server reported: a position
+// the server has not written must not become the slot's.
+func (s *session) sendStatus() error {
+	d := s.ck.Durable()
+	flushed := min(d.EndLSN, s.serverEnd)
+	written := min(max(s.written, d.EndLSN), s.serverEnd)
+	if err := s.conn.SendStatus(written, flushed, flushed, false); err != nil {
+		return fmt.Errorf("send status update: %w", err)
+	}
+	s.replyNow = false
+	s.nextStatus = s.now().Add(s.statusInterval)
+	return nil
+}
+
+func (s *session) handle(ctx context.Context, f replication.Frame) error {
+	switch f.Kind {
+	case 'k':
+		s.serverEnd = max(s.serverEnd, f.ServerWALEnd)
+		s.written = max(s.written, f.ServerWALEnd)
+		if f.ReplyRequested {
+			s.replyNow = true
+		}
+		// Nothing open and nothing in flight: every change before the server's WAL end is durable,
+		// so the slot may move on and release WAL even when no published table changes.
+		if s.app.idle() {
+			if batches, _ := s.tracker.InFlight(); batches == 0 {
+				s.tracker.AdvanceIdle(f.ServerWALEnd)
+			}
+			if s.cfg.EndLSN != 0 && f.ServerWALEnd >= s.cfg.EndLSN {
+				return errEndReached
+			}
+		}
+		return nil
+	case 'w':
+		s.serverEnd = max(s.serverEnd, f.ServerWALEnd)
+		s.written = max(s.written, f.WALStart)
+		msg, err := s.dec.Decode(f.Data)
+		if err != nil {
+			return fmt.Errorf("decode pgoutput message at %s: %w", f.WALStart, err)
+		}
+		return s.app.apply(ctx, msg, f.WALStart)
+	}
+	return fmt.Errorf("unexpected replication frame %q", f.Kind)
+}
