@@ -207,6 +207,13 @@ func ImportSnapshot(ctx context.Context, pg *pgconn.PgConn, snapshot string) err
 	return err
 }
 
+// Exec runs one or more simple-protocol statements that return no rows (BEGIN, COMMIT, ROLLBACK,
+// SET …) on an ordinary connection.
+func Exec(ctx context.Context, pg *pgconn.PgConn, sql string) error {
+	_, err := pg.Exec(ctx, sql).ReadAll()
+	return err
+}
+
 // Value runs sql on an ordinary connection (with args as text parameters, or, without args, as
 // one or more simple-protocol statements) and returns the first column of the first row of the
 // last result: "" when there is none, or for NULL.

@@ -670,6 +670,30 @@ func TestSignalTableRequestsSnapshot(t *testing.T) {
 	}
 }
 
+// TestSignalTableTextArray names the tables in a text[] column of the signal table, one of them a
+// table whose name holds a comma: each element is one table.
+func TestSignalTableTextArray(t *testing.T) {
+	db := newDB(t)
+	createSnapshotTables(t, db, []string{"sig_plain", `"sig, odd"`}, 300)
+	exec1(t, db, `CREATE TABLE pgstream_signal (id bigserial PRIMARY KEY, tables text[] NOT NULL)`)
+	r := startPipeline(t, db, runOpts{pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotNever, SignalTable: "pgstream_signal"}}})
+	r.waitStreaming()
+	exec1(t, db, `INSERT INTO pgstream_signal (tables) VALUES (ARRAY['public.sig, odd', 'public.sig_plain'])`)
+	evs := waitEvents(t, r.path, 60*time.Second, func(evs []event) bool {
+		_, ops := materialize(t, evs)
+		return ops["r"] >= 600
+	})
+	byTable := map[string]int{}
+	for _, e := range evs {
+		if e.Op == "r" {
+			byTable[e.Source.Table]++
+		}
+	}
+	if byTable["sig, odd"] != 300 || byTable["sig_plain"] != 300 {
+		t.Fatalf("snapshot reads by table %v, want 300 of each", byTable)
+	}
+}
+
 // TestSnapshotSurvivesLossOfExportingConnection ends the replication connection that exported the
 // snapshot while the readers are still reading (as a server's idle-in-transaction timeout could):
 // the readers keep their imported snapshot, and streaming starts on a new connection afterwards.

@@ -246,7 +246,7 @@ func (s *session) sendStatus() error {
 
 func (s *session) handle(ctx context.Context, f replication.Frame) error {
 	switch f.Kind {
-	case 'k':
+	case replication.KindKeepalive:
 		s.serverEnd = max(s.serverEnd, f.ServerWALEnd)
 		s.written = max(s.written, f.ServerWALEnd)
 		if f.ReplyRequested {
@@ -263,7 +263,7 @@ func (s *session) handle(ctx context.Context, f replication.Frame) error {
 			}
 		}
 		return nil
-	case 'w':
+	case replication.KindXLogData:
 		s.serverEnd = max(s.serverEnd, f.ServerWALEnd)
 		s.written = max(s.written, f.WALStart)
 		msg, err := s.dec.Decode(f.Data)

@@ -78,6 +78,9 @@ type snapshotter struct {
 	openRel   map[uint32][]*window
 	signalRel uint32 // relation id of cfg.SignalTable once its Relation message arrived
 	signalCol int    // index of its "tables" column, -1 when it has none
+	// signalArray reports that the "tables" column is an array (text[] or varchar[]), not a
+	// comma-separated list.
+	signalArray bool
 
 	state     snapState
 	stats     snapStats
@@ -537,7 +540,7 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 		return err
 	}
 	for _, c := range conns {
-		_, _ = replication.Value(ctx, c, "COMMIT")
+		_ = replication.Exec(ctx, c, "COMMIT")
 	}
 	sn.log.Info("snapshot complete", zap.Int64("rows", sn.stats.rows.Load()), zap.Int("chunks", len(jobs)))
 	return nil
@@ -677,7 +680,7 @@ func (sn *snapshotter) resnapWorker(ctx context.Context, worker int) error {
 			sn.log.Warn("snapshot chunk failed; retrying", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx),
 				zap.Int("worker", worker), zap.Error(err), zap.Duration("backoff", backoff))
 			if conn != nil {
-				_, _ = replication.Value(ctx, conn, "ROLLBACK")
+				_ = replication.Exec(ctx, conn, "ROLLBACK")
 			}
 			select {
 			case <-ctx.Done():
@@ -716,7 +719,7 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, r *s
 	}
 	for {
 		// The first statement of the transaction takes its snapshot, which the check then reads.
-		if _, err := replication.Value(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
+		if err := replication.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
 			return fmt.Errorf("begin chunk read: %w", err)
 		}
 		if xip, err = replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::int8[]) x "+
@@ -726,7 +729,7 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, r *s
 		if xip == "{}" {
 			break
 		}
-		if _, err := replication.Value(ctx, conn, "ROLLBACK"); err != nil {
+		if err := replication.Exec(ctx, conn, "ROLLBACK"); err != nil {
 			return fmt.Errorf("wait for running transactions: %w", err)
 		}
 		select {
@@ -740,7 +743,7 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, r *s
 	if err != nil {
 		return err
 	}
-	if _, err := replication.Value(ctx, conn, "COMMIT"); err != nil {
+	if err := replication.Exec(ctx, conn, "COMMIT"); err != nil {
 		discard(rows)
 		return fmt.Errorf("end chunk read: %w", err)
 	}
@@ -1091,6 +1094,7 @@ func (sn *snapshotter) relation(m *walparse.Relation) {
 	for i, c := range m.Columns {
 		if c.Name == "tables" {
 			sn.signalCol = i
+			sn.signalArray = c.TypeOID == textArrayOID || c.TypeOID == varcharArrayOID
 		}
 	}
 	if sn.signalCol < 0 {
@@ -1110,14 +1114,18 @@ func (sn *snapshotter) inserted(m *walparse.Insert) {
 		sn.log.Error("signal row ignored: its tables column is empty", zap.String("signal_table", sn.cfg.SignalTable))
 		return
 	}
-	text := strings.TrimSpace(string(c.Data))
-	if strings.HasPrefix(text, "{") && strings.HasSuffix(text, "}") { // a text[] value
-		text = text[1 : len(text)-1]
-	}
 	var tables []string
-	for _, t := range strings.Split(text, ",") {
-		if t = strings.Trim(strings.TrimSpace(t), `"`); t != "" {
-			tables = append(tables, t)
+	if sn.signalArray {
+		var err error
+		if tables, err = parseTextArray(string(c.Data)); err != nil {
+			sn.log.Error("signal row ignored", zap.String("signal_table", sn.cfg.SignalTable), zap.Error(err))
+			return
+		}
+	} else {
+		for _, t := range strings.Split(string(c.Data), ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tables = append(tables, t)
+			}
 		}
 	}
 	if len(tables) == 0 {
@@ -1125,4 +1133,63 @@ func (sn *snapshotter) inserted(m *walparse.Insert) {
 		return
 	}
 	sn.requests = append(sn.requests, Request{Tables: tables})
+}
+
+// The array types a signal table's "tables" column may have.
+const (
+	textArrayOID    = 1009
+	varcharArrayOID = 1015
+)
+
+// parseTextArray parses the text form of a one-dimensional PostgreSQL array of strings, such as
+// {public.orders,"public.""odd, name"""}: elements are separated by commas, a quoted element may
+// hold commas, braces and backslash-escaped quotes, and NULL elements are left out.
+func parseTextArray(s string) ([]string, error) {
+	s = strings.TrimSpace(s)
+	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
+		return nil, fmt.Errorf("array value %q: want {…}", s)
+	}
+	s = s[1 : len(s)-1]
+	var out []string
+	for i := 0; i < len(s); {
+		for i < len(s) && s[i] == ' ' {
+			i++
+		}
+		var elem strings.Builder
+		quoted := i < len(s) && s[i] == '"'
+		if quoted {
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' {
+					i++
+					if i == len(s) {
+						break
+					}
+				}
+				elem.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("array value: unterminated quoted element")
+			}
+			i++ // the closing quote
+			for i < len(s) && s[i] == ' ' {
+				i++
+			}
+		} else {
+			j := strings.IndexByte(s[i:], ',')
+			if j < 0 {
+				j = len(s) - i
+			}
+			elem.WriteString(strings.TrimSpace(s[i : i+j]))
+			i += j
+		}
+		if i < len(s) && s[i] != ',' {
+			return nil, fmt.Errorf("array value: unexpected %q after an element", s[i])
+		}
+		i++ // the comma
+		if v := elem.String(); v != "" && (quoted || !strings.EqualFold(v, "NULL")) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/pgstream/pgstream/checkpoint"
@@ -75,5 +76,30 @@ func TestWindowKeepsUnchangedRows(t *testing.T) {
 	w.keepUnchanged(b)
 	if len(b.events) != 0 {
 		t.Fatalf("after a truncate in the window, kept %v", ids(b))
+	}
+}
+
+func TestParseTextArray(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{`{}`, nil},
+		{`{public.orders}`, []string{"public.orders"}},
+		{`{public.orders,customers}`, []string{"public.orders", "customers"}},
+		{` { a , b } `, []string{"a", "b"}},
+		{`{"public.odd, name",b}`, []string{"public.odd, name", "b"}},
+		{`{"say \"hi\"","back\\slash","{braces}"}`, []string{`say "hi"`, `back\slash`, "{braces}"}},
+		{`{a,NULL,"NULL"}`, []string{"a", "NULL"}},
+	} {
+		got, err := parseTextArray(tc.in)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("parseTextArray(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{`a,b`, `{"open}`, `{"a"b}`, `{`} {
+		if got, err := parseTextArray(bad); err == nil {
+			t.Errorf("parseTextArray(%q) = %q, want an error", bad, got)
+		}
 	}
 }
