@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -37,4 +38,36 @@ func microBenchmarks(ctx context.Context, goTool string) ([]string, map[string]f
 		}
 	}
 	return lines, allocs, nil
+}
+
+// writeMicro writes the micro-benchmark section of the report.
+func (r *results) writeMicro(w io.Writer) {
+	if len(r.micro) > 0 {
+		fmt.Fprintln(w, "\n## Decoder and encoder (go test -bench . -benchmem -benchtime=20000x ./walparse ./internal/events)\n\n```")
+		for _, s := range r.micro {
+			fmt.Fprintln(w, s)
+		}
+		fmt.Fprintln(w, "```")
+	}
+}
+
+// writeMicroTargets writes the allocation rows of the Targets table.
+func (r *results) writeMicroTargets(w io.Writer) {
+	if len(r.microAlloc) > 0 {
+		worstDec, worstEnc := -1.0, -1.0
+		for name, a := range r.microAlloc {
+			switch {
+			case strings.HasPrefix(name, "BenchmarkDecode"):
+				worstDec = max(worstDec, a)
+			case strings.HasPrefix(name, "BenchmarkEncode"):
+				worstEnc = max(worstEnc, a)
+			}
+		}
+		if worstDec >= 0 {
+			fmt.Fprintf(w, "| walparse decode 0 allocs/op | worst %.0f allocs/op | %s |\n", worstDec, verdict(worstDec == 0))
+		}
+		if worstEnc >= 0 {
+			fmt.Fprintf(w, "| encode ≤ 1 alloc/op | worst %.0f allocs/op | %s |\n", worstEnc, verdict(worstEnc <= 1))
+		}
+	}
 }

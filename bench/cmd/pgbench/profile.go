@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,4 +104,13 @@ func writeProfile(name, path string) error {
 		return fmt.Errorf("write %s profile: %w", name, err)
 	}
 	return nil
+}
+
+// writeCPUProfile writes the CPU and allocation profile section of the report.
+func (r *results) writeCPUProfile(w io.Writer) {
+	if r.profile.top != "" {
+		fmt.Fprintf(w, "\n## CPU profile of the pipeline on the mixed workload (in-process, %.2f s)\n\n`go tool pprof -top %s`\n\n```\n%s```\n",
+			r.profile.wall.Seconds(), r.profile.path, r.profile.top)
+		fmt.Fprintf(w, "\nBytes allocated during that run (`go tool pprof -sample_index=alloc_space -top -diff_base`; the base is a snapshot taken just before it):\n\n```\n%s```\n", r.profile.allocs)
+	}
 }

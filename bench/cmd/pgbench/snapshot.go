@@ -252,3 +252,20 @@ func (r *results) writeSnapshot(w io.Writer) {
 		fmt.Fprintln(w, "\npgstream logged no warnings or errors during the snapshot runs.")
 	}
 }
+
+// writeSnapshotTargets writes the snapshot rows of the Targets table.
+func (r *results) writeSnapshotTargets(w io.Writer) {
+	if sn := r.snap; sn.rows > 0 {
+		sums := bench.SummarizeSnapshot(sn.runs, clientPsql)
+		for _, wk := range sn.workers {
+			s, ok := findSnap(sums, snapClient(wk))
+			switch {
+			case sn.err != nil && (!ok || s.Runs < r.repeats):
+				fmt.Fprintf(w, "| snapshot rows/s ≥ 0.8× psql COPY (file sink, workers %d) | failed: no figure | NOT met |\n", wk)
+			case ok:
+				fmt.Fprintf(w, "| snapshot rows/s ≥ 0.8× psql COPY (file sink, workers %d) | %.2f× (%.0f vs %.0f rows/s) | %s |\n",
+					wk, s.Ratio, s.RowsPerSec, s.RowsPerSec/max(s.Ratio, 1e-9), verdict(s.Ratio >= 0.8))
+			}
+		}
+	}
+}

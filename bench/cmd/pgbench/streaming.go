@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,4 +209,46 @@ func find(sums []bench.ClientSummary, client string) (bench.ClientSummary, bool)
 		}
 	}
 	return bench.ClientSummary{}, false
+}
+
+// writeStreaming writes the throughput, client CPU and peak RSS section of the report.
+func (r *results) writeStreaming(w io.Writer) {
+	mixed, big := r.summaries("mixed"), r.summaries("bigtx")
+	if len(mixed)+len(big) > 0 {
+		fmt.Fprintf(w, "\nWorkloads: mixed = %d inserts (transactions of %d, ~%.0f bytes/row on disk), then %d updates and %d deletes (transactions of %d), generated in %.1f s; bigtx = one transaction of %d inserts, generated in %.1f s. %d repeats per client, alternating; each run drains its own sibling slot up to the LSN recorded after the workload.\n",
+			r.sizes.Rows, r.sizes.InsertTx, r.rowBytes, r.sizes.Updates, r.sizes.Deletes, r.sizes.ChangeTx,
+			r.workloadT["mixed"].Seconds(), r.sizes.BigTxRows, r.workloadT["bigtx"].Seconds(), r.repeats)
+		fmt.Fprintln(w, "\n## Throughput, client CPU, peak RSS")
+		if len(mixed) > 0 {
+			bench.WriteSummaryTable(w, "mixed", r.changes["mixed"], mixed)
+		}
+		if len(big) > 0 {
+			bench.WriteSummaryTable(w, "bigtx", r.changes["bigtx"], big)
+		}
+		fmt.Fprintln(w, "\n<details><summary>every run</summary>")
+		bench.WriteRunsTable(w, r.runs)
+		fmt.Fprintln(w, "\n</details>")
+	}
+}
+
+// writeStreamingTargets writes the throughput, CPU and peak RSS rows of the Targets table.
+func (r *results) writeStreamingTargets(w io.Writer) {
+	mixed, big := r.summaries("mixed"), r.summaries("bigtx")
+	for _, wl := range []struct {
+		name string
+		sums []bench.ClientSummary
+	}{{"mixed", mixed}, {"bigtx", big}} {
+		if f, ok := find(wl.sums, clientFile); ok {
+			fmt.Fprintf(w, "| file sink throughput ≥ 1.0× pg_recvlogical (%s) | %.2f× | %s |\n", wl.name, f.Throughput, verdict(f.Throughput >= 1))
+			fmt.Fprintf(w, "| client CPU per change ≤ pg_recvlogical's (%s, file sink) | %.2f× | %s |\n", wl.name, f.CPU, verdict(f.CPU <= 1))
+		}
+	}
+	if f, ok := find(big, clientFile); ok {
+		fmt.Fprintf(w, "| peak RSS ≤ 64 MiB on the %d-row transaction (file sink, every repeat) | median %.1f MiB, worst %.1f MiB | %s |\n",
+			r.sizes.BigTxRows, f.MaxRSSMiB, f.WorstRSSMiB, verdict(f.WorstRSSMiB <= 64))
+		if g, ok := find(mixed, clientFile); ok {
+			fmt.Fprintf(w, "| peak RSS not growing with transaction size (file sink, %d-row vs %d-row transactions; met within 25%% + 4 MiB) | %.1f vs %.1f MiB | %s |\n",
+				r.sizes.BigTxRows, r.sizes.InsertTx, f.MaxRSSMiB, g.MaxRSSMiB, verdict(f.MaxRSSMiB <= g.MaxRSSMiB*1.25+4))
+		}
+	}
 }
