@@ -6,6 +6,23 @@
 // <out>/results.md.
 //
 //	go run ./bench/cmd/pgbench [-rows N] [-bigtx-rows N] [-snapshot-rows N] [-repeats R] [-out DIR]
+//
+// The program is laid out by phase. run builds pgstream, starts PostgreSQL and runs the phases in
+// order; each phase is a method of measurer in its own file, beside the code that writes the
+// phase's section of the report and its rows of the Targets table:
+//
+//	flags.go      the flags and their checks
+//	run.go        run, measurer and what the phases share
+//	streaming.go  phases mixed and bigtx: pgstream against pg_recvlogical on sibling slots
+//	snapshot.go   phase snapshot: an initial snapshot against psql COPY
+//	latency.go    phase latency: commit-to-acknowledged latency at a steady rate
+//	profile.go    the CPU and allocation profiles of an in-process run on the mixed workload
+//	micro.go      phase micro: the walparse and events go test benchmarks
+//	report.go     results and the Markdown report
+//
+// A new phase adds its name to those parseOptions accepts, a file with its method and result, a
+// field of results, a call in run, and calls in results.write. What the phases are made of
+// (workloads, child processes, summaries and tables) is in package bench.
 package main
 
 import (

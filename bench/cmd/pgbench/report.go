@@ -8,6 +8,7 @@ import (
 	"github.com/pgstream/pgstream/bench"
 )
 
+// results is what the phases measured, for the report.
 type results struct {
 	cmdline    string
 	started    time.Time

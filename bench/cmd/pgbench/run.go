@@ -18,8 +18,22 @@ import (
 	"github.com/pgstream/pgstream/internal/pgtest"
 )
 
+// publication (FOR ALL TABLES) is what the streaming, profile and latency runs read.
 const publication = "bench"
 
+// measurer runs the phases. It holds what they share: the options, the pgstream binary,
+// pg_recvlogical, the server's URL, the scratch directory, and a connection for the workloads and
+// the slots.
+type measurer struct {
+	o    options
+	bin  string
+	recv string
+	url  string
+	work string
+	conn *pgconn.PgConn
+}
+
+// run builds pgstream, starts PostgreSQL, runs the phases o selects in order and writes the report.
 func run(ctx context.Context, o options) (err error) {
 	res := &results{cmdline: strings.TrimSpace("go run ./bench/cmd/pgbench " + strings.Join(os.Args[1:], " ")), started: time.Now().UTC(), machine: bench.ReadMachine(),
 		sizes: o.sizes, repeats: o.repeats, env: o.env, pipeline: o.pipeline, workloadT: map[string]time.Duration{}, loadavg: map[string]string{}, changes: map[string]int64{}}
@@ -137,15 +151,8 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-type measurer struct {
-	o    options
-	bin  string
-	recv string
-	url  string
-	work string
-	conn *pgconn.PgConn
-}
-
+// pipelineLines returns the -pipeline values as lines of the pipeline section of a pgstream
+// configuration.
 func (m *measurer) pipelineLines() string {
 	var b strings.Builder
 	for _, kv := range m.o.pipeline {
@@ -155,8 +162,10 @@ func (m *measurer) pipelineLines() string {
 	return b.String()
 }
 
+// errTimeout is returned by waitFor when its condition did not hold in time.
 var errTimeout = errors.New("timed out")
 
+// waitFor polls cond every 20 ms until it holds, fails, ctx ends or d has passed (errTimeout).
 func waitFor(ctx context.Context, d time.Duration, cond func() (bool, error)) error {
 	deadline := time.Now().Add(d)
 	for {
