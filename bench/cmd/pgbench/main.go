@@ -21,8 +21,9 @@
 //	report.go     results and the Markdown report
 //
 // A new phase adds its name to those parseOptions accepts, a file with its method and result, a
-// field of results, a call in run, and calls in results.write. What the phases are made of
-// (workloads, child processes, summaries and tables) is in package bench.
+// field of results, a call in run, calls in results.write, and its section and Targets rows to
+// report_test.go. What the phases are made of (workloads, child processes, summaries and tables) is
+// in package bench.
 package main
 
 import (
