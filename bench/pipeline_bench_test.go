@@ -9,8 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgstream/pgstream/internal/pgtest"
 )
+
+// benchPublication is the publication, FOR ALL TABLES, that the pipeline benchmarks read.
+const benchPublication = "bench"
 
 // The cluster of the pipeline benchmarks, started by the first benchmark that needs it (never by
 // plain `go test`) and stopped by TestMain.
@@ -34,12 +39,17 @@ func cluster(b *testing.B) *pgtest.Cluster {
 		benchCluster, benchErr = pgtest.Start(pgtest.Options{Settings: map[string]string{
 			"shared_buffers": "256MB", "max_wal_size": "8GB", "checkpoint_timeout": "30min",
 		}})
-		if benchErr == nil {
-			benchErr = benchCluster.Exec("postgres", fmt.Sprintf(`CREATE TABLE %s (%s);
-CREATE TABLE %s (%s);
-CREATE TABLE %s (id bigserial PRIMARY KEY, t0 timestamptz NOT NULL DEFAULT clock_timestamp(), payload text);
-CREATE PUBLICATION bench FOR ALL TABLES;`, MixedTable, columns, BigTxTable, columns, LatencyTable))
+		if benchErr != nil {
+			return
 		}
+		ctx := context.Background()
+		conn, err := benchCluster.Connect(ctx, "postgres")
+		if err != nil {
+			benchErr = err
+			return
+		}
+		defer conn.Close(ctx)
+		benchErr = Setup(ctx, conn, benchPublication)
 	})
 	if benchErr != nil {
 		b.Fatalf("start PostgreSQL: %v", benchErr)
@@ -70,12 +80,7 @@ func BenchmarkPipelineFileMixed(b *testing.B) {
 	if err := s.Validate(); err != nil {
 		b.Fatal(err)
 	}
-	benchPipeline(b, s.MixedChanges(), func(ctx context.Context, c *pgtest.Cluster) error {
-		conn, err := c.Connect(ctx, "postgres")
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.Background())
+	benchPipeline(b, s.MixedChanges(), func(ctx context.Context, conn *pgconn.PgConn) error {
 		return RunMixed(ctx, conn, s)
 	}, MixedTable)
 }
@@ -83,17 +88,14 @@ func BenchmarkPipelineFileMixed(b *testing.B) {
 // BenchmarkPipelineFileBigTx is BenchmarkPipelineFileMixed with all inserts in one transaction.
 func BenchmarkPipelineFileBigTx(b *testing.B) {
 	rows := benchRows(b)
-	benchPipeline(b, int64(rows), func(ctx context.Context, c *pgtest.Cluster) error {
-		conn, err := c.Connect(ctx, "postgres")
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.Background())
+	benchPipeline(b, int64(rows), func(ctx context.Context, conn *pgconn.PgConn) error {
 		return RunBigTx(ctx, conn, rows)
 	}, BigTxTable)
 }
 
-func benchPipeline(b *testing.B, changes int64, workload func(context.Context, *pgtest.Cluster) error, table string) {
+// benchPipeline times the pipeline on what workload, run on the benchmark's connection with the
+// timer stopped, writes to table: b.N times, each on a fresh slot.
+func benchPipeline(b *testing.B, changes int64, workload func(context.Context, *pgconn.PgConn) error, table string) {
 	// Only the pipeline's runs are timed: not the cluster's start, not the workloads.
 	b.StopTimer()
 	b.ReportAllocs()
@@ -110,14 +112,14 @@ func benchPipeline(b *testing.B, changes int64, workload func(context.Context, *
 		if err := CreateSlots(ctx, conn, []string{slot}); err != nil {
 			b.Fatal(err)
 		}
-		if err := workload(ctx, c); err != nil {
+		if err := workload(ctx, conn); err != nil {
 			b.Fatal(err)
 		}
 		end, err := CurrentLSN(ctx, conn)
 		if err != nil {
 			b.Fatal(err)
 		}
-		r := InProcess{URL: c.URL("postgres"), Slot: slot, Publication: "bench", Dir: b.TempDir(), End: end}
+		r := InProcess{URL: c.URL("postgres"), Slot: slot, Publication: benchPublication, Dir: b.TempDir(), End: end}
 		start := time.Now()
 		b.StartTimer()
 		err = r.Run(ctx)
