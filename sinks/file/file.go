@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"go.uber.org/zap"
@@ -36,16 +37,46 @@ var (
 type Config struct {
 	// Path of the output file. Required. Its parent directory is created if missing.
 	Path string `mapstructure:"path"`
+	// Mode is the permission bits, in octal with a leading 0 ("0640"), of the file when Open creates
+	// it; the process umask does not narrow them. An existing file keeps its mode. Empty: "0600",
+	// since the file holds row data.
+	Mode string `mapstructure:"mode"`
 	// Logger receives a warning when Open repairs a torn tail. Nil: no logging.
 	Logger *zap.Logger `mapstructure:"-"`
 }
+
+// DefaultMode is the mode of a file Open creates when Config.Mode is empty.
+const DefaultMode os.FileMode = 0o600
 
 // Validate reports a configuration Open cannot use.
 func (c *Config) Validate() error {
 	if c.Path == "" {
 		return fmt.Errorf("%w: path is required", ErrConfig)
 	}
+	if _, err := c.perm(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// perm parses Mode.
+func (c *Config) perm() (os.FileMode, error) {
+	if c.Mode == "" {
+		return DefaultMode, nil
+	}
+	// A leading 0 is required: YAML reads an unquoted 0640 as the number 416, which arrives here as
+	// "416" and must not become mode 0416.
+	m, err := strconv.ParseUint(c.Mode, 8, 32)
+	if err != nil || len(c.Mode) < 2 || c.Mode[0] != '0' {
+		return 0, fmt.Errorf("%w: mode %q is not an octal mode with a leading 0 (YAML reads an unquoted 0640 as the number 416): write it quoted, as in mode: \"0640\"", ErrConfig, c.Mode)
+	}
+	if m&^0o777 != 0 {
+		return 0, fmt.Errorf("%w: mode %q has bits beyond the permission bits (0777): only permissions can be set", ErrConfig, c.Mode)
+	}
+	if m&0o600 != 0o600 {
+		return 0, fmt.Errorf("%w: mode %q does not let its owner read and write the file: pgstream appends to it and reads its tail when it opens it again (the owner digit must be 6 or 7, as in \"0600\")", ErrConfig, c.Mode)
+	}
+	return os.FileMode(m), nil
 }
 
 // file is what the sink needs of an open file; *os.File implements it, tests substitute their own.
@@ -74,19 +105,20 @@ type Sink struct {
 
 var _ sinks.Sink = (*Sink)(nil)
 
-// Open opens (creating if needed) the file cfg.Path for appending, cuts a torn tail back to the last
-// complete line and syncs the file and its directory.
+// Open opens (creating it with cfg.Mode if needed) the file cfg.Path for appending, cuts a torn tail
+// back to the last complete line and syncs the file and its directory.
 func Open(cfg Config) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	perm, _ := cfg.perm()
 	dir := filepath.Dir(cfg.Path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create directory of %s: %w", cfg.Path, err)
 	}
-	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := openAppend(cfg.Path, perm)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", cfg.Path, err)
+		return nil, err
 	}
 	// Make the file's directory entry durable in case Open just created it.
 	if err := syncDir(dir); err != nil {
@@ -99,6 +131,35 @@ func Open(cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("open %s: %w", cfg.Path, err)
 	}
 	return s, nil
+}
+
+// openAppend opens path for reading and appending. A file it creates gets exactly perm, whatever the
+// umask; an existing file keeps its mode.
+func openAppend(path string, perm os.FileMode) (*os.File, error) {
+	var err error
+	// A file removed between the two opens is created by the next attempt.
+	for range 3 {
+		var f *os.File
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, perm)
+		if err == nil {
+			if err := f.Chmod(perm); err != nil {
+				_ = f.Close()
+				return nil, fmt.Errorf("set mode of %s: %w", path, err)
+			}
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("open %s: %w", path, err)
 }
 
 func syncDir(dir string) error {

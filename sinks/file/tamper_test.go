@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -169,6 +171,81 @@ func TestFileChangedDuringWrite(t *testing.T) {
 			err = s.Write(ctx, batch(`{"n":3}`))
 			if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("Write = %v; want ErrFatal naming %s and saying %q", err, path, tc.want)
+			}
+		})
+	}
+}
+
+func TestCreatedFileMode(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mode     string
+		umask    int         // the process umask while Open runs
+		existing os.FileMode // 0: the file does not exist yet
+		want     os.FileMode
+	}{
+		// A umask that narrows nothing: the sink itself must not create a readable file.
+		{"default", "", 0, 0, 0o600},
+		// A umask that would narrow every configured mode to 0600: the sink must set the mode itself.
+		{"configured", "0640", 0o077, 0, 0o640},
+		{"world readable", "0644", 0o077, 0, 0o644},
+		{"existing file keeps its mode", "0600", 0, 0o644, 0o644},
+		{"existing file keeps its mode by default", "", 0, 0o604, 0o604},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "out.jsonl")
+			if tc.existing != 0 {
+				must(t, os.WriteFile(path, []byte("{}\n"), 0o600))
+				must(t, os.Chmod(path, tc.existing))
+			}
+			old := syscall.Umask(tc.umask)
+			s, err := Open(Config{Path: path, Mode: tc.mode})
+			syscall.Umask(old)
+			must(t, err)
+			must(t, s.Write(context.Background(), batch(`{"n":1}`)))
+			must(t, s.Close())
+			fi, err := os.Stat(path)
+			must(t, err)
+			if got := fi.Mode().Perm(); got != tc.want {
+				t.Fatalf("mode = %#o, want %#o", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidateMode(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		ok   bool
+	}{
+		{"", true},
+		{"0600", true},
+		{"0640", true},
+		{"0644", true},
+		{"0777", true},
+		{"00600", true},
+		{"600", false},   // no leading 0: how an unquoted YAML 0640 (the number 416) arrives
+		{"416", false},   //
+		{"0o640", false}, //
+		{"0400", false},  // pgstream could not write it
+		{"0200", false},  // nor read it to repair a torn tail
+		{"04600", false}, // setuid
+		{"01600", false}, // sticky
+		{"0100600", false},
+		{"0689", false},
+		{"rw-------", false},
+		{"0", false},
+		{"-0600", false},
+	} {
+		t.Run(strconv.Quote(tc.mode), func(t *testing.T) {
+			err := (&Config{Path: "out.jsonl", Mode: tc.mode}).Validate()
+			if tc.ok && err != nil {
+				t.Fatalf("Validate = %v", err)
+			}
+			if !tc.ok {
+				if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), strconv.Quote(tc.mode)) {
+					t.Fatalf("Validate = %v; want ErrConfig naming %q", err, tc.mode)
+				}
 			}
 		})
 	}
