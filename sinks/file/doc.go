@@ -7,4 +7,9 @@
 // is a complete event. Events of a batch not yet acknowledged may already be in the file when
 // pgstream stops; they are written again after the restart, so readers should treat the event id
 // ("<commit_lsn>/<seq>") as the key for de-duplication.
+//
+// The sink must be the file's only writer and the file must stay at its path. Before each batch
+// the open file's size is compared with what the sink wrote, and after the fsync the size again and
+// the path's identity (device and inode): a file deleted, moved, replaced, truncated or appended to
+// by someone else fails the Write with ErrFatal instead of acknowledging changes nobody can read.
 package file

@@ -174,7 +174,7 @@ func openSpy(t *testing.T, path string) *spyFile {
 func TestWriteSyncsBeforeReturning(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.jsonl")
 	spy := openSpy(t, path)
-	s, err := newSink(spy, nil)
+	s, err := newSink(spy, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestWriteFailureIsSticky(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "out.jsonl")
 			spy := openSpy(t, path)
-			s, err := newSink(spy, nil)
+			s, err := newSink(spy, path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -300,7 +300,7 @@ func TestTornTailRepairSyncFailure(t *testing.T) {
 	}
 	spy := openSpy(t, path)
 	spy.failSync = errors.New("injected disk failure")
-	if _, err := newSink(spy, nil); !errors.Is(err, ErrFatal) {
+	if _, err := newSink(spy, path, nil); !errors.Is(err, ErrFatal) {
 		t.Fatalf("newSink = %v; want ErrFatal", err)
 	}
 	if want := []string{"truncate 8", "sync"}; !slices.Equal(spy.calls, want) {
@@ -337,7 +337,7 @@ func BenchmarkWrite(b *testing.B) {
 func TestLargeBatchIsWrittenInChunksThenSyncedOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.jsonl")
 	spy := openSpy(t, path)
-	s, err := newSink(spy, nil)
+	s, err := newSink(spy, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,5 +366,24 @@ func TestLargeBatchIsWrittenInChunksThenSyncedOnce(t *testing.T) {
 	}
 	if writes < 3 {
 		t.Fatalf("%d writes for a 3 MiB batch", writes)
+	}
+}
+
+// BenchmarkChecks measures what Write adds to every batch to notice a file changed underneath it:
+// an fstat before the write, an fstat and a stat of the path after the fsync.
+func BenchmarkChecks(b *testing.B) {
+	s, err := Open(Config{Path: filepath.Join(b.TempDir(), "out.jsonl")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.check(false, 0); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.check(true, 0); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
