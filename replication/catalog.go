@@ -127,7 +127,7 @@ func (c *Conn) ensureSlotInner(ctx context.Context, export bool) (SlotInfo, erro
 		return si, err
 	}
 	if si.Exists {
-		return si, c.checkSlot(ctx, si)
+		return si, c.CheckSlot(ctx, si)
 	}
 	if !*c.cfg.CreateSlot {
 		return si, &Error{Kind: ErrSlotMissing, Check: "slot", Msg: "replication slot " + c.cfg.Slot + " does not exist and source.create_slot is false",
@@ -146,7 +146,7 @@ func (c *Conn) ensureSlotInner(ctx context.Context, export bool) (SlotInfo, erro
 			if err != nil {
 				return si, err
 			}
-			return si, c.checkSlot(ctx, si)
+			return si, c.CheckSlot(ctx, si)
 		}
 		return si, c.classifyCommand(ctx, what, err)
 	}
@@ -174,8 +174,9 @@ func (c *Conn) ensureSlotInner(ctx context.Context, export bool) (SlotInfo, erro
 	return si, nil
 }
 
-// checkSlot refuses a slot pgstream cannot use.
-func (c *Conn) checkSlot(ctx context.Context, si SlotInfo) error {
+// CheckSlot checks that an existing slot (as SlotInfo read it) can be streamed from: it uses
+// pgoutput, belongs to the connection's database and is not lost. It changes nothing.
+func (c *Conn) CheckSlot(ctx context.Context, si SlotInfo) error {
 	db, err := c.currentDB(ctx)
 	if err != nil {
 		return fmt.Errorf("read current database: %w", err)
@@ -377,7 +378,7 @@ func (c *Conn) Preflight(ctx context.Context) []Problem {
 	if si, err := c.SlotInfo(ctx); err != nil {
 		add(err)
 	} else if si.Exists {
-		if err := c.checkSlot(ctx, si); err != nil {
+		if err := c.CheckSlot(ctx, si); err != nil {
 			add(err)
 		}
 		if si.Active && si.ActivePID != int32(c.pg.PID()) {

@@ -209,6 +209,57 @@ func (p *Pipeline) closeSinks() []error {
 	return errs
 }
 
+// StartState is what pgstream finds at start-up (the server, its slot and the checkpoint) and what
+// a run decides from them. Inspect fills it without changing anything, for run and check alike.
+type StartState struct {
+	System replication.SystemInfo
+	// Problems are the preflight's findings: a run refuses to start while there are any.
+	Problems   []replication.Problem
+	Slot       replication.SlotInfo
+	Checkpoint checkpoint.Checkpoint
+	Found      bool // a checkpoint exists
+	// CreateSlot reports a first start (no checkpoint, no slot): a run creates the slot, exporting
+	// its snapshot when Snapshot is set, and starts at its consistent point.
+	CreateSlot bool
+	// Snapshot reports that a run snapshots the published tables: there is no checkpoint yet and
+	// snapshot.mode is not never.
+	Snapshot bool
+	// Start is where streaming resumes; zero when CreateSlot.
+	Start checkpoint.Start
+}
+
+// Inspect reads the server (preflight), the slot and the checkpoint on conn, identified as sys, and
+// decides as a run does where streaming starts. It changes nothing on the server or in the store.
+// An error is a refusal a run would stop with (a lost or foreign slot, a checkpoint that does not
+// match the server) or a failure to read; preflight findings are not errors, but StartState.Problems.
+func Inspect(ctx context.Context, conn *replication.Conn, sys replication.SystemInfo, store Store, mode string) (StartState, error) {
+	st := StartState{System: sys, Problems: conn.Preflight(ctx)}
+	var err error
+	if st.Slot, err = conn.SlotInfo(ctx); err != nil {
+		return st, err
+	}
+	if st.Checkpoint, st.Found, err = store.Load(); err != nil {
+		return st, fmt.Errorf("load checkpoint: %w", err)
+	}
+	st.Snapshot = !st.Found && mode != SnapshotNever
+	if !st.Found && !st.Slot.Exists {
+		st.CreateSlot = true
+		return st, nil
+	}
+	if st.Slot.Exists {
+		// An existing slot must use pgoutput, belong to this database and not be lost.
+		if err := conn.CheckSlot(ctx, st.Slot); err != nil {
+			return st, err
+		}
+	}
+	srv, err := ServerState(ctx, conn, sys, st.Slot, st.Checkpoint, st.Found)
+	if err != nil {
+		return st, err
+	}
+	st.Start, err = store.Reconcile(st.Checkpoint, st.Found, srv)
+	return st, err
+}
+
 // ServerState describes the server and its slot as checkpoint.Reconcile needs them. It asks for
 // the server's timeline history only when the checkpoint (found) was taken on another timeline.
 func ServerState(ctx context.Context, conn *replication.Conn, sys replication.SystemInfo, slot replication.SlotInfo,
@@ -235,25 +286,22 @@ func (p *Pipeline) open(ctx context.Context) error {
 		return err
 	}
 	conn := p.sess.conn
-	if probs := conn.Preflight(ctx); len(probs) > 0 {
-		return &PreflightError{Problems: probs}
+	st, err := Inspect(ctx, conn, sys, p.store, p.cfg.Snapshot.Mode)
+	if len(st.Problems) > 0 {
+		return &PreflightError{Problems: st.Problems}
+	}
+	if err != nil {
+		return err
 	}
 	if err := conn.EnsurePublication(ctx); err != nil {
 		return err
 	}
-	slot, err := conn.SlotInfo(ctx)
-	if err != nil {
-		return err
-	}
-	cp, found, err := p.store.Load()
-	if err != nil {
-		return fmt.Errorf("load checkpoint: %w", err)
-	}
-	snapshotNow := !found && p.cfg.Snapshot.Mode != SnapshotNever
-	switch {
-	case !found && !slot.Exists:
+	cp, found, start := st.Checkpoint, st.Found, st.Start
+	snapshotNow := st.Snapshot
+	if st.CreateSlot {
 		// A first start: the slot begins at its consistent point and the checkpoint with it. The
 		// snapshot it exports is the database exactly as of that point.
+		var slot replication.SlotInfo
 		if snapshotNow {
 			slot, p.exported, err = conn.EnsureSlotExport(ctx)
 		} else {
@@ -263,18 +311,11 @@ func (p *Pipeline) open(ctx context.Context) error {
 			return err
 		}
 		p.log.Info("created replication slot", zap.String("slot", slot.Name), zap.Stringer("consistent_point", slot.ConfirmedFlush))
-	case slot.Exists:
-		if _, err := conn.EnsureSlot(ctx); err != nil {
-			return err // an existing slot must use pgoutput, belong to this database and not be lost
+		if start, err = p.store.Reconcile(cp, found, checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName,
+			Slot: slot.Name, SlotExists: true, SlotCreated: true, SlotConfirmedFlush: slot.ConfirmedFlush,
+			WALEnd: sys.XLogPos, Timeline: sys.Timeline}); err != nil {
+			return err
 		}
-	}
-	srv, err := ServerState(ctx, conn, sys, slot, cp, found)
-	if err != nil {
-		return err
-	}
-	start, err := p.store.Reconcile(cp, found, srv)
-	if err != nil {
-		return err
 	}
 	p.ck.ident = checkpoint.Checkpoint{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, Slot: p.src.Slot}
 	pos := checkpoint.Position{CommitLSN: start.SkipThrough, EndLSN: start.From}
@@ -304,13 +345,13 @@ func (p *Pipeline) open(ctx context.Context) error {
 			tables = snapshot.Plan(pub, start.From, uint32(p.cfg.Snapshot.ChunkPages))
 		}
 	}
-	st := &p.sn.state
-	st.saveMu.Lock()
-	st.tables = tables
-	st.setPublished(published)
-	st.pubChanged = pubChanged
-	publishedList := st.publishedList()
-	st.saveMu.Unlock()
+	ss := &p.sn.state
+	ss.saveMu.Lock()
+	ss.tables = tables
+	ss.setPublished(published)
+	ss.pubChanged = pubChanged
+	publishedList := ss.publishedList()
+	ss.saveMu.Unlock()
 	if !found || start.Fresh {
 		cp := p.ck.ident
 		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), tables
