@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/backoff"
 	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/walparse"
@@ -100,7 +101,7 @@ func (s *session) closeConn() {
 // stream runs the receive loop, reconnecting after failures that a reconnect may cure.
 func (s *session) stream(ctx, runCtx context.Context) error {
 	failures := 0
-	backoff := s.cfg.ReconnectMin
+	policy := backoff.Policy{Min: s.cfg.ReconnectMin, Max: s.cfg.ReconnectMax}
 	for {
 		err := s.receiveLoop(ctx, runCtx)
 		if errors.Is(err, errEndReached) {
@@ -122,16 +123,19 @@ func (s *session) stream(ctx, runCtx context.Context) error {
 			if s.cfg.ReconnectAttempts > 0 && failures > s.cfg.ReconnectAttempts {
 				return fmt.Errorf("giving up after %d reconnect attempts: %w", s.cfg.ReconnectAttempts, err)
 			}
-			s.log.Warn("replication connection lost; reconnecting", zap.Error(err), zap.Duration("backoff", backoff), zap.Int("attempt", failures))
+			wait := policy.Delay(failures)
+			s.log.Warn("replication connection lost; reconnecting", zap.Error(err), zap.Duration("backoff", wait), zap.Int("attempt", failures))
 			s.closeConn()
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return nil
 			case <-runCtx.Done():
+				t.Stop()
 				return nil
-			case <-time.After(backoff):
+			case <-t.C:
 			}
-			backoff = min(backoff*2, s.cfg.ReconnectMax)
 			err = s.reopen(ctx)
 			if err == nil {
 				break
@@ -143,7 +147,6 @@ func (s *session) stream(ctx, runCtx context.Context) error {
 			}
 		}
 		failures = 0
-		backoff = s.cfg.ReconnectMin
 	}
 }
 

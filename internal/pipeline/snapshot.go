@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/backoff"
 	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/replication"
@@ -64,7 +65,7 @@ type snapshotter struct {
 	limit                                      *rate.Limiter // cfg.MaxRowsPerSecond, shared by every reader; nil: no cap
 	runID                                      string        // identifies this run's watermarks
 	maxBatchEvents, maxBatchBytes, maxInFlight int
-	reconnectMin, reconnectMax                 time.Duration
+	retry                                      backoff.Policy // between attempts at a chunk
 
 	// Set by the pipeline before the first read.
 	db      string              // the database's name, for the events
@@ -95,7 +96,7 @@ var _ streamHooks = (*snapshotter)(nil)
 func newSnapshotter(cfg Config, src replication.Config, log *zap.Logger, now func() time.Time) *snapshotter {
 	return &snapshotter{cfg: cfg.Snapshot, src: src, log: log, now: now, limit: newRowLimit(cfg.Snapshot.MaxRowsPerSecond),
 		runID: newRunID(), maxBatchEvents: cfg.MaxBatchEvents, maxBatchBytes: cfg.MaxBatchBytes, maxInFlight: cfg.MaxInFlightBytes,
-		reconnectMin: cfg.ReconnectMin, reconnectMax: cfg.ReconnectMax,
+		retry:   backoff.Policy{Min: cfg.ReconnectMin, Max: cfg.ReconnectMax},
 		openRel: map[uint32][]*window{}, jobs: jobQueue{wake: make(chan struct{}, 1)}, wins: windows{m: map[uint64]*window{}}}
 }
 
@@ -653,7 +654,6 @@ func (sn *snapshotter) resnapWorker(ctx context.Context, worker int) error {
 		if !ok {
 			return nil
 		}
-		backoff := sn.reconnectMin
 		for attempt := 1; ; attempt++ {
 			if conn == nil || conn.IsClosed() {
 				c, err := replication.NewSQLConn(ctx, sn.src)
@@ -677,17 +677,15 @@ func (sn *snapshotter) resnapWorker(ctx context.Context, worker int) error {
 			if attempt >= 5 {
 				return fmt.Errorf("snapshot of %s, chunk %d: giving up after %d attempts: %w", j.table.Name(), j.idx, attempt, err)
 			}
+			wait := sn.retry.Delay(attempt)
 			sn.log.Warn("snapshot chunk failed; retrying", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx),
-				zap.Int("worker", worker), zap.Error(err), zap.Duration("backoff", backoff))
+				zap.Int("worker", worker), zap.Error(err), zap.Duration("backoff", wait))
 			if conn != nil {
 				_ = replication.Exec(ctx, conn, "ROLLBACK")
 			}
-			select {
-			case <-ctx.Done():
+			if !backoff.Wait(ctx, wait) {
 				return nil
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, sn.reconnectMax)
 		}
 	}
 }
