@@ -34,7 +34,7 @@ type Problem struct {
 // Exists is false.
 func (c *Conn) SlotInfo(ctx context.Context) (SlotInfo, error) {
 	walStatus := "wal_status"
-	if c.pg.ParameterStatus("server_version") != "" && serverVersionNum(c.pg) < 130000 {
+	if c.pg.ParameterStatus("server_version") != "" && ServerMajor(c.pg) < 13 {
 		walStatus = "NULL"
 	}
 	rows, err := c.query(ctx, "SELECT slot_name, coalesce(plugin, ''), coalesce(database::text, ''), active::text, "+
@@ -71,16 +71,19 @@ func (c *Conn) SlotInfo(ctx context.Context) (SlotInfo, error) {
 	return si, nil
 }
 
-func serverVersionNum(pg *pgconn.PgConn) int {
-	v := pg.ParameterStatus("server_version")
-	major, rest, _ := strings.Cut(v, ".")
-	maj, _ := strconv.Atoi(major)
-	minor := 0
-	if maj < 10 {
-		m, _, _ := strings.Cut(rest, ".")
-		minor, _ = strconv.Atoi(m)
+// ServerMajor returns the major version of the server pg is connected to, from the server_version
+// it reported at startup: 15 for "15.4 (Debian 15.4-1)", 17 for "17beta1", 9 for "9.6.2"; 0 if it
+// reported none.
+func ServerMajor(pg *pgconn.PgConn) int { return parseMajor(pg.ParameterStatus("server_version")) }
+
+// parseMajor returns the leading number of a server_version, 0 if there is none.
+func parseMajor(v string) int {
+	end := 0
+	for end < len(v) && v[end] >= '0' && v[end] <= '9' {
+		end++
 	}
-	return maj*10000 + minor*100
+	n, _ := strconv.Atoi(v[:end])
+	return n
 }
 
 // currentDB is the database this connection is attached to.

@@ -159,7 +159,8 @@ func readPasswordFile(path string) (string, error) {
 	return line, nil
 }
 
-// sessionParams are the settings pgoutput formats values with; they are sent in the startup packet.
+// sessionParams are the settings pgoutput formats values with; they are sent in the startup packet,
+// and SessionSQL sets them on a session opened elsewhere.
 var sessionParams = map[string]string{
 	"DateStyle":                   "ISO",
 	"TimeZone":                    "UTC",

@@ -3,6 +3,8 @@ package replication
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -243,10 +245,28 @@ func Value(ctx context.Context, pg *pgconn.PgConn, sql string, args ...string) (
 	return string(res.Rows[0][0]), nil
 }
 
-// quoteIdent quotes an SQL identifier.
-func quoteIdent(s string) string {
+// QuoteIdent quotes an SQL identifier: "a""b" for a"b. The snapshot reader quotes with it too.
+func QuoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
+
+// quoteIdent is QuoteIdent under the name this package's statements use.
+func quoteIdent(s string) string { return QuoteIdent(s) }
+
+// sessionSQL is SessionSQL's text, built once from sessionParams.
+var sessionSQL = func() string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(sessionParams)) {
+		b.WriteString("SET " + k + " = " + quoteLiteral(sessionParams[k]) + "; ")
+	}
+	return b.String()
+}()
+
+// SessionSQL returns SET statements, each ending in "; ", that give a session the settings every
+// connection of this package starts with (DateStyle, TimeZone, IntervalStyle, extra_float_digits,
+// bytea_output, client_encoding, standard_conforming_strings): under them, a value's text is the
+// text pgoutput sends. The snapshot reader runs them before each COPY, whatever connection it has.
+func SessionSQL() string { return sessionSQL }
 
 // quoteLiteral quotes an SQL string literal. The session runs with standard_conforming_strings=on
 // (a startup parameter), so backslashes are ordinary characters.

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
-	"github.com/pgstream/pgstream/internal/pgtest"
+	"github.com/pgstream/pgstream/internal/pgcluster"
 )
 
 const demoSchema = `
@@ -51,7 +51,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	defer log.Sync() //nolint:errcheck
 
 	fmt.Fprintln(stderr, "pgstream demo: starting a throwaway PostgreSQL (initdb, wal_level=logical)…")
-	cluster, err := pgtest.Start(pgtest.Options{})
+	cluster, err := pgcluster.Start(pgcluster.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "pgstream demo: %v\n", err)
 		return 1
@@ -109,7 +109,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 }
 
 // demoWorkload inserts, updates and deletes rows at about rate transactions per second.
-func demoWorkload(ctx context.Context, c *pgtest.Cluster, rate int) error {
+func demoWorkload(ctx context.Context, c *pgcluster.Cluster, rate int) error {
 	conn, err := c.Connect(ctx, "postgres")
 	if err != nil {
 		return err

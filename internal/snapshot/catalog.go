@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/walparse"
 )
 
@@ -51,18 +52,6 @@ func (t *Table) QualifiedName() string { return t.Schema + "." + t.Name }
 // given 0: 1024 pages, 8 MiB of 8 kB pages.
 const DefaultChunkPages = 1024
 
-// serverMajor returns the major version of the server conn is connected to (15 for "15.4 (Debian…)",
-// 9 for "9.6.2"), or 0 if the server did not report it.
-func serverMajor(conn *pgconn.PgConn) int {
-	v := conn.ParameterStatus("server_version")
-	end := 0
-	for end < len(v) && v[end] >= '0' && v[end] <= '9' {
-		end++
-	}
-	n, _ := strconv.Atoi(v[:end])
-	return n
-}
-
 // listQuery lists a publication's tables. $1 is the publication. The column list is reported only
 // when the publication names one (pg_publication_rel.prattrs): attnames lists every column otherwise.
 const listQuery = `SELECT c.oid, n.nspname, c.relname,
@@ -95,11 +84,11 @@ const (
 // name. A publication that does not exist is an error wrapping ErrNoPublication.
 func ListTables(ctx context.Context, conn *pgconn.PgConn, publication string) ([]Table, error) {
 	cols := listColumnsOld
-	if serverMajor(conn) >= 15 {
+	if replication.ServerMajor(conn) >= 15 {
 		cols = listColumns15
 	}
 	pages := pagesPlain
-	if serverMajor(conn) >= 12 {
+	if replication.ServerMajor(conn) >= 12 {
 		pages = pagesPartitioned
 	}
 	res := conn.ExecParams(ctx, fmt.Sprintf(listQuery, pages, cols), [][]byte{[]byte(publication)}, nil, nil, nil).Read()
@@ -183,7 +172,7 @@ func LookupTables(ctx context.Context, conn *pgconn.PgConn, publication string, 
 				schema, table = "public", name
 			}
 			missing = append(missing, strconv.Quote(name))
-			idents = append(idents, quoteIdent(schema)+"."+quoteIdent(table))
+			idents = append(idents, replication.QuoteIdent(schema)+"."+replication.QuoteIdent(table))
 			continue
 		}
 		if !seen[all[i].OID] {
@@ -193,7 +182,7 @@ func LookupTables(ctx context.Context, conn *pgconn.PgConn, publication string, 
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w %q: %s (they may not exist; to publish them: ALTER PUBLICATION %s ADD TABLE %s)",
-			ErrNotInPublication, publication, strings.Join(missing, ", "), quoteIdent(publication), strings.Join(idents, ", "))
+			ErrNotInPublication, publication, strings.Join(missing, ", "), replication.QuoteIdent(publication), strings.Join(idents, ", "))
 	}
 	return out, nil
 }
@@ -267,12 +256,12 @@ ORDER BY a.attnum`
 // ErrTableGone.
 func LoadRelation(ctx context.Context, conn *pgconn.PgConn, oid uint32, schema, name string, cols []string) (*walparse.Relation, error) {
 	generated := "false"
-	if serverMajor(conn) >= 12 {
+	if replication.ServerMajor(conn) >= 12 {
 		generated = "a.attgenerated <> ''"
 	}
 	oidText := strconv.AppendUint(nil, uint64(oid), 10)
 	res := conn.ExecParams(ctx, fmt.Sprintf(relationQuery, generated),
-		[][]byte{oidText, []byte(quoteIdent(schema) + "." + quoteIdent(name))}, nil, nil, nil).Read()
+		[][]byte{oidText, []byte(replication.QuoteIdent(schema) + "." + replication.QuoteIdent(name))}, nil, nil, nil).Read()
 	if res.Err != nil {
 		return nil, fmt.Errorf("describe table %s.%s: %w", schema, name, res.Err)
 	}
@@ -333,9 +322,4 @@ func LoadRelation(ctx context.Context, conn *pgconn.PgConn, oid uint32, schema, 
 		return nil, fmt.Errorf("describe table %s.%s: no column %s", schema, name, strings.Join(missing, ", "))
 	}
 	return rel, nil
-}
-
-// quoteIdent quotes an SQL identifier.
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }

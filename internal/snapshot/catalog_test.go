@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/pgstream/pgstream/checkpoint"
 )
 
@@ -88,19 +86,6 @@ ANALYZE b_tab;`)
 	}
 	if _, err := LookupTables(ctx, conn, "nope", []string{"a_tab"}); !errors.Is(err, ErrNoPublication) {
 		t.Errorf("lookup in a missing publication: %v", err)
-	}
-}
-
-func TestServerMajor(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := sharedCluster(t)
-	conn := connect(t, ctx, c, "postgres")
-	if got := serverMajor(conn); got != c.Version || got < 10 {
-		t.Errorf("serverMajor = %d, cluster version %d (server_version %q)", got, c.Version, conn.ParameterStatus("server_version"))
-	}
-	if got := serverMajor(&pgconn.PgConn{}); got != 0 {
-		t.Errorf("serverMajor without a server_version = %d", got)
 	}
 }
 

@@ -13,14 +13,10 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/events"
+	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/walparse"
 )
-
-// sessionSettings are sent before every COPY: the settings the replication session formats values
-// with (see package events), so that a snapshot row's text is the text pgoutput would send.
-const sessionSettings = `SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = postgres; ` +
-	`SET extra_float_digits = 1; SET bytea_output = hex; SET client_encoding = 'UTF8'; `
 
 // keepBuffer is the capacity above which a row buffer is dropped after a chunk, so that one huge
 // row does not pin its memory for the Reader's lifetime.
@@ -28,9 +24,11 @@ const keepBuffer = 1 << 20
 
 // Reader reads chunks of tables over one ordinary connection, in whatever transaction the caller
 // opened on it (for a consistent snapshot: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET
-// TRANSACTION SNAPSHOT '…'). Before each COPY it sets the session's DateStyle, TimeZone,
-// IntervalStyle, extra_float_digits, bytea_output and client_encoding to the replication session's
-// values. Memory does not grow with a table: it holds at most one row (and its event) at a time.
+// TRANSACTION SNAPSHOT '…'). Before each COPY it gives the session the settings the replication
+// session formats values with (replication.SessionSQL: DateStyle, TimeZone, IntervalStyle,
+// extra_float_digits, bytea_output…), so that a row's text is the text pgoutput would send whatever
+// settings the connection came with. Memory does not grow with a table: it holds at most one row
+// (and its event) at a time.
 // Not safe for concurrent use, and the connection must not be used by anyone else meanwhile.
 type Reader struct {
 	conn  *pgconn.PgConn
@@ -144,7 +142,7 @@ func (r *Reader) relation(ctx context.Context, t *checkpoint.TableSnapshot, cols
 	for _, c := range wr.Columns {
 		rel.names = append(rel.names, c.Name)
 		rel.list = append(rel.list, ", "...)
-		rel.list = append(rel.list, quoteIdent(c.Name)...)
+		rel.list = append(rel.list, replication.QuoteIdent(c.Name)...)
 	}
 	r.rels[t.OID] = rel
 	return rel, nil
@@ -153,7 +151,7 @@ func (r *Reader) relation(ctx context.Context, t *checkpoint.TableSnapshot, cols
 // checkOID reports ErrTableGone unless schema.table of t resolves to t.OID, as the COPY's name will:
 // name resolution sees the latest catalog, whatever the transaction's snapshot.
 func (r *Reader) checkOID(ctx context.Context, t *checkpoint.TableSnapshot) error {
-	name := quoteIdent(t.Schema) + "." + quoteIdent(t.Table)
+	name := replication.QuoteIdent(t.Schema) + "." + replication.QuoteIdent(t.Table)
 	res := r.conn.ExecParams(ctx, `SELECT pg_catalog.to_regclass($1)::oid`, [][]byte{[]byte(name)}, nil, nil, nil).Read()
 	if res.Err != nil {
 		return fmt.Errorf("read %s: look up table: %w", t.Name(), res.Err)
@@ -167,15 +165,16 @@ func (r *Reader) checkOID(ctx context.Context, t *checkpoint.TableSnapshot) erro
 	return nil
 }
 
-// copySQL builds the session settings and the COPY of pages [start, end) (from start on if last).
+// copySQL builds the session settings (replication.SessionSQL) and the COPY of pages [start, end)
+// (from start on if last).
 func (r *Reader) copySQL(t *checkpoint.TableSnapshot, rel *tableRel, rowFilter string, start, end uint32, last bool) string {
-	s := append(r.sql[:0], sessionSettings...)
+	s := append(r.sql[:0], replication.SessionSQL()...)
 	s = append(s, "COPY (SELECT "...)
 	s = append(s, rel.list...)
 	s = append(s, " FROM "...)
-	s = append(s, quoteIdent(t.Schema)...)
+	s = append(s, replication.QuoteIdent(t.Schema)...)
 	s = append(s, '.')
-	s = append(s, quoteIdent(t.Table)...)
+	s = append(s, replication.QuoteIdent(t.Table)...)
 	s = append(s, " WHERE ctid >= '("...)
 	s = strconv.AppendUint(s, uint64(start), 10)
 	s = append(s, ",0)'::tid"...)

@@ -15,13 +15,10 @@ import (
 	"github.com/pgstream/pgstream/internal/events"
 	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/pgtest"
+	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/walparse"
 )
-
-// sessionGUCs are the settings of the replication session, under which pgoutput prints values.
-const sessionGUCs = `SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = postgres;
-SET extra_float_digits = 1; SET bytea_output = hex`
 
 // otherGUCs are settings under which every affected type prints differently: a Reader must not
 // depend on the session it is given.
@@ -44,11 +41,11 @@ type stream struct {
 }
 
 // readSlot consumes the pending changes of slot (created with pgoutput) through the SQL interface
-// under the replication session's settings.
+// under the replication session's settings (replication.SessionSQL).
 func readSlot(t *testing.T, ctx context.Context, c *pgtest.Cluster, db, slot, pub string) stream {
 	t.Helper()
 	conn := connect(t, ctx, c, db)
-	execSQL(t, ctx, conn, sessionGUCs)
+	execSQL(t, ctx, conn, replication.SessionSQL())
 	enc := events.NewEncoder(events.Options{Database: db}, events.NewCatalog(connect(t, ctx, c, db)))
 	res := conn.ExecParams(ctx, `SELECT data FROM pg_logical_slot_get_binary_changes($1, NULL, NULL,
 		'proto_version', '1', 'publication_names', $2)`, [][]byte{[]byte(slot), []byte(pub)}, nil, nil, nil).Read()

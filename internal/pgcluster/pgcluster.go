@@ -1,0 +1,325 @@
+// Package pgcluster starts throwaway PostgreSQL clusters: initdb into a new temporary directory, a
+// free port on 127.0.0.1, wal_level=logical by default. It uses the server binaries installed on the
+// machine (PGSTREAM_PG_BIN, else the newest /usr/lib/postgresql/*/bin, else `pg_config --bindir`) and
+// never touches any other server. `pgstream demo` runs on one; tests use it through package pgtest,
+// which ties a cluster's lifetime to a test. It must not import package testing: it is linked into
+// the shipped binary.
+//
+// When the process runs as root (initdb refuses to), the cluster runs as the "postgres" user.
+package pgcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Superuser credentials of every cluster. Host connections use SCRAM; the socket trusts.
+const (
+	User     = "postgres"
+	Password = "postgres"
+)
+
+// Options configure a cluster. The zero value gives wal_level=logical.
+type Options struct {
+	// WalLevel is the wal_level setting; "" means "logical".
+	WalLevel string
+	// Settings are extra postgresql.conf lines, e.g. {"wal_sender_timeout": "2s"}.
+	Settings map[string]string
+}
+
+// Cluster is a running throwaway PostgreSQL server.
+type Cluster struct {
+	Dir     string // temporary directory holding data/, the socket and the log
+	Port    int
+	BinDir  string
+	Version int // server major version
+
+	cred *syscall.Credential
+	mu   sync.Mutex
+}
+
+// BinDir finds the PostgreSQL server binaries.
+func BinDir() (string, error) {
+	if d := os.Getenv("PGSTREAM_PG_BIN"); d != "" {
+		return d, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		d := strings.TrimSpace(string(out))
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	return "", errors.New("no PostgreSQL server binaries found: install them (scripts/setup.sh does: apt-get install postgresql) or set PGSTREAM_PG_BIN to the directory holding initdb")
+}
+
+func versionOf(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+// Start creates and starts a cluster. Call Close to stop it and remove its directory.
+func Start(opts Options) (*Cluster, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgstream-pg-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Dir: dir, BinDir: bin}
+	if err := c.init(opts); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) init(opts Options) error {
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return fmt.Errorf("running as root needs a \"postgres\" user for the test cluster: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(c.Dir, uid, gid); err != nil {
+			return err
+		}
+	}
+	pwfile := filepath.Join(c.Dir, "pwfile")
+	if err := os.WriteFile(pwfile, []byte(Password+"\n"), 0o644); err != nil {
+		return err
+	}
+	if c.cred != nil {
+		_ = os.Chown(pwfile, int(c.cred.Uid), int(c.cred.Gid))
+	}
+	if out, err := c.run("initdb", "-D", c.DataDir(), "-U", User, "--pwfile", pwfile,
+		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
+		return fmt.Errorf("initdb: %v: %s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	c.Port = port
+	walLevel := opts.WalLevel
+	if walLevel == "" {
+		walLevel = "logical"
+	}
+	conf := map[string]string{
+		"port":                    strconv.Itoa(port),
+		"listen_addresses":        "'127.0.0.1'",
+		"unix_socket_directories": "'" + c.Dir + "'",
+		"wal_level":               walLevel,
+		"max_wal_senders":         "10",
+		"max_replication_slots":   "10",
+		"fsync":                   "off",
+		"full_page_writes":        "off",
+		"shared_buffers":          "64MB",
+		"max_connections":         "50",
+		"logging_collector":       "off",
+		"log_min_messages":        "warning",
+		"password_encryption":     "'scram-sha-256'",
+	}
+	for k, v := range opts.Settings {
+		conf[k] = v
+	}
+	var sb strings.Builder
+	keys := make([]string, 0, len(conf))
+	for k := range conf {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&sb, "%s = %s\n", k, conf[k])
+	}
+	f, err := os.OpenFile(filepath.Join(c.DataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(sb.String())
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if err := c.Start(); err != nil {
+		return err
+	}
+	ver, err := c.Query("postgres", "SHOW server_version_num")
+	if err != nil {
+		return err
+	}
+	n, _ := strconv.Atoi(ver)
+	c.Version = n / 10000
+	return nil
+}
+
+// DataDir is the cluster's data directory.
+func (c *Cluster) DataDir() string { return filepath.Join(c.Dir, "data") }
+
+// LogFile is the server's log.
+func (c *Cluster) LogFile() string { return filepath.Join(c.Dir, "server.log") }
+
+func (c *Cluster) run(name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(filepath.Join(c.BinDir, name), args...)
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	if c.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	}
+	return cmd.CombinedOutput()
+}
+
+// Start starts a stopped cluster and waits until it accepts connections.
+func (c *Cluster) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cred != nil {
+		// The log file must be writable by the server's user.
+		if f, err := os.OpenFile(c.LogFile(), os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			f.Close()
+			_ = os.Chown(c.LogFile(), int(c.cred.Uid), int(c.cred.Gid))
+		}
+	}
+	out, err := c.run("pg_ctl", "-D", c.DataDir(), "-l", c.LogFile(), "-w", "-t", "60", "start")
+	if err != nil {
+		log, _ := os.ReadFile(c.LogFile())
+		return fmt.Errorf("pg_ctl start: %v: %s\n%s", err, out, log)
+	}
+	return nil
+}
+
+// Stop stops the cluster with the given pg_ctl shutdown mode ("fast", "immediate", "smart").
+func (c *Cluster) Stop(mode string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out, err := c.run("pg_ctl", "-D", c.DataDir(), "-m", mode, "-w", "-t", "60", "stop")
+	if err != nil {
+		return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
+	}
+	return nil
+}
+
+// Restart stops the cluster (mode "fast" or "immediate") and starts it again on the same port.
+func (c *Cluster) Restart(mode string) error {
+	if err := c.Stop(mode); err != nil {
+		return err
+	}
+	return c.Start()
+}
+
+// Close stops the cluster, if running, and removes its directory.
+func (c *Cluster) Close() {
+	if c.Port != 0 {
+		_ = c.Stop("immediate")
+	}
+	_ = os.RemoveAll(c.Dir)
+}
+
+// URL is a connection string for db as the superuser over TCP (SCRAM, sslmode=disable).
+func (c *Cluster) URL(db string) string {
+	return c.URLAs(User, Password, db)
+}
+
+// URLAs is a connection string for db as user with password over TCP.
+func (c *Cluster) URLAs(user, password, db string) string {
+	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", user, password, c.Port, db)
+}
+
+// Connect opens an ordinary connection to db as the superuser.
+func (c *Cluster) Connect(ctx context.Context, db string) (*pgconn.PgConn, error) {
+	return pgconn.Connect(ctx, c.URL(db))
+}
+
+// Exec runs one or more SQL statements in db and returns the first error.
+func (c *Cluster) Exec(db, sql string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := c.Connect(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, sql).ReadAll()
+	return err
+}
+
+// Query runs sql in db and returns the first column of the first row as text ("" for none or NULL).
+func (c *Cluster) Query(db, sql string) (string, error) {
+	rows, err := c.QueryRows(db, sql)
+	if err != nil || len(rows) == 0 || len(rows[0]) == 0 {
+		return "", err
+	}
+	return rows[0][0], nil
+}
+
+// QueryRows runs sql in db and returns every row as text (NULL as "").
+func (c *Cluster) QueryRows(db, sql string) ([][]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := c.Connect(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	res := conn.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	out := make([][]string, len(res.Rows))
+	for i, r := range res.Rows {
+		out[i] = make([]string, len(r))
+		for j, v := range r {
+			out[i][j] = string(v)
+		}
+	}
+	return out, nil
+}
+
+// CreateDB creates a database and returns its name.
+func (c *Cluster) CreateDB(name string) error {
+	return c.Exec("postgres", "CREATE DATABASE "+name)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Promote promotes a cluster started as a standby and waits until it accepts writes.
+func (c *Cluster) Promote() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out, err := c.run("pg_ctl", "-D", c.DataDir(), "-w", "-t", "60", "promote")
+	if err != nil {
+		return fmt.Errorf("pg_ctl promote: %v: %s", err, out)
+	}
+	return nil
+}
