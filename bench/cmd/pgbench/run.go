@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgstream/pgstream/bench"
-	"github.com/pgstream/pgstream/internal/pgtest"
+	"github.com/pgstream/pgstream/internal/pgcluster"
 )
 
 // publication (FOR ALL TABLES) is what the streaming, profile and latency runs read.
@@ -55,7 +55,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	slots := 3*o.repeats + 4
 	logf("starting PostgreSQL")
-	cl, err := pgtest.Start(pgtest.Options{Settings: map[string]string{
+	cl, err := pgcluster.Start(pgcluster.Options{Settings: map[string]string{
 		"max_replication_slots": strconv.Itoa(slots),
 		"max_wal_senders":       strconv.Itoa(slots + 2),
 		"shared_buffers":        "256MB",
