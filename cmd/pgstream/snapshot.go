@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -78,10 +77,9 @@ func requestSnapshot(ctx context.Context, src replication.Config, tables []strin
 	for i := range found {
 		names[i] = found[i].QualifiedName()
 	}
-	content, _ := json.Marshal(pipeline.Request{Slot: src.Slot, Tables: names})
-	lsn, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", pipeline.RequestPrefix, string(content))
+	at, err := pipeline.WriteRequest(ctx, conn, src.Slot, names)
 	if err != nil {
-		return "", false, fmt.Errorf("write the snapshot request: %w", err)
+		return "", false, err
 	}
-	return lsn, active, nil
+	return at.String(), active, nil
 }

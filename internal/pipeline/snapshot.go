@@ -45,6 +45,18 @@ type Request struct {
 	Tables []string `json:"tables"`
 }
 
+// WriteRequest writes a snapshot request for the tables (schema.table names) into the WAL through
+// conn, an ordinary connection to the database: every pgstream streaming from slot re-reads them once
+// the request's transaction commits. It returns the request's LSN.
+func WriteRequest(ctx context.Context, conn *pgconn.PgConn, slot string, tables []string) (lsn.LSN, error) {
+	content, _ := json.Marshal(Request{Slot: slot, Tables: tables})
+	v, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", RequestPrefix, string(content))
+	if err != nil {
+		return 0, fmt.Errorf("write the snapshot request: %w", err)
+	}
+	return lsn.Parse(v)
+}
+
 // watermark is the JSON content of a watermark message.
 type watermark struct {
 	Slot string `json:"slot"`
@@ -1062,8 +1074,7 @@ func (sn *snapshotter) pollPublication(ctx context.Context) {
 		if len(added) == 0 {
 			continue
 		}
-		content, _ := json.Marshal(Request{Slot: sn.src.Slot, Tables: added})
-		if _, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", RequestPrefix, string(content)); err != nil {
+		if _, err := WriteRequest(ctx, conn, sn.src.Slot, added); err != nil {
 			if ctx.Err() == nil {
 				sn.log.Warn("request snapshot of new tables failed", zap.Strings("tables", added), zap.Error(err))
 			}
