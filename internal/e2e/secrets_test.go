@@ -253,7 +253,8 @@ func TestPostgresPasswordWithUnencodedAt(t *testing.T) {
 // check, at debug level.
 func TestKafkaSASLPasswordIsNeverPrinted(t *testing.T) {
 	const secret = "Kafka-Wr0ng-Pa55"
-	_, brokers := kafkatest.StartCluster(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", "pgs", "right-password"))
+	_, brokers := kafkatest.StartCluster(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", "pgs", "right-password"),
+		kfake.Superuser("SCRAM-SHA-256", "pgs", "right-password"))
 	db := newDB(t)
 	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256"} {
 		cfg := secretConfig(t, t.TempDir(), db, "", fmt.Sprintf(`  - type: kafka
