@@ -289,11 +289,12 @@ var paramPasswordRE = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^
 // key of a key=value string. It works on any text: a URL, a key=value string, an error message
 // quoting either.
 //
-// A URL's user information runs from its "://" to the last '@' before the next whitespace, quote
-// or backtick, so that a password holding an unencoded '@', '/' or '?' is hidden whole (URL
-// parsers end the user information at the first or the last '@', and disagree). A URL holding an
-// '@' after its host (in a query value) then loses its host from the output too: redacting too
-// much is the safe side. A user name without a password is kept.
+// A URL's user information runs from its "://" to the last '@' of the URL, so that a password
+// holding an unencoded '@', '/', '?' or a quote is hidden whole (URL parsers end the user
+// information at the first or the last '@', and disagree). When s starts with a URL, the URL is
+// all of s; a URL quoted in a message ends at the next whitespace, quote or backtick. A URL
+// holding an '@' after its host (in a query value) then loses its host from the output too:
+// redacting too much is the safe side. A user name without a password is kept.
 func RedactURL(s string) string {
 	if strings.Contains(s, "://") && strings.Contains(s, "@") {
 		s = redactUserinfo(s)
@@ -304,6 +305,7 @@ func RedactURL(s string) string {
 func redactUserinfo(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
+	whole := startsWithScheme(s)
 	for {
 		i := strings.Index(s, "://")
 		if i < 0 {
@@ -312,10 +314,13 @@ func redactUserinfo(s string) string {
 		}
 		b.WriteString(s[:i+3])
 		s = s[i+3:]
-		end := strings.IndexAny(s, " \t\r\n\"'`<>")
-		if end < 0 {
-			end = len(s)
+		end := len(s)
+		if !whole {
+			if e := strings.IndexAny(s, " \t\r\n\"'`<>"); e >= 0 {
+				end = e
+			}
 		}
+		whole = false
 		at := strings.LastIndexByte(s[:end], '@')
 		if at < 0 {
 			continue
@@ -328,4 +333,19 @@ func redactUserinfo(s string) string {
 		b.WriteString(":xxxxx")
 		s = s[at:] // from the '@'
 	}
+}
+
+// startsWithScheme reports whether s starts with a URL scheme and "://".
+func startsWithScheme(s string) bool {
+	i := strings.Index(s, "://")
+	if i <= 0 {
+		return false
+	}
+	for j, c := range s[:i] {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (j == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
 }

@@ -98,6 +98,13 @@ func TestRedactURL(t *testing.T) {
 		{"cannot parse `postgres://app:xxxxx@Bravo9@db:99999/app`: invalid port", "Bravo9"},
 		{"connect to `postgres://app:Alpha7@Bravo9@db/app`: refused", "Bravo9"},
 		{`parse "postgres://app:Alpha7@Bravo9@[::1/app": missing ']' in host`, "Bravo9"},
+		// pgconn accepts quotes, backticks and angle brackets in a password; a URL that is all of
+		// the text is hidden up to its last '@' whatever it holds.
+		{"postgres://app:Alpha7`Bravo9@db/app", "Bravo9"},
+		{`postgres://app:Alpha7"Bravo9@db/app`, "Bravo9"},
+		{"postgres://app:Alpha7'Bravo9@db/app", "Bravo9"},
+		{"postgres://app:Alpha7<Bravo9@db/app", "Bravo9"},
+		{"postgres://app:Alpha7 Bravo9@db/app", "Bravo9"},
 	} {
 		got := RedactURL(tc.in)
 		if strings.Contains(got, tc.secret) || !strings.Contains(got, "xxxxx") {
