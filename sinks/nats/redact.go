@@ -10,22 +10,39 @@ import (
 // redactMask replaces a password or token.
 const redactMask = "xxxxx"
 
-// redactURL returns a server URL with its user information redacted: "nats://user:xxxxx@host"
-// for a user and password, "nats://xxxxx@host" for a token (a user name without a password).
-// A URL without a scheme is treated as nats.go treats it: as host[:port] with optional user
-// information.
+// redactURL returns a configured server entry with the user information of its URLs redacted:
+// "nats://user:xxxxx@host" for a user and password, "nats://xxxxx@host" for a token (a user
+// name without a password). As in nats.go, an entry may list several URLs separated by commas,
+// and a URL without a scheme is host[:port] with optional user information. A URL's user
+// information runs to its last '@', whatever characters it holds.
 func redactURL(u string) string {
-	if strings.Contains(u, "://") {
-		return redactText(u)
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		rest, prefix := p, ""
+		if j := strings.Index(p, "://"); j >= 0 {
+			prefix, rest = p[:j+3], p[j+3:]
+		}
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			parts[i] = prefix + maskUserinfo(rest[:at]) + rest[at:]
+		}
 	}
-	return redactText("://" + u)[len("://"):]
+	return strings.Join(parts, ",")
+}
+
+// maskUserinfo returns "user:xxxxx" for "user:password" and "xxxxx" for a token.
+func maskUserinfo(ui string) string {
+	if user, _, ok := strings.Cut(ui, ":"); ok {
+		return user + ":" + redactMask
+	}
+	return redactMask
 }
 
 // redactText returns s with the user information of every URL it quotes redacted, as redactURL
 // does. A URL runs from its "://" to the next whitespace, comma, quote, backtick or angle
-// bracket; its user information is everything up to the last '@' in that span, so a password
-// holding an unencoded '@' is hidden whole. A span with an '@' past the host part loses the host
-// too: redacting too much is the safe side.
+// bracket (nats.go quotes URLs re-encoded, so a password holds none of these there); its user
+// information is everything up to the last '@' in that span, so a password holding an unencoded
+// '@' is hidden whole. A span with an '@' past the host part loses the host too: redacting too
+// much is the safe side.
 func redactText(s string) string {
 	if !strings.Contains(s, "@") || !strings.Contains(s, "://") {
 		return s
@@ -48,11 +65,7 @@ func redactText(s string) string {
 		if at < 0 {
 			continue
 		}
-		if user, _, ok := strings.Cut(s[:at], ":"); ok {
-			b.WriteString(user)
-			b.WriteByte(':')
-		}
-		b.WriteString(redactMask)
+		b.WriteString(maskUserinfo(s[:at]))
 		s = s[at:] // from the '@'
 	}
 }
