@@ -277,7 +277,8 @@ func TestKafkaSASLPasswordIsNeverPrinted(t *testing.T) {
 }
 
 // check creates nothing: not the file sink's file or directory, not the JetStream stream that
-// stream.create would create, not the Kafka topic that auto_create would create, not the slot.
+// stream.create would create, not the Kafka topic that auto_create would create, not the slot or
+// the publication.
 // It says what run would create instead.
 func TestCheckCreatesNothing(t *testing.T) {
 	db := newDB(t)
@@ -327,6 +328,9 @@ func TestCheckCreatesNothing(t *testing.T) {
 	}
 	if confirmed, _ := slotState(t, "s_"+db); confirmed != "" {
 		t.Errorf("check created slot s_%s", db)
+	}
+	if n, err := cluster.Query(db, "SELECT count(*) FROM pg_publication WHERE pubname = 'pgs_"+db+"'"); err != nil || n != "0" {
+		t.Errorf("publication pgs_%s: count %s, %v; want none", db, n, err)
 	}
 }
 
