@@ -154,7 +154,7 @@ func checkSink(ctx context.Context, h sinkHeader, i int, log *zap.Logger) (note 
 	if err != nil {
 		return "", err
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	switch s := s.(type) {
