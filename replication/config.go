@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -176,9 +175,9 @@ var sessionParams = map[string]string{
 const sqlReadBuffer = 256 << 10
 
 func (c *Config) pgConfig(replication bool) (*pgconn.Config, error) {
-	pc, err := pgconn.ParseConfig(c.URL)
+	pc, err := parseURL(c.URL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: source.url: %s", ErrConfig, RedactURL(err.Error()))
+		return nil, err
 	}
 	if c.PasswordFile != "" {
 		pw, err := readPasswordFile(c.PasswordFile)
@@ -234,16 +233,66 @@ func (c *Config) pgConfig(replication bool) (*pgconn.Config, error) {
 	return pc, nil
 }
 
+// encodeHint is the fix for a URL whose user information holds a character that ends it.
+const encodeHint = "percent-encode @ in the password as %40 (postgres://user:p%40ss@host/db), and / ? # as %2F %3F %23"
+
+// parseURL parses a source.url. Its errors wrap ErrConfig and quote neither the URL nor a part
+// of it: a URL that cannot be parsed is ambiguous, so no redaction can be sure to catch its
+// password.
+//
+// A URL whose password holds an unencoded '@' parses, but as the wrong host: pgconn ends the
+// user information at the first '@' (postgres://u:p@ss@host is password "p" on host "ss@host"),
+// and the connection error would then print the rest of the password as a host name. A host
+// holding '@' is refused here for that reason.
+func parseURL(s string) (*pgconn.Config, error) {
+	pc, err := pgconn.ParseConfig(s)
+	if err != nil {
+		isURL := strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+		var pce *pgconn.ParseConfigError
+		if !isURL || !errors.As(err, &pce) {
+			return nil, fmt.Errorf("%w: source.url: %s", ErrConfig, RedactURL(err.Error()))
+		}
+		hint := ""
+		if strings.Contains(s, "@") {
+			hint = "; if the password holds @, /, ? or #, " + encodeHint
+		}
+		return nil, fmt.Errorf("%w: source.url cannot be parsed as a URL (%s)%s", ErrConfig, parseConfigReason(pce), hint)
+	}
+	hosts := []string{pc.Host}
+	for _, fb := range pc.Fallbacks {
+		hosts = append(hosts, fb.Host)
+	}
+	for _, h := range hosts {
+		if strings.Contains(h, "@") {
+			return nil, fmt.Errorf("%w: source.url: a host name holds '@', so the password most likely holds an unencoded '@': %s", ErrConfig, encodeHint)
+		}
+	}
+	return pc, nil
+}
+
+// parseConfigReason returns what pgconn found wrong with a connection string, without the
+// string it quotes and without its underlying error, which can quote a character of it.
+func parseConfigReason(e *pgconn.ParseConfigError) string {
+	full := e.Error()
+	if inner := e.Unwrap(); inner != nil {
+		full = strings.TrimSuffix(full, " ("+inner.Error()+")")
+	}
+	if i := strings.LastIndex(full, "`: "); i >= 0 {
+		return full[i+len("`: "):]
+	}
+	return "malformed"
+}
+
 // connectErr turns a pgconn connection failure into an *Error naming the address and the fix.
 func connectErr(pc *pgconn.Config, err error) error {
-	addr := pc.Host
+	addr := displayHost(pc.Host)
 	if !strings.HasPrefix(addr, "/") {
-		addr = net.JoinHostPort(pc.Host, fmt.Sprint(pc.Port))
+		addr = net.JoinHostPort(addr, fmt.Sprint(pc.Port))
 	}
 	for _, fb := range pc.Fallbacks {
-		a := fb.Host
+		a := displayHost(fb.Host)
 		if !strings.HasPrefix(a, "/") {
-			a = net.JoinHostPort(fb.Host, fmt.Sprint(fb.Port))
+			a = net.JoinHostPort(a, fmt.Sprint(fb.Port))
 		}
 		if a != addr && !strings.Contains(addr, a) {
 			addr += ", " + a
@@ -252,26 +301,79 @@ func connectErr(pc *pgconn.Config, err error) error {
 	return classifyConnect(addr, pc.User, pc.Database, err)
 }
 
-var (
-	urlPasswordRE   = regexp.MustCompile(`(://[^:/@?#\s]*:)([^@\s]*)(@)`)
-	paramPasswordRE = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
-)
-
-// RedactURL returns s with every password replaced by "xxxxx": the user:password part of a URL, a
-// password query parameter and a password=... key of a key=value string. It also works on error
-// messages that quote a connection string.
-func RedactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-		return u.String()
+// displayHost is a host name as messages show it: anything up to a last '@' is left out, as it
+// can only be part of a password (parseURL refuses such hosts; this is a second guard).
+func displayHost(h string) string {
+	if i := strings.LastIndexByte(h, '@'); i >= 0 {
+		return h[i+1:]
 	}
-	s = urlPasswordRE.ReplaceAllString(s, "${1}xxxxx${3}")
+	return h
+}
+
+var paramPasswordRE = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
+
+// RedactURL returns s with every password replaced by "xxxxx": the password of each URL's user
+// information, a password or sslpassword query parameter, and a password=... or sslpassword=...
+// key of a key=value string. It works on any text: a URL, a key=value string, an error message
+// quoting either.
+//
+// A URL's user information runs from its "://" to the last '@' of the URL, so that a password
+// holding an unencoded '@', '/', '?' or a quote is hidden whole (URL parsers end the user
+// information at the first or the last '@', and disagree). When s starts with a URL, the URL is
+// all of s; a URL quoted in a message ends at the next whitespace, quote or backtick. A URL
+// holding an '@' after its host (in a query value) then loses its host from the output too:
+// redacting too much is the safe side. A user name without a password is kept.
+func RedactURL(s string) string {
+	if strings.Contains(s, "://") && strings.Contains(s, "@") {
+		s = redactUserinfo(s)
+	}
 	return paramPasswordRE.ReplaceAllString(s, "${1}xxxxx")
+}
+
+func redactUserinfo(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	whole := startsWithScheme(s)
+	for {
+		i := strings.Index(s, "://")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+3])
+		s = s[i+3:]
+		end := len(s)
+		if !whole {
+			if e := strings.IndexAny(s, " \t\r\n\"'`<>"); e >= 0 {
+				end = e
+			}
+		}
+		whole = false
+		at := strings.LastIndexByte(s[:end], '@')
+		if at < 0 {
+			continue
+		}
+		user, _, hasPassword := strings.Cut(s[:at], ":")
+		if !hasPassword {
+			continue // a user name alone is no secret
+		}
+		b.WriteString(user)
+		b.WriteString(":xxxxx")
+		s = s[at:] // from the '@'
+	}
+}
+
+// startsWithScheme reports whether s starts with a URL scheme and "://".
+func startsWithScheme(s string) bool {
+	i := strings.Index(s, "://")
+	if i <= 0 {
+		return false
+	}
+	for j, c := range s[:i] {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (j == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
 }

@@ -84,19 +84,83 @@ func TestRedactURL(t *testing.T) {
 		{"postgres://app:s3cr%40t@db.example:5432/app?sslmode=verify-full", "s3cr"},
 		{"postgresql://app:hunter2@h1:5432,h2:5433/app", "hunter2"},
 		{"postgres://app@db/app?password=hunter2&sslmode=require", "hunter2"},
+		{"postgres://app@db/app?sslpassword=hunter2&sslmode=require", "hunter2"},
 		{"host=db user=app password=hunter2 dbname=app", "hunter2"},
 		{"host=db password = 'hunter 2' dbname=app", "hunter 2"},
 		{"cannot parse `postgres://app:hunter2@db:99999/app`: invalid port", "hunter2"},
+		// Unencoded '@', '/' and '?' in a password: everything up to the last '@' is hidden.
+		{"postgres://app:Alpha7@Bravo9@db:5432/app", "Bravo9"},
+		{"postgres://app:Alpha7@Bravo9@db:5432/app", "Alpha7"},
+		{"postgres://app:Alpha7@Bravo9@h1:5432,h2/app", "Bravo9"},
+		{"postgres://app:Alpha7/Bravo9@db/app", "Bravo9"},
+		{"postgres://app:Alpha7?Bravo9@db/app", "Bravo9"},
+		{"postgres://app:a:b@c@db/app", "b@c"},
+		{"cannot parse `postgres://app:xxxxx@Bravo9@db:99999/app`: invalid port", "Bravo9"},
+		{"connect to `postgres://app:Alpha7@Bravo9@db/app`: refused", "Bravo9"},
+		{`parse "postgres://app:Alpha7@Bravo9@[::1/app": missing ']' in host`, "Bravo9"},
+		// pgconn accepts quotes, backticks and angle brackets in a password; a URL that is all of
+		// the text is hidden up to its last '@' whatever it holds.
+		{"postgres://app:Alpha7`Bravo9@db/app", "Bravo9"},
+		{`postgres://app:Alpha7"Bravo9@db/app`, "Bravo9"},
+		{"postgres://app:Alpha7'Bravo9@db/app", "Bravo9"},
+		{"postgres://app:Alpha7<Bravo9@db/app", "Bravo9"},
+		{"postgres://app:Alpha7 Bravo9@db/app", "Bravo9"},
 	} {
 		got := RedactURL(tc.in)
 		if strings.Contains(got, tc.secret) || !strings.Contains(got, "xxxxx") {
 			t.Errorf("RedactURL(%q) = %q", tc.in, got)
 		}
 	}
-	for _, s := range []string{"postgres://app@db/app", "host=db user=app"} {
+	for in, want := range map[string]string{
+		"postgres://app:Alpha7@Bravo9@db:5432/app?sslmode=require":   "postgres://app:xxxxx@db:5432/app?sslmode=require",
+		"postgresql://app:pw@h1:5432,h2:5433/app":                    "postgresql://app:xxxxx@h1:5432,h2:5433/app",
+		"FAIL connect to postgres://u:p@ss@h/db in replication mode": "FAIL connect to postgres://u:xxxxx@h/db in replication mode",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, s := range []string{"postgres://app@db/app", "host=db user=app", "mail admin@example.com", "postgres://db/app?sslmode=require"} {
 		if got := RedactURL(s); got != s {
 			t.Errorf("RedactURL(%q) = %q; want unchanged", s, got)
 		}
+	}
+}
+
+// A source.url whose password holds an unencoded '@' parses with part of the password as the host
+// name; it is refused with the fix, and neither that error nor the one for a URL that does not
+// parse at all quotes any part of the password.
+func TestURLWithUnencodedAt(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"postgres://app:Alpha7@Bravo9@127.0.0.1:5432/app", "percent-encode @ in the password as %40"},
+		{"postgres://app:Alpha7@Bravo9@h1:5432,h2:5433/app", "percent-encode @ in the password as %40"},
+		{"postgres://app:Alpha7@Bravo9@h:99999/app", "invalid port"},
+		{"postgres://app:Alpha7/Bravo9@h/app", "percent-encode @ in the password as %40"},
+		{"postgres://app:Alpha7@Bravo9@[::1/app", "percent-encode @ in the password as %40"},
+		{"postgres://app:Alpha7%zzBravo9@h/app", "cannot be parsed"},
+	} {
+		c := Config{URL: tc.url}
+		_, err := c.pgConfig(true)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "source.url") {
+			t.Errorf("pgConfig(%q) = %v, want an error naming source.url and %q", tc.url, err, tc.want)
+			continue
+		}
+		for _, secret := range []string{"Alpha7", "Bravo9", "%zz"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("pgConfig(%q): %q in %v", tc.url, secret, err)
+			}
+		}
+	}
+	// Encoded, the same password is fine.
+	c := Config{URL: "postgres://app:Alpha7%40Bravo9@127.0.0.1:5432/app"}
+	pc, err := c.pgConfig(true)
+	if err != nil || pc.Password != "Alpha7@Bravo9" || pc.Host != "127.0.0.1" {
+		t.Fatalf("pgConfig of the encoded URL = %+v, %v", pc, err)
+	}
+	// connectErr never shows what precedes a last '@' of a host name.
+	err = connectErr(&pgconn.Config{Host: "Bravo9@db", Port: 5432, User: "app", Database: "app"}, syscall.ECONNREFUSED)
+	if strings.Contains(err.Error(), "Bravo9") || !strings.Contains(err.Error(), "db:5432") {
+		t.Fatalf("connectErr = %v", err)
 	}
 }
 

@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -72,11 +77,21 @@ func buildSinks(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer
 	return specs, nil
 }
 
+// newSink decodes a sink entry and opens the sink. Its errors name the sink.
 func newSink(h sinkHeader, i int, log *zap.Logger, out io.Writer) (sinks.Sink, error) {
 	c, err := sinkConfig(h, i)
 	if err != nil {
 		return nil, err
 	}
+	s, err := openSink(c, h, i, log, out)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s (%s): %w", h.Name, h.Type, err)
+	}
+	return s, nil
+}
+
+// openSink opens the sink c (from sinkConfig) configures.
+func openSink(c any, h sinkHeader, i int, log *zap.Logger, out io.Writer) (sinks.Sink, error) {
 	switch c := c.(type) {
 	case *stdout.Config:
 		return stdout.New(*c, out), nil
@@ -118,7 +133,105 @@ func closeSinks(specs []pipeline.SinkSpec) {
 	}
 }
 
-// runCheck runs every check pgstream can make without streaming, printing each result.
+// checker is a sink that can check its destination as Ping does without changing anything
+// there. note says what run would create ("" for nothing).
+type checker interface {
+	Check(ctx context.Context) (note string, err error)
+}
+
+// checkSink checks a sink entry the way buildSinks opens and pings it, but changes nothing: the
+// file sink's file and directory are not created, nothing is created on a broker. The note says
+// what run would create.
+func checkSink(ctx context.Context, h sinkHeader, i int, log *zap.Logger) (note string, err error) {
+	c, err := sinkConfig(h, i)
+	if err != nil {
+		return "", err
+	}
+	if fc, ok := c.(*file.Config); ok {
+		return checkFilePath(fc.Path)
+	}
+	s, err := openSink(c, h, i, log, io.Discard)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = s.Close() }()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	switch s := s.(type) {
+	case checker:
+		return s.Check(pctx)
+	case sinks.Pinger:
+		return "", s.Ping(pctx)
+	}
+	return "", nil
+}
+
+// checkFilePath reports whether the file sink could open path for appending, creating the file
+// and its directories as file.Open does, without creating anything.
+func checkFilePath(path string) (note string, err error) {
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return "", fmt.Errorf("%s is a directory; path names the output file", path)
+	case err == nil:
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return "", fmt.Errorf("cannot open %s for appending: %w", path, pathErr(err))
+		}
+		_ = f.Close()
+		return "appends to " + path, nil
+	case !missing(err):
+		return "", fmt.Errorf("cannot open %s: %w", path, pathErr(err))
+	}
+	// Open would create the file, and the missing directories under the nearest one that exists.
+	dir := filepath.Dir(path)
+	exists := dir
+	for {
+		fi, err := os.Stat(exists)
+		if err == nil && !fi.IsDir() {
+			return "", fmt.Errorf("cannot create %s: %s is not a directory", path, exists)
+		}
+		if err == nil {
+			break
+		}
+		parent := filepath.Dir(exists)
+		if !missing(err) || parent == exists {
+			return "", fmt.Errorf("cannot create %s: %w", path, err)
+		}
+		exists = parent
+	}
+	if err := writableDir(exists); err != nil {
+		return "", fmt.Errorf("cannot create %s: directory %s is not writable: %w", path, exists, err)
+	}
+	if exists != dir {
+		return fmt.Sprintf("%s missing; run would create it and directory %s", path, dir), nil
+	}
+	return fmt.Sprintf("%s missing; run would create it", path), nil
+}
+
+// missing reports whether a Stat error means that the path, or a directory on the way to it, does
+// not exist (ENOTDIR: a file stands where a directory would be created).
+func missing(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// pathErr strips the operation and path of a *fs.PathError, which the message already names.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// writableDir reports whether this process may create entries in dir, without creating one.
+func writableDir(dir string) error {
+	const wOK, xOK = 2, 1 // W_OK and X_OK of access(2)
+	return syscall.Access(dir, wOK|xOK)
+}
+
+// runCheck runs every check pgstream can make without streaming, printing each result. It
+// changes nothing: what run would create (slot, stream, topic, output file) is reported instead.
 func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) int {
 	failed := false
 	report := func(name string, err error) {
@@ -180,9 +293,19 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 			}
 		}
 	}
-	specs, err := buildSinks(ctx, cfg, log, io.Discard)
-	report(fmt.Sprintf("sinks (%d configured, each reachable)", len(cfg.Sinks)), err)
-	closeSinks(specs)
+	for i, raw := range cfg.Sinks {
+		h, err := parseSinkHeader(i, raw)
+		if err != nil {
+			report(fmt.Sprintf("sinks[%d]", i), err)
+			continue
+		}
+		name := fmt.Sprintf("sink %s (%s)", h.Name, h.Type)
+		note, err := checkSink(ctx, h, i, log.With(zap.String("sink", h.Name)))
+		if err == nil && note != "" {
+			name += ": " + note
+		}
+		report(name, err)
+	}
 	if failed {
 		return 1
 	}

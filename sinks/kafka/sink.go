@@ -96,6 +96,9 @@ type partStat struct {
 var (
 	_ sinks.Sink   = (*Sink)(nil)
 	_ sinks.Pinger = (*Sink)(nil)
+	_ interface {
+		Check(context.Context) (string, error)
+	} = (*Sink)(nil)
 )
 
 // New checks cfg and builds the sink. It does no network I/O; it reads the TLS files.
@@ -224,6 +227,38 @@ func saslMechanism(c SASLConfig) (sasl.Mechanism, error) {
 
 // Ping fetches cluster metadata and, when a fixed topic is configured, checks (or creates) it.
 func (s *Sink) Ping(ctx context.Context) error {
+	if err := s.pingBrokers(ctx); err != nil {
+		return err
+	}
+	if s.cfg.Topic != "" {
+		if _, err := s.verifyTopic(ctx, s.cfg.Topic); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Check is Ping without changing anything on the cluster: a missing fixed topic that
+// auto_create would have Ping create is not created; note then says so.
+func (s *Sink) Check(ctx context.Context) (note string, err error) {
+	if err := s.pingBrokers(ctx); err != nil {
+		return "", err
+	}
+	if s.cfg.Topic == "" {
+		return "", nil
+	}
+	_, err = s.topicMetadata(ctx, s.cfg.Topic, false)
+	if errors.Is(err, errWouldCreate) {
+		return fmt.Sprintf("topic %s missing; run would create it (auto_create.enabled: true)", s.cfg.Topic), nil
+	}
+	return "", err
+}
+
+// errWouldCreate: topicMetadata was told not to create a missing topic it would have created.
+var errWouldCreate = errors.New("missing topic would be created")
+
+// pingBrokers fetches cluster metadata.
+func (s *Sink) pingBrokers(ctx context.Context) error {
 	if s.closed {
 		return ErrClosed
 	}
@@ -238,11 +273,6 @@ func (s *Sink) Ping(ctx context.Context) error {
 			hint = " (a broker closing the connection can mean failed authentication: check kafka.sasl and kafka.tls)"
 		}
 		return fmt.Errorf("%w: brokers %s: %w%s", ErrUnreachable, s.brokers, err, hint)
-	}
-	if s.cfg.Topic != "" {
-		if _, err := s.verifyTopic(ctx, s.cfg.Topic); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -328,6 +358,11 @@ func (s *Sink) partitions(ctx context.Context, topic string) (int, error) {
 // verifyTopic asks for the topic's metadata once, creating the topic when it is missing and
 // auto-creation is on. Permanent failures are *Error.
 func (s *Sink) verifyTopic(ctx context.Context, topic string) (int, error) {
+	return s.topicMetadata(ctx, topic, true)
+}
+
+// topicMetadata is verifyTopic; with create false, a topic it would create is errWouldCreate.
+func (s *Sink) topicMetadata(ctx context.Context, topic string, create bool) (int, error) {
 	client, closeClient := s.freshClient()
 	defer closeClient()
 	created := false
@@ -354,6 +389,9 @@ func (s *Sink) verifyTopic(ctx context.Context, topic string) (int, error) {
 			if !s.cfg.AutoCreate.Enabled {
 				return 0, &Error{Topics: []string{topic}, Err: ErrUnknownTopic,
 					Fix: "create the topic or set kafka.auto_create.enabled"}
+			}
+			if !create {
+				return 0, errWouldCreate
 			}
 			if err := s.createTopic(ctx, topic); err != nil {
 				return 0, err

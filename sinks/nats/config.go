@@ -3,6 +3,7 @@ package nats
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -38,7 +39,10 @@ var ErrConfig = errors.New("invalid nats sink config")
 // Config configures the NATS JetStream sink. Every field's zero value selects the documented
 // default.
 type Config struct {
-	// Servers lists the server URLs. Default ["nats://127.0.0.1:4222"].
+	// Servers lists the server URLs. Default ["nats://127.0.0.1:4222"]. A URL may hold user
+	// information (nats://user:password@host:4222, nats://token@host:4222); it is redacted
+	// (user:xxxxx, xxxxx) from every log line and error. As in nats.go, an entry may list several
+	// URLs separated by commas. A URL the Go URL parser rejects is an error that does not quote it.
 	Servers []string `mapstructure:"servers"`
 	// SubjectTemplate names the subject of an event from the placeholders {prefix}, {schema} and
 	// {table}. Default "{prefix}.{schema}.{table}". Schema and table names are escaped into
@@ -141,9 +145,21 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 	}
-	for _, s := range d.Servers {
+	for i, s := range d.Servers {
 		if strings.TrimSpace(s) == "" {
 			return bad("nats.servers holds an empty URL")
+		}
+		// nats.go splits an entry at commas and would quote a URL it cannot parse whole, user
+		// information included; the parser's own message can quote part of a password too.
+		for _, u := range strings.Split(s, ",") {
+			u = strings.TrimSpace(u)
+			if u != "" && !strings.Contains(u, "://") {
+				u = "nats://" + u
+			}
+			if _, err := url.Parse(u); u != "" && err != nil {
+				return bad("nats.servers[%d] is not a valid URL: check the host and port, and percent-encode %s in the user name and password (for example p%%40ss for p@ss)",
+					i, "'@', ':', '/', '?', '#', ',' and '%'")
+			}
 		}
 	}
 	if err := checkSubject(d.SubjectPrefix, false); err != nil {

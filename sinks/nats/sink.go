@@ -72,9 +72,13 @@ type Sink struct {
 var (
 	_ sinks.Sink   = (*Sink)(nil)
 	_ sinks.Pinger = (*Sink)(nil)
+	_ interface {
+		Check(context.Context) (string, error)
+	} = (*Sink)(nil)
 )
 
-// New checks cfg and builds the sink. It does no network I/O.
+// New checks cfg and builds the sink. It does no network I/O. Whatever the sink logs through log,
+// and every error it returns, has the user information of server URLs redacted.
 func New(cfg Config, log *zap.Logger) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -82,6 +86,7 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	log = redactLogger(log)
 	cfg = cfg.withDefaults()
 	return &Sink{
 		cfg:      cfg,
@@ -106,11 +111,11 @@ func (s *Sink) conn() (jetstream.JetStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	url := strings.Join(s.cfg.Servers, ",")
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(strings.Join(s.cfg.Servers, ","), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, url, err)
+		return nil, redactErr(fmt.Errorf("%w: %s: %w", ErrUnreachable, s.servers(), err))
 	}
+	s.log.Debug("nats connected", zap.String("server", redactURL(nc.ConnectedUrl())))
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(s.cfg.MaxPending),
 		jetstream.WithPublishAsyncTimeout(s.cfg.AckTimeout))
@@ -121,6 +126,15 @@ func (s *Sink) conn() (jetstream.JetStream, error) {
 	}
 	s.nc, s.js, s.ncDone = nc, js, done
 	return js, nil
+}
+
+// servers returns the configured server URLs, redacted, for messages.
+func (s *Sink) servers() string {
+	r := make([]string, len(s.cfg.Servers))
+	for i, u := range s.cfg.Servers {
+		r[i] = redactURL(u)
+	}
+	return strings.Join(r, ",")
 }
 
 // options builds the connection options; done is closed by the connection's closed callback,
@@ -140,7 +154,8 @@ func (s *Sink) options(done chan struct{}) ([]nats.Option, error) {
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(done) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
+			// ConnectedUrlRedacted would show a token: it hides passwords only.
+			log.Info("nats reconnected", zap.String("server", redactURL(nc.ConnectedUrl())))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Warn("nats async error", zap.Error(err))
@@ -175,34 +190,56 @@ func (s *Sink) options(done chan struct{}) ([]nats.Option, error) {
 // Ping connects, then checks that the stream exists (creating it when Stream.Create is set) and
 // that its subjects cover every subject the template can produce.
 func (s *Sink) Ping(ctx context.Context) error {
+	_, err := s.checkStream(ctx, true)
+	return redactErr(err)
+}
+
+// Check is Ping without changing anything on the server: a missing stream that Ping would
+// create is not created; note then says so, and the configured subjects are checked instead.
+func (s *Sink) Check(ctx context.Context) (note string, err error) {
+	note, err = s.checkStream(ctx, false)
+	return note, redactErr(err)
+}
+
+func (s *Sink) checkStream(ctx context.Context, create bool) (note string, err error) {
 	js, err := s.conn()
 	if err != nil {
-		return err
+		return "", err
 	}
 	name := s.cfg.Stream.Name
 	st, err := js.Stream(ctx, name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if !s.cfg.Stream.Create {
-			return fmt.Errorf("%w: stream %q; create it or set nats.stream.create", ErrStreamMissing, name)
-		}
+	var subjects []string
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound) && !s.cfg.Stream.Create:
+		return "", fmt.Errorf("%w: stream %q; create it or set nats.stream.create", ErrStreamMissing, name)
+	case errors.Is(err, jetstream.ErrStreamNotFound) && !create:
+		subjects = s.streamConfig().Subjects
+		note = fmt.Sprintf("stream %s missing; run would create it (stream.create: true) with subjects %q", name, subjects)
+	case errors.Is(err, jetstream.ErrStreamNotFound):
 		st, err = js.CreateStream(ctx, s.streamConfig())
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			st, err = js.Stream(ctx, name)
 		}
-		if err == nil {
-			s.log.Info("created nats stream", zap.String("stream", name))
+		if err != nil {
+			return "", fmt.Errorf("create nats stream %q: %w", name, err)
 		}
+		s.log.Info("created nats stream", zap.String("stream", name))
+		subjects = st.CachedInfo().Config.Subjects
+	case err != nil:
+		return "", fmt.Errorf("check nats stream %q: %w", name, err)
+	default:
+		subjects = st.CachedInfo().Config.Subjects
 	}
-	if err != nil {
-		return fmt.Errorf("check nats stream %q: %w", name, err)
-	}
-	subjects := st.CachedInfo().Config.Subjects
 	for _, f := range subjects {
 		if covers(f, s.pattern) {
-			return nil
+			return note, nil
 		}
 	}
-	return fmt.Errorf("%w: stream %q has subjects %q, pgstream publishes to %q; change nats.stream.subjects on the stream or nats.subject_template / nats.subject_prefix",
+	if note != "" {
+		return "", fmt.Errorf("%w: stream %q would be created with subjects %q, pgstream publishes to %q; change nats.stream.subjects or nats.subject_template / nats.subject_prefix",
+			ErrSubjectsNotCovered, name, subjects, s.pattern)
+	}
+	return "", fmt.Errorf("%w: stream %q has subjects %q, pgstream publishes to %q; change nats.stream.subjects on the stream or nats.subject_template / nats.subject_prefix",
 		ErrSubjectsNotCovered, name, subjects, s.pattern)
 }
 
@@ -259,6 +296,10 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	if len(b.Events) == 0 {
 		return nil
 	}
+	return redactErr(s.write(ctx, b))
+}
+
+func (s *Sink) write(ctx context.Context, b *sinks.Batch) error {
 	var js jetstream.JetStream
 	if err := s.retry(ctx, "connect", func() error {
 		var err error

@@ -1,0 +1,240 @@
+package nats
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/pgstream/pgstream/internal/natstest"
+)
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://alice:s3cret@h:4222":      "nats://alice:xxxxx@h:4222",
+		"nats://t0ken@h:4222":             "nats://xxxxx@h:4222",
+		"tls://alice:p@ss@h:4222":         "tls://alice:xxxxx@h:4222",
+		"nats://alice:p@s/s@h:4222":       "nats://alice:xxxxx@h:4222",
+		"alice:s3cret@h:4222":             "alice:xxxxx@h:4222",
+		"t0ken@h":                         "xxxxx@h",
+		"nats://h:4222":                   "nats://h:4222",
+		"h:4222":                          "h:4222",
+		"nats://alice:s3cret@[::1]:4222":  "nats://alice:xxxxx@[::1]:4222",
+		"nats://alice:%40s3cret@h:4222/x": "nats://alice:xxxxx@h:4222/x",
+		"nats://alice:s3c\"r`e<t@h:4222":  "nats://alice:xxxxx@h:4222",
+		"nats://alice:s3c ret@h:4222":     "nats://alice:xxxxx@h:4222",
+		"nats://a:p1@h1,nats://t0k@h2":    "nats://a:xxxxx@h1,nats://xxxxx@h2",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRedactText(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats servers unreachable: nats://a:pw1@h1:1,nats://tok@h2:2: nats: no servers available": "nats servers unreachable: nats://a:xxxxx@h1:1,nats://xxxxx@h2:2: nats: no servers available",
+		`parse "nats://a:p@w@h:bad": invalid port ":bad" after host`:                              `parse "nats://a:xxxxx@h:bad": invalid port ":bad" after host`,
+		"reconnected to nats://tok@h:4222 after 2s":                                               "reconnected to nats://xxxxx@h:4222 after 2s",
+		"no URL here: user@example.com":                                                           "no URL here: user@example.com",
+		"nats://h:4222 and nats://u:p@h2":                                                         "nats://h:4222 and nats://u:xxxxx@h2",
+	} {
+		if got := redactText(in); got != want {
+			t.Errorf("redactText(%q)\n = %q\nwant %q", in, got, want)
+		}
+	}
+}
+
+// syncBuffer collects a logger's output; nats.go's callbacks log from their own goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) Sync() error { return nil }
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// debugLogger logs everything as JSON lines into the returned buffer.
+func debugLogger() (*zap.Logger, *syncBuffer) {
+	var b syncBuffer
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	return zap.New(zapcore.NewCore(enc, &b, zapcore.DebugLevel)), &b
+}
+
+func requireNoSecret(t *testing.T, what, out string, secrets ...string) {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		for _, s := range secrets {
+			if strings.Contains(line, s) {
+				t.Errorf("%s: %q appears in %q", what, s, line)
+			}
+		}
+	}
+}
+
+func TestRedactLogger(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := redactLogger(zap.New(core)).With(zap.String("with", "nats://tok3n@h"))
+	log.Warn("lost nats://u:pw@h1:4222", zap.Error(errors.New(`parse "nats://u:p@w@h": bad`)),
+		zap.String("server", "nats://tok3n@h"), zap.Stringer("stringer", stringer("tls://u:pw@h")),
+		zap.ByteString("bytes", []byte("nats://u:pw@h")), zap.Int("n", 1))
+	entries := logs.All()
+	if len(entries) != 1 {
+		t.Fatalf("%d entries", len(entries))
+	}
+	e := entries[0]
+	text := e.Message
+	for k, v := range e.ContextMap() {
+		text += fmt.Sprintf(" %s=%v", k, v)
+	}
+	requireNoSecret(t, "log entry", text, "pw", "p@w", "tok3n")
+	if !strings.Contains(text, "nats://u:xxxxx@h1:4222") || !strings.Contains(text, "server=nats://xxxxx@h") || !strings.Contains(text, "n=1") {
+		t.Errorf("entry = %s", text)
+	}
+}
+
+type stringer string
+
+func (s stringer) String() string { return string(s) }
+
+// A server URL with credentials is never quoted whole: not in Ping's error when nothing listens,
+// not in what the sink logs, whether the server accepts the connection or not.
+func TestCredentialsInServerURLAreRedacted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	url := natstest.URL(t)
+	host := strings.TrimPrefix(url, "nats://")
+	for _, server := range []string{
+		"nats://natsuser:Pa55-w0rd@" + dead,
+		"nats://S3cretT0ken@" + dead,
+		"natsuser:Pa55-w0rd@" + dead,
+		"nats://natsuser:Pa55-w0rd@" + host,
+		"nats://S3cretT0ken@" + host,
+	} {
+		t.Run(server, func(t *testing.T) {
+			log, out := debugLogger()
+			stream, prefix := unique(t)
+			s, err := New(Config{Servers: []string{server}, SubjectPrefix: prefix, Stream: StreamConfig{Name: stream}}, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Ping(ctxFor(t, 30*time.Second))
+			s.Close()
+			if err == nil {
+				t.Fatalf("Ping succeeded without a stream")
+			}
+			t.Logf("Ping: %v", err)
+			requireNoSecret(t, "Ping error", err.Error(), "Pa55-w0rd", "S3cretT0ken")
+			requireNoSecret(t, "log", out.String(), "Pa55-w0rd", "S3cretT0ken")
+			if strings.Contains(server, dead) && (!errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), dead)) {
+				t.Errorf("Ping = %v, want ErrUnreachable naming %s", err, dead)
+			}
+		})
+	}
+}
+
+// The reconnect and disconnect log lines name the server without its credentials.
+func TestReconnectLogIsRedacted(t *testing.T) {
+	srv := natstest.StartEmbedded(t)
+	host := strings.TrimPrefix(srv.ClientURL(), "nats://")
+	for _, server := range []string{"nats://natsuser:Pa55-w0rd@" + host, "nats://S3cretT0ken@" + host} {
+		log, out := debugLogger()
+		stream, prefix := unique(t)
+		s, err := New(Config{Servers: []string{server}, SubjectPrefix: prefix,
+			Stream: StreamConfig{Name: stream, Create: true, Storage: "memory"}}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ping(ctxFor(t, 30*time.Second)); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+		srv = natstest.Restart(t, srv)
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(out.String(), "nats reconnected") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no reconnect logged within 60s:\n%s", out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		s.Close()
+		t.Logf("%s", out)
+		requireNoSecret(t, "log", out.String(), "Pa55-w0rd", "S3cretT0ken")
+		if !strings.Contains(out.String(), `"server":"nats://`) {
+			t.Errorf("the reconnect line does not name the server:\n%s", out)
+		}
+	}
+}
+
+func TestValidateDoesNotQuoteABadURL(t *testing.T) {
+	// nats.go splits an entry at commas: a comma in a password leaves "nats://u:Pa55" on its own.
+	for _, server := range []string{"nats://u:Pa55/w0rd@h:4222", "nats://u:Pa55%w0rd@h:4222", "u:Pa55 w0rd@h", "nats://u:Pa55,w0rd@h:4222"} {
+		c := Config{Servers: []string{"nats://ok:4222", server}}
+		err := c.Validate()
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "nats.servers[1]") {
+			t.Fatalf("Validate(%q) = %v, want an error naming nats.servers[1]", server, err)
+		}
+		requireNoSecret(t, "Validate", err.Error(), "Pa55", "w0rd")
+	}
+}
+
+// Check reports a missing stream that Ping would create, and creates nothing.
+func TestCheckCreatesNothing(t *testing.T) {
+	url := natstest.URL(t)
+	stream, prefix := unique(t)
+	js := admin(t, url, stream)
+	ctx := ctxFor(t, 30*time.Second)
+	s := newSink(t, Config{Servers: []string{url}, SubjectPrefix: prefix, Stream: StreamConfig{Name: stream, Create: true}})
+	note, err := s.Check(ctx)
+	if err != nil || !strings.Contains(note, "stream "+stream+" missing; run would create it (stream.create: true)") {
+		t.Fatalf("Check = %q, %v; want a note that run would create the stream", note, err)
+	}
+	if _, err := js.Stream(ctx, stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("after Check, looking the stream up gives %v, want ErrStreamNotFound", err)
+	}
+
+	// Subjects the created stream would not cover are reported as Ping would after creating it.
+	narrow := newSink(t, Config{Servers: []string{url}, SubjectPrefix: prefix,
+		Stream: StreamConfig{Name: stream, Create: true, Subjects: []string{"{prefix}.public.*"}}})
+	if _, err := narrow.Check(ctx); !errors.Is(err, ErrSubjectsNotCovered) {
+		t.Fatalf("Check = %v, want ErrSubjectsNotCovered", err)
+	}
+	// Without stream.create, a missing stream is an error, as for Ping.
+	strict := newSink(t, Config{Servers: []string{url}, SubjectPrefix: prefix, Stream: StreamConfig{Name: stream}})
+	if _, err := strict.Check(ctx); !errors.Is(err, ErrStreamMissing) {
+		t.Fatalf("Check = %v, want ErrStreamMissing", err)
+	}
+	if _, err := js.Stream(ctx, stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("after Check, looking the stream up gives %v, want ErrStreamNotFound", err)
+	}
+
+	// An existing stream: no note.
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if note, err := s.Check(ctx); err != nil || note != "" {
+		t.Fatalf("Check of an existing stream = %q, %v", note, err)
+	}
+}
