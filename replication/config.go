@@ -82,8 +82,8 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.URL) == "" {
 		return fmt.Errorf("%w: source.url is required (for example postgres://user@host:5432/db?sslmode=verify-full)", ErrConfig)
 	}
-	if _, err := pgconn.ParseConfig(c.URL); err != nil {
-		return fmt.Errorf("%w: source.url: %s", ErrConfig, RedactURL(err.Error()))
+	if _, err := parseURL(c.URL); err != nil {
+		return err
 	}
 	if c.Slot == "" {
 		c.Slot = DefaultSlot
