@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 	"go.uber.org/zap"
 
+	"github.com/pgstream/pgstream/internal/backoff"
 	"github.com/pgstream/pgstream/internal/tlsfiles"
 	"github.com/pgstream/pgstream/sinks"
 )
@@ -231,7 +231,9 @@ func (s *Sink) Ping(ctx context.Context) error {
 		return err
 	}
 	if s.cfg.Topic != "" {
-		if _, err := s.verifyTopic(ctx, s.cfg.Topic); err != nil {
+		// Through the retrying path: a topic created just now may take a moment to show up in
+		// the brokers' metadata.
+		if _, err := s.partitions(ctx, s.cfg.Topic); err != nil {
 			return err
 		}
 	}
@@ -635,7 +637,7 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 		if s.cfg.MaxRetries > 0 && attempt > s.cfg.MaxRetries {
 			return fmt.Errorf("%w: %s after %d attempts: %w", ErrRetriesExhausted, what, attempt, err)
 		}
-		d := backoff(attempt)
+		d := retryBackoff.Delay(attempt)
 		s.log.Warn("kafka write failed, retrying", zap.String("what", what), zap.Int("attempt", attempt),
 			zap.Duration("backoff", d), zap.Error(err))
 		t := time.NewTimer(d)
@@ -648,12 +650,8 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 	}
 }
 
-func backoff(attempt int) time.Duration {
-	const lo, hi = 50 * time.Millisecond, 5 * time.Second
-	d := lo << min(attempt-1, 10)
-	d = min(d, hi)
-	return d - time.Duration(rand.Int64N(int64(d)/4+1))
-}
+// retryBackoff is the wait between attempts of a failed request.
+var retryBackoff = backoff.Policy{Min: 50 * time.Millisecond, Max: 5 * time.Second}
 
 // isPermanent reports whether err is a broker answer that no retry can change.
 func isPermanent(err error) bool {

@@ -538,3 +538,18 @@ func TestRequiredAcks(t *testing.T) {
 		})
 	}
 }
+
+// TestPingCreatesFixedTopic is the first start with a fixed topic that does not exist yet and
+// auto_create on: Ping creates it and waits until its metadata can be read.
+func TestPingCreatesFixedTopic(t *testing.T) {
+	brokers := kafkatest.Start(t)
+	s := newSink(t, Config{Brokers: brokers, Topic: "cdc.fixed", AutoCreate: AutoCreateConfig{Enabled: true, Partitions: 2, ReplicationFactor: 1}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping with a missing fixed topic and auto_create: %v", err)
+	}
+	if s.known["cdc.fixed"] != 2 {
+		t.Fatalf("created topic has %d partitions, want 2", s.known["cdc.fixed"])
+	}
+}

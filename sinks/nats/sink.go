@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/pgstream/pgstream/internal/backoff"
 	"github.com/pgstream/pgstream/internal/tlsfiles"
 	"github.com/pgstream/pgstream/sinks"
 )
@@ -451,7 +451,7 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 		if errors.Is(err, ErrPublish) || errors.Is(err, ErrClosed) || errors.Is(err, ErrConfig) {
 			return err
 		}
-		d := backoff(attempt)
+		d := retryBackoff.Delay(attempt)
 		s.log.Warn("nats write failed, retrying", zap.String("what", what), zap.Int("attempt", attempt),
 			zap.Duration("backoff", d), zap.Error(err))
 		t := time.NewTimer(d)
@@ -464,8 +464,5 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 	}
 }
 
-func backoff(attempt int) time.Duration {
-	const lo, hi = 50 * time.Millisecond, 2 * time.Second
-	d := min(lo<<min(attempt-1, 10), hi)
-	return d - time.Duration(rand.Int64N(int64(d)/4+1))
-}
+// retryBackoff is the wait between attempts of a failed request.
+var retryBackoff = backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second}
