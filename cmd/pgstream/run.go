@@ -232,6 +232,39 @@ func writableDir(dir string) error {
 
 // runCheck runs every check pgstream can make without streaming, printing each result. It
 // changes nothing: what run would create (slot, stream, topic, output file) is reported instead.
+// reportStart prints what a run would do at start-up, as Inspect decided it, or why it would refuse.
+func reportStart(out io.Writer, report func(string, error), cfg *Config, st pipeline.StartState, err error) {
+	ckpt := "checkpoint " + cfg.Checkpoint.Path
+	if err != nil {
+		var re *replication.Error
+		if st.Slot.Name == "" || errors.As(err, &re) {
+			report("slot "+cfg.Source.Slot, err)
+		} else {
+			report(ckpt, err)
+		}
+		return
+	}
+	report("slot "+cfg.Source.Slot, nil)
+	switch {
+	case st.CreateSlot:
+		what := "snapshots the published tables, then streams from there"
+		if !st.Snapshot {
+			what = "starts there"
+		}
+		fmt.Fprintf(out, "ok    %s: none yet; the first run creates slot %s and %s\n", ckpt, cfg.Source.Slot, what)
+	case st.Found:
+		fmt.Fprintf(out, "ok    %s: resumes from %s, skipping transactions committed at or before %s\n", ckpt, st.Start.From, st.Start.SkipThrough)
+		for _, t := range st.Checkpoint.Snapshot {
+			fmt.Fprintf(out, "      snapshot of %s unfinished: %d of %d chunks done; the rest is read while streaming\n",
+				t.Name(), t.Chunks()-uint32(len(t.Pending())), t.Chunks())
+		}
+	case st.Snapshot:
+		fmt.Fprintf(out, "ok    %s: none yet; the published tables are snapshotted while streaming from the slot's position %s\n", ckpt, st.Start.From)
+	default:
+		fmt.Fprintf(out, "ok    %s: none yet; streaming starts at the slot's position %s\n", ckpt, st.Start.From)
+	}
+}
+
 func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) int {
 	failed := false
 	report := func(name string, err error) {
@@ -248,49 +281,16 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 		defer conn.Close(context.Background())
 		sys, err := conn.IdentifySystem(ctx)
 		report("IDENTIFY_SYSTEM", err)
-		probs := conn.Preflight(ctx)
-		if len(probs) == 0 {
-			report("preflight (wal_level, role, slots, wal senders, publication, tables)", nil)
-		}
-		for _, p := range probs {
-			report("preflight: "+p.Check, fmt.Errorf("%s\n      fix: %s", p.Message, p.Fix))
-		}
 		if err == nil {
-			slot, serr := conn.SlotInfo(ctx)
-			report("slot "+cfg.Source.Slot, serr)
-			if serr == nil {
-				store := checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())
-				cp, found, lerr := store.Load()
-				if lerr != nil {
-					report("checkpoint "+cfg.Checkpoint.Path, lerr)
-				} else if !found && !slot.Exists {
-					what := "snapshots the published tables, then streams from there"
-					if cfg.Snapshot.Mode == pipeline.SnapshotNever {
-						what = "starts there"
-					}
-					fmt.Fprintf(out, "ok    checkpoint %s: none yet; the first run creates slot %s and %s\n", cfg.Checkpoint.Path, cfg.Source.Slot, what)
-				} else {
-					srv, rerr := pipeline.ServerState(ctx, conn, sys, slot, cp, found)
-					var start checkpoint.Start
-					if rerr == nil {
-						start, rerr = store.Reconcile(cp, found, srv)
-					}
-					switch {
-					case rerr != nil:
-						report("checkpoint "+cfg.Checkpoint.Path, rerr)
-					case found:
-						fmt.Fprintf(out, "ok    checkpoint %s: resumes from %s, skipping transactions committed at or before %s\n", cfg.Checkpoint.Path, start.From, start.SkipThrough)
-						for _, t := range cp.Snapshot {
-							fmt.Fprintf(out, "      snapshot of %s unfinished: %d of %d chunks done; the rest is read while streaming\n",
-								t.Name(), t.Chunks()-uint32(len(t.Pending())), t.Chunks())
-						}
-					case cfg.Snapshot.Mode != pipeline.SnapshotNever:
-						fmt.Fprintf(out, "ok    checkpoint %s: none yet; the published tables are snapshotted while streaming from the slot's position %s\n", cfg.Checkpoint.Path, start.From)
-					default:
-						fmt.Fprintf(out, "ok    checkpoint %s: none yet; streaming starts at the slot's position %s\n", cfg.Checkpoint.Path, start.From)
-					}
-				}
+			store := checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())
+			st, err := pipeline.Inspect(ctx, conn, sys, store, cfg.Snapshot.Mode)
+			if len(st.Problems) == 0 {
+				report("preflight (wal_level, role, slots, wal senders, publication, tables)", nil)
 			}
+			for _, p := range st.Problems {
+				report("preflight: "+p.Check, fmt.Errorf("%s\n      fix: %s", p.Message, p.Fix))
+			}
+			reportStart(out, report, cfg, st, err)
 		}
 	}
 	for i, raw := range cfg.Sinks {
