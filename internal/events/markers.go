@@ -1,7 +1,6 @@
 package events
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
 
@@ -20,10 +19,7 @@ type Markers struct {
 
 // NewMarkers returns a Markers writing source.db and the emit time as opts says.
 func NewMarkers(opts Options) *Markers {
-	// Markers have always quoted the name with encoding/json, which escapes more than
-	// appendString (<, >, &, U+2028, U+2029, and \b and \f by name).
-	db, _ := json.Marshal(opts.Database)
-	m := &Markers{now: opts.Now, source: newSource(db)}
+	m := &Markers{now: opts.Now, source: newSource(quoted(opts.Database))}
 	if m.now == nil {
 		m.now = time.Now
 	}
