@@ -62,6 +62,9 @@ type Encoder struct {
 	msgSource []byte // newSource, for messages
 	key, val  []byte
 	toast     []int
+	// The text of the generation of the latest Read, which every read of a snapshot repeats.
+	gen     lsn.LSN
+	genText []byte
 }
 
 // NewEncoder returns an Encoder. cat resolves non-builtin column types and primary keys; with a nil
@@ -384,6 +387,9 @@ func (e *Encoder) Read(gen lsn.LSN, relID, tableOID uint32, row uint64, xmin uin
 		Op: sinks.OpRead, Schema: r.schema, Table: r.table,
 		LSN: gen, CommitLSN: gen, Xid: xmin, Rel: tableOID, Row: row,
 	}
+	if e.genText == nil || gen != e.gen {
+		e.gen, e.genText = gen, gen.AppendText(e.genText[:0])
+	}
 	v := appendHeader(e.val[:0], &ev)
 	v = append(v, `"before":null,"after":`...)
 	var err error
@@ -394,7 +400,7 @@ func (e *Encoder) Read(gen lsn.LSN, relID, tableOID uint32, row uint64, xmin uin
 		return sinks.Event{}, r.colErr("read", err)
 	}
 	now := e.now().UnixMilli()
-	v = appendTail(v, &tail{source: r.source, lsn: gen, commitLSN: gen, commitMs: now, emitMs: now, snapshot: true})
+	v = appendTail(v, &tail{source: r.source, genText: e.genText, commitMs: now, emitMs: now, snapshot: true})
 	e.val = v
 	ev.Value = v
 	if len(r.key) > 0 {

@@ -60,6 +60,9 @@ type tail struct {
 	commitMs  int64 // source.ts_ms
 	emitMs    int64 // the top-level ts_ms
 	snapshot  bool  // adds "snapshot":true to the source
+	// genText, when not nil, is written as both lsn and commit_lsn in place of lsn and commitLSN:
+	// the text of a snapshot's generation, which Read formats once for all the rows it reads.
+	genText []byte
 }
 
 // appendTail appends the end of an envelope after its body:
@@ -73,9 +76,15 @@ func appendTail(v []byte, t *tail) []byte {
 		v = append(v, "null"...)
 	}
 	v = append(v, `,"lsn":"`...)
-	v = t.lsn.AppendText(v)
-	v = append(v, `","commit_lsn":"`...)
-	v = t.commitLSN.AppendText(v)
+	if t.genText != nil {
+		v = append(v, t.genText...)
+		v = append(v, `","commit_lsn":"`...)
+		v = append(v, t.genText...)
+	} else {
+		v = t.lsn.AppendText(v)
+		v = append(v, `","commit_lsn":"`...)
+		v = t.commitLSN.AppendText(v)
+	}
 	v = append(v, `","ts_ms":`...)
 	v = strconv.AppendInt(v, t.commitMs, 10)
 	if t.snapshot {
