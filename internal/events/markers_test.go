@@ -35,3 +35,15 @@ func TestMarkersQuoteLikeEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkersSteadyStateAllocations checks that markers reuse their buffer, as change events do.
+func TestMarkersSteadyStateAllocations(t *testing.T) {
+	m := NewMarkers(testOptions)
+	tx := newTx()
+	if n := testing.AllocsPerRun(100, func() {
+		m.Begin(tx, testChange)
+		m.End(tx, testCommit, 3)
+	}); n != 0 {
+		t.Errorf("Begin and End: %v allocs per run", n)
+	}
+}
