@@ -63,6 +63,9 @@ type Event struct {
 // snapshot read is "<generation>/r/<table oid>/<block>.<offset>/<xmin>": the same row version read
 // again by the same snapshot (after a crash, or by a re-read of an unfinished chunk) has the same
 // id, and any other version or snapshot has another.
+//
+// This is the only formatter of event ids: the envelope's "id" (package events) and the ids sinks
+// send beside it (the NATS message id, the Kafka header) are all written by it.
 func (e *Event) AppendID(b []byte) []byte {
 	b = e.CommitLSN.AppendText(b)
 	b = append(b, '/')

@@ -1,5 +1,8 @@
 // Package events turns decoded pgoutput row messages (walparse) into pgstream's JSON change events
 // (sinks.Event): the envelope with op, before, after, source and timestamps, and the key object.
+// It is the one writer of the envelope (docs/format.md): the Encoder's change, message and
+// snapshot read events and the transaction markers (Markers) all go through envelope.go, their id
+// is sinks.Event.AppendID's, and every JSON string is escaped by appendString (jsonstr.go).
 //
 // Values arrive in PostgreSQL's text output format ("Logical Streaming Replication Protocol",
 // https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html, TupleData with

@@ -47,7 +47,7 @@ type relation struct {
 	cols          []column
 	ident         []int  // replica identity columns (flagged in the Relation)
 	key           []int  // columns of the Key object; empty means no key
-	source        []byte // `"source":{"connector":"pgstream","db":…,"schema":…,"table":…,"txId":`
+	source        []byte // newTableSource
 }
 
 // Encoder turns row, truncate and logical messages into events. It keeps the Relation cache and
@@ -59,7 +59,7 @@ type Encoder struct {
 	inv       Invalidator
 	dbJSON    []byte
 	rels      map[uint32]*relation
-	msgSource []byte // `"source":{"connector":"pgstream","db":…,"txId":`
+	msgSource []byte // newSource, for messages
 	key, val  []byte
 	toast     []int
 	// The text of the generation of the latest Read, which every read of a snapshot repeats.
@@ -84,7 +84,7 @@ func NewEncoder(opts Options, cat Catalog) *Encoder {
 	if inv, ok := cat.(Invalidator); ok {
 		e.inv = inv
 	}
-	e.msgSource = append(append(append([]byte(nil), `"source":{"connector":"pgstream","db":`...), e.dbJSON...), `,"txId":`...)
+	e.msgSource = newSource(e.dbJSON)
 	return e
 }
 
@@ -126,13 +126,7 @@ func (e *Encoder) Relation(ctx context.Context, r *walparse.Relation) error {
 		}
 		rel.key = pk
 	}
-	src := append([]byte(nil), `"source":{"connector":"pgstream","db":`...)
-	src = append(src, e.dbJSON...)
-	src = append(src, `,"schema":`...)
-	src = appendString(src, []byte(r.Namespace))
-	src = append(src, `,"table":`...)
-	src = appendString(src, []byte(r.Name))
-	rel.source = append(src, `,"txId":`...)
+	rel.source = newTableSource(e.dbJSON, r.Namespace, r.Name)
 	e.rels[r.RelationID] = rel
 	return nil
 }
@@ -211,7 +205,8 @@ func (e *Encoder) Insert(tx *Tx, changeLSN lsn.LSN, m *walparse.Insert) (sinks.E
 		return sinks.Event{}, err
 	}
 	e.toast = e.toast[:0]
-	v := e.header(e.val[:0], tx.CommitLSN, tx.Seq, sinks.OpCreate)
+	ev := r.event(tx, changeLSN, sinks.OpCreate)
+	v := appendHeader(e.val[:0], &ev)
 	v = append(v, `"before":null,"after":`...)
 	if v, err = e.appendObject(v, r, nil, &m.New, nil, true); err != nil {
 		return sinks.Event{}, r.colErr("insert", err)
@@ -220,7 +215,8 @@ func (e *Encoder) Insert(tx *Tx, changeLSN lsn.LSN, m *walparse.Insert) (sinks.E
 	if e.key, err = e.appendKey(e.key[:0], r, &m.New, nil); err != nil {
 		return sinks.Event{}, r.colErr("insert", err)
 	}
-	return e.finish(v, r, tx, changeLSN, sinks.OpCreate), nil
+	e.finish(&ev, v, r, tx)
+	return ev, nil
 }
 
 // Update encodes an update (op "u"). "before" is the full old row (OldFull), the old key (OldKey) or
@@ -246,7 +242,8 @@ func (e *Encoder) Update(tx *Tx, changeLSN lsn.LSN, m *walparse.Update) (sinks.E
 		return sinks.Event{}, fmt.Errorf("update %s.%s: %w: old tuple kind %q", r.schema, r.table, ErrColumnKind, m.OldKind)
 	}
 	e.toast = e.toast[:0]
-	v := e.header(e.val[:0], tx.CommitLSN, tx.Seq, sinks.OpUpdate)
+	ev := r.event(tx, changeLSN, sinks.OpUpdate)
+	v := appendHeader(e.val[:0], &ev)
 	v = append(v, `"before":`...)
 	if v, err = e.appendBefore(v, r, m.OldKind, old); err != nil {
 		return sinks.Event{}, r.colErr("update", err)
@@ -263,7 +260,8 @@ func (e *Encoder) Update(tx *Tx, changeLSN lsn.LSN, m *walparse.Update) (sinks.E
 	if e.key, err = e.appendKey(e.key[:0], r, &m.New, old); err != nil {
 		return sinks.Event{}, r.colErr("update", err)
 	}
-	return e.finish(v, r, tx, changeLSN, sinks.OpUpdate), nil
+	e.finish(&ev, v, r, tx)
+	return ev, nil
 }
 
 // Delete encodes a delete (op "d"): "before" is the full old row or just its key, "after" null, and
@@ -284,7 +282,8 @@ func (e *Encoder) Delete(tx *Tx, changeLSN lsn.LSN, m *walparse.Delete) (sinks.E
 	default:
 		return sinks.Event{}, fmt.Errorf("delete %s.%s: %w: old tuple kind %q", r.schema, r.table, ErrColumnKind, m.OldKind)
 	}
-	v := e.header(e.val[:0], tx.CommitLSN, tx.Seq, sinks.OpDelete)
+	ev := r.event(tx, changeLSN, sinks.OpDelete)
+	v := appendHeader(e.val[:0], &ev)
 	v = append(v, `"before":`...)
 	if v, err = e.appendBefore(v, r, m.OldKind, old); err != nil {
 		return sinks.Event{}, r.colErr("delete", err)
@@ -296,7 +295,7 @@ func (e *Encoder) Delete(tx *Tx, changeLSN lsn.LSN, m *walparse.Delete) (sinks.E
 			return sinks.Event{}, r.colErr("delete", err)
 		}
 	}
-	ev := e.finish(v, r, tx, changeLSN, sinks.OpDelete)
+	e.finish(&ev, v, r, tx)
 	if old == nil {
 		ev.Key = nil
 	}
@@ -314,10 +313,11 @@ func (e *Encoder) Truncate(tx *Tx, changeLSN lsn.LSN, m *walparse.Truncate, emit
 	}
 	for _, id := range m.RelationIDs {
 		r := e.rels[id]
-		v := e.header(e.val[:0], tx.CommitLSN, tx.Seq, sinks.OpTruncate)
+		ev := r.event(tx, changeLSN, sinks.OpTruncate)
+		v := appendHeader(e.val[:0], &ev)
 		v = append(v, `"before":null,"after":null`...)
 		e.key = e.key[:0]
-		ev := e.finish(v, r, tx, changeLSN, sinks.OpTruncate)
+		e.finish(&ev, v, r, tx)
 		ev.Key = nil
 		if err := emit(ev); err != nil {
 			tx.Seq-- // the event was not taken
@@ -334,31 +334,25 @@ func (e *Encoder) Message(tx *Tx, m *walparse.LogicalMessage) (sinks.Event, erro
 	if m.Transactional() != (tx != nil) {
 		return sinks.Event{}, fmt.Errorf("message %q: %w", m.Prefix, ErrTransactional)
 	}
-	now := e.now()
-	commitLSN, seq, commitMs := m.LSN, uint32(0), now.UnixMilli()
+	now := e.now().UnixMilli()
+	ev := sinks.Event{Op: sinks.OpMessage, LSN: m.LSN, CommitLSN: m.LSN}
+	t := tail{source: e.msgSource, lsn: m.LSN, commitLSN: m.LSN, commitMs: now, emitMs: now}
 	if tx != nil {
-		commitLSN, seq, commitMs = tx.CommitLSN, tx.Seq, tx.CommitTime.UnixMilli()
+		ev.CommitLSN, ev.Seq, ev.Xid = tx.CommitLSN, tx.Seq, tx.Xid
+		t.commitLSN, t.commitMs, t.xid, t.hasXid = tx.CommitLSN, tx.CommitTime.UnixMilli(), tx.Xid, true
 	}
-	v := e.header(e.val[:0], commitLSN, seq, sinks.OpMessage)
+	v := appendHeader(e.val[:0], &ev)
 	v = append(v, `"before":null,"after":null,"message":{"prefix":`...)
 	v = appendString(v, m.Prefix)
 	v = append(v, `,"content":`...)
 	v = appendBase64(v, m.Content)
 	if tx != nil {
-		v = append(v, `,"transactional":true},`...)
-	} else {
-		v = append(v, `,"transactional":false},`...)
-	}
-	v = append(v, e.msgSource...)
-	ev := sinks.Event{Op: sinks.OpMessage, LSN: m.LSN, CommitLSN: commitLSN, Seq: seq}
-	if tx != nil {
-		v = strconv.AppendUint(v, uint64(tx.Xid), 10)
-		ev.Xid = tx.Xid
+		v = append(v, `,"transactional":true}`...)
 		tx.Seq++
 	} else {
-		v = append(v, "null"...)
+		v = append(v, `,"transactional":false}`...)
 	}
-	v = e.footer(v, m.LSN, commitLSN, commitMs, now)
+	v = appendTail(v, &t)
 	e.val = v
 	ev.Value = v
 	return ev, nil
@@ -396,9 +390,8 @@ func (e *Encoder) Read(gen lsn.LSN, relID, tableOID uint32, row uint64, xmin uin
 	if e.genText == nil || gen != e.gen {
 		e.gen, e.genText = gen, gen.AppendText(e.genText[:0])
 	}
-	v := append(e.val[:0], `{"id":"`...)
-	v = ev.AppendID(v)
-	v = append(v, `","op":"r","before":null,"after":`...)
+	v := appendHeader(e.val[:0], &ev)
+	v = append(v, `"before":null,"after":`...)
 	var err error
 	if v, err = e.appendObject(v, r, nil, t, nil, false); err != nil {
 		return sinks.Event{}, r.colErr("read", err)
@@ -407,17 +400,7 @@ func (e *Encoder) Read(gen lsn.LSN, relID, tableOID uint32, row uint64, xmin uin
 		return sinks.Event{}, r.colErr("read", err)
 	}
 	now := e.now().UnixMilli()
-	v = append(v, ',')
-	v = append(v, r.source...)
-	v = append(v, `null,"lsn":"`...)
-	v = append(v, e.genText...)
-	v = append(v, `","commit_lsn":"`...)
-	v = append(v, e.genText...)
-	v = append(v, `","ts_ms":`...)
-	v = strconv.AppendInt(v, now, 10)
-	v = append(v, `,"snapshot":true},"ts_ms":`...)
-	v = strconv.AppendInt(v, now, 10)
-	v = append(v, '}')
+	v = appendTail(v, &tail{source: r.source, genText: e.genText, commitMs: now, emitMs: now, snapshot: true})
 	e.val = v
 	ev.Value = v
 	if len(r.key) > 0 {
@@ -426,48 +409,25 @@ func (e *Encoder) Read(gen lsn.LSN, relID, tableOID uint32, row uint64, xmin uin
 	return ev, nil
 }
 
-// header appends `{"id":"<commit_lsn>/<seq>","op":"<op>",`.
-func (e *Encoder) header(v []byte, commitLSN lsn.LSN, seq uint32, op sinks.Op) []byte {
-	v = append(v, `{"id":"`...)
-	v = commitLSN.AppendText(v)
-	v = append(v, '/')
-	v = strconv.AppendUint(v, uint64(seq), 10)
-	v = append(v, `","op":"`...)
-	v = append(v, byte(op))
-	return append(v, `",`...)
-}
-
-// footer appends `,"lsn":…,"commit_lsn":…,"ts_ms":…},"ts_ms":…}` after the source's txId.
-func (e *Encoder) footer(v []byte, changeLSN, commitLSN lsn.LSN, commitMs int64, now time.Time) []byte {
-	v = append(v, `,"lsn":"`...)
-	v = changeLSN.AppendText(v)
-	v = append(v, `","commit_lsn":"`...)
-	v = commitLSN.AppendText(v)
-	v = append(v, `","ts_ms":`...)
-	v = strconv.AppendInt(v, commitMs, 10)
-	v = append(v, `},"ts_ms":`...)
-	v = strconv.AppendInt(v, now.UnixMilli(), 10)
-	return append(v, '}')
-}
-
-// finish appends the source and timestamps of a table event, stores the buffers and builds the
-// event, consuming one seq of tx.
-func (e *Encoder) finish(v []byte, r *relation, tx *Tx, changeLSN lsn.LSN, op sinks.Op) sinks.Event {
-	v = append(v, ',')
-	v = append(v, r.source...)
-	v = strconv.AppendUint(v, uint64(tx.Xid), 10)
-	v = e.footer(v, changeLSN, tx.CommitLSN, tx.CommitTime.UnixMilli(), e.now())
-	e.val = v
-	ev := sinks.Event{
+// event returns the event of a change of r in tx at changeLSN, without its Key and Value.
+func (r *relation) event(tx *Tx, changeLSN lsn.LSN, op sinks.Op) sinks.Event {
+	return sinks.Event{
 		Op: op, Schema: r.schema, Table: r.table,
 		LSN: changeLSN, CommitLSN: tx.CommitLSN, Seq: tx.Seq, Xid: tx.Xid,
-		Value: v,
 	}
+}
+
+// finish appends the tail of ev, a change of r in tx, to v, stores the buffers, sets ev's Value
+// and Key (the key in e.key, when r has key columns) and consumes one seq of tx.
+func (e *Encoder) finish(ev *sinks.Event, v []byte, r *relation, tx *Tx) {
+	v = appendTail(v, &tail{source: r.source, xid: tx.Xid, hasXid: true, lsn: ev.LSN, commitLSN: ev.CommitLSN,
+		commitMs: tx.CommitTime.UnixMilli(), emitMs: e.now().UnixMilli()})
+	e.val = v
+	ev.Value = v
 	if len(r.key) > 0 {
 		ev.Key = e.key
 	}
 	tx.Seq++
-	return ev
 }
 
 // appendBefore appends the "before" value: all columns of a full old row, the identity columns of
