@@ -128,7 +128,7 @@ type streamHooks interface {
 type applier struct {
 	tx        txState
 	enc       *events.Encoder
-	markers   *markerEncoder // nil unless Config.TransactionMarkers
+	markers   *events.Markers // nil unless Config.TransactionMarkers
 	cur       *batch
 	hooks     streamHooks
 	handOver  func(*batch) uint64
@@ -155,14 +155,14 @@ func (a *applier) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) e
 	switch m := msg.(type) {
 	case *walparse.Begin:
 		if a.tx.begin(m) && a.markers != nil {
-			return a.emit(a.markers.encode(sinks.OpBegin, &a.tx.tx, at, 0), nil)
+			return a.emit(a.markers.Begin(&a.tx.tx, at), nil)
 		}
 	case *walparse.Commit:
 		handed := a.tx.commit()
 		var seq uint64
 		if handed {
 			if a.markers != nil {
-				a.cur.add(a.markers.encode(sinks.OpEnd, &a.tx.tx, at, a.tx.tx.Seq))
+				a.cur.add(a.markers.End(&a.tx.tx, at, a.tx.tx.Seq))
 			}
 			a.cur.pos = checkpoint.Position{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN}
 			seq = a.flush()

@@ -366,7 +366,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 		enc:       events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog),
 		maxEvents: p.cfg.MaxBatchEvents, maxBytes: p.cfg.MaxBatchBytes, endLSN: p.cfg.EndLSN}
 	if p.cfg.TransactionMarkers {
-		p.app.markers = newMarkerEncoder(sys.DBName, p.now)
+		p.app.markers = events.NewMarkers(events.Options{Database: sys.DBName, Now: p.now})
 	}
 	p.sess.dec = walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion})
 	p.sess.app, p.sess.catalog = p.app, p.catalog

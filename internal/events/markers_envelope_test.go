@@ -1,4 +1,4 @@
-package pipeline
+package events
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/events"
 	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/walparse"
@@ -17,13 +16,13 @@ import (
 // positions at the ends of their ranges, and that each marker reads the clock once.
 func TestMarkerEnvelopes(t *testing.T) {
 	var clock int64 = 1700000000123
-	m := newMarkerEncoder("shop \"main\"\\é\t\x01\x7f\xff/", func() time.Time { clock++; return time.UnixMilli(clock) })
+	m := newTestMarkers("shop \"main\"\\é\t\x01\x7f\xff/", func() time.Time { clock++; return time.UnixMilli(clock) })
 	const db = `"shop \"main\"\\é\t\u0001` + "\x7f" + `\ufffd/"`
-	tx := &events.Tx{Xid: 731, CommitLSN: 0x1A2B3C8, CommitTime: walparse.TimestampFromTime(time.UnixMilli(1700000000000)), Seq: 3}
-	last := &events.Tx{Xid: 1<<32 - 1, CommitLSN: lsn.LSN(1<<64 - 1), CommitTime: walparse.TimestampFromTime(time.UnixMilli(-1))}
+	tx := &Tx{Xid: 731, CommitLSN: 0x1A2B3C8, CommitTime: walparse.TimestampFromTime(time.UnixMilli(1700000000000)), Seq: 3}
+	last := &Tx{Xid: 1<<32 - 1, CommitLSN: lsn.LSN(1<<64 - 1), CommitTime: walparse.TimestampFromTime(time.UnixMilli(-1))}
 	for _, tc := range []struct {
 		op    sinks.Op
-		tx    *events.Tx
+		tx    *Tx
 		at    lsn.LSN
 		count uint32
 		want  string
@@ -55,7 +54,7 @@ func TestMarkerEnvelopes(t *testing.T) {
 			meta: sinks.Event{Op: sinks.OpEnd, LSN: lsn.LSN(1<<64 - 1), CommitLSN: lsn.LSN(1<<64 - 1), Seq: 1<<32 - 1, Xid: 1<<32 - 1},
 		},
 	} {
-		ev := m.encode(tc.op, tc.tx, tc.at, tc.count)
+		ev := encodeMarker(m, tc.op, tc.tx, tc.at, tc.count)
 		if string(ev.Value) != tc.want {
 			t.Errorf("%c marker\n got %s\nwant %s", tc.op, ev.Value, tc.want)
 		}
@@ -77,4 +76,16 @@ func TestMarkerEnvelopes(t *testing.T) {
 	if tx.Seq != 3 || last.Seq != 0 {
 		t.Errorf("markers changed the transaction's seq: %d, %d", tx.Seq, last.Seq)
 	}
+}
+
+func newTestMarkers(db string, now func() time.Time) *Markers {
+	return NewMarkers(Options{Database: db, Now: now})
+}
+
+// encodeMarker returns the marker of tx: op is sinks.OpBegin or sinks.OpEnd.
+func encodeMarker(m *Markers, op sinks.Op, tx *Tx, at lsn.LSN, count uint32) sinks.Event {
+	if op == sinks.OpEnd {
+		return m.End(tx, at, count)
+	}
+	return m.Begin(tx, at)
 }
