@@ -3,7 +3,7 @@ package checkpoint
 import (
 	"fmt"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // Server is what Reconcile needs to know about the server and its replication slot.

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // TableSnapshot is the durable progress of one table's snapshot: which of its chunks every sink

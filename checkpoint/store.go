@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // File is an open file as the store uses it: written once, synced, closed. A directory opened by

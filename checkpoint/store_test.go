@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 func sampleCheckpoint() Checkpoint {

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // step is one operation of a tracker script and what must hold after it.

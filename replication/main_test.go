@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/pgtest"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // Clusters are shared by every test of the package and stopped by TestMain.

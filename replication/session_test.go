@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/pgtest"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 func TestIdentifySystem(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // TimelineSwitch is one entry of a timeline history: the WAL of Timeline ends at End, where the

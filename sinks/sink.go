@@ -12,7 +12,7 @@ import (
 	"context"
 	"strconv"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // Op is the kind of change an event carries, as written in the envelope's "op" field.

@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/pgtest"
+	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/walparse"
 )
 

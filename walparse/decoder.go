@@ -4,7 +4,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // MaxColumns is the largest column count a Relation or tuple may declare (PostgreSQL's

@@ -3,7 +3,7 @@ package walparse
 import (
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // MessageType is the first byte of a pgoutput message.

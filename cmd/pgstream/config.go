@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
-	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 )
 

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // writeConfig writes a config streaming db to a file sink in dir, plus extraSinks (YAML list items),

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // fileSinkRun is the real binary streaming two tables of a database of its own to a file sink,

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 func num(v any) string {

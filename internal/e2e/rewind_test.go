@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/pgtest"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // TestDatabaseWentBackInTime streams from a cluster, takes a cold copy of its data directory,

@@ -3,7 +3,7 @@ package events
 import (
 	"strconv"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/sinks"
 )
 

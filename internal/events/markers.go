@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/sinks"
 )
 

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/pgstream/pgstream/internal/bound"
-	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/snapshot"
+	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 )
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pgstream/pgstream/checkpoint"
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/sinks"
 )
 

@@ -19,8 +19,8 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/backoff"
-	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/snapshot"
+	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/walparse"

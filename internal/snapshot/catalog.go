@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgstream/pgstream/checkpoint"
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/walparse"
 )

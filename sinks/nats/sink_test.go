@@ -16,8 +16,8 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/pgstream/pgstream/internal/lsn"
 	"github.com/pgstream/pgstream/internal/natstest"
+	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/sinks"
 )
 

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/bench"
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 type profileResult struct {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pgstream/pgstream/bench"
-	"github.com/pgstream/pgstream/internal/lsn"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // The measured clients, in the order each repeat runs them.
