@@ -136,7 +136,7 @@ type applier struct {
 	maxBytes  int
 	endLSN    lsn.LSN // Config.EndLSN
 
-	txs atomic.Uint64 // transactions handed over
+	txs *atomic.Uint64 // transactions handed over
 }
 
 // idle reports that no transaction is open and no event waits in the current batch.
@@ -165,6 +165,7 @@ func (a *applier) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) e
 				a.cur.add(a.markers.End(&a.tx.tx, at, a.tx.tx.Seq))
 			}
 			a.cur.pos = checkpoint.Position{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN}
+			a.cur.commitTime = m.CommitTime.Time()
 			seq = a.flush()
 			a.txs.Add(1)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func (noHooks) committed(context.Context, lsn.LSN, uint64, bool)          {}
 func newApplyRig(t *testing.T, maxEvents int, skipThrough lsn.LSN) *applyRig {
 	r := &applyRig{t: t}
 	now := func() time.Time { return time.Unix(0, 0) }
-	r.app = &applier{tx: newTxState(skipThrough), cur: newBatch(), hooks: noHooks{},
+	r.app = &applier{tx: newTxState(skipThrough), cur: newBatch(), hooks: noHooks{}, txs: new(atomic.Uint64),
 		enc: events.NewEncoder(events.Options{Database: "db", Now: now}, nil), maxEvents: maxEvents, maxBytes: 1 << 20}
 	r.app.handOver = func(b *batch) uint64 {
 		h := handed{pos: b.pos}
@@ -87,7 +88,7 @@ func begin(commit lsn.LSN) *walparse.Begin {
 	return &walparse.Begin{FinalLSN: commit, Xid: uint32(commit)}
 }
 
-func commitAt(commit lsn.LSN) *walparse.Commit {
+func commitMsg(commit lsn.LSN) *walparse.Commit {
 	return &walparse.Commit{CommitLSN: commit, EndLSN: commit + 8}
 }
 
@@ -101,7 +102,7 @@ func txn(commit lsn.LSN, ids ...int) []walparse.Message {
 	for _, id := range ids {
 		msgs = append(msgs, insert(id))
 	}
-	return append(msgs, commitAt(commit))
+	return append(msgs, commitMsg(commit))
 }
 
 func ids(commit lsn.LSN, seqs ...int) []string {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/sinks"
@@ -13,9 +14,11 @@ const arenaChunk = 64 << 10
 // batch is a run of events with the storage their bytes live in. It is built by the replication
 // goroutine, then read concurrently by the sink workers, and recycled when the last one is done.
 type batch struct {
-	seq    uint64
-	pos    checkpoint.Position // zero when the batch completes no transaction
-	events []sinks.Event
+	seq uint64
+	pos checkpoint.Position // zero when the batch completes no transaction
+	// commitTime is the commit time of the transaction the batch completes; zero when none.
+	commitTime time.Time
+	events     []sinks.Event
 	// chunks hold the events' bytes. A chunk never moves once written, so events may point into
 	// it; chunks[fill] is the one being filled, the ones after it are empty and kept for reuse.
 	chunks [][]byte
@@ -88,4 +91,5 @@ func (b *batch) reset() {
 	b.bytes = 0
 	b.seq = 0
 	b.pos = checkpoint.Position{}
+	b.commitTime = time.Time{}
 }

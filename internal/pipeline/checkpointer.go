@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/health"
 )
 
 // checkpointer saves the position every sink acknowledged, together with the snapshot progress of
@@ -28,6 +29,7 @@ type checkpointer struct {
 	snapDone *atomic.Bool
 
 	durable atomic.Pointer[checkpoint.Position] // newest position the store holds
+	health  *health.Board
 }
 
 // Durable returns the newest position the store holds. Safe for concurrent use.
@@ -43,9 +45,11 @@ func (c *checkpointer) Durable() checkpoint.Position {
 func (c *checkpointer) run(ctx context.Context, stop <-chan struct{}) error {
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
+	defer c.health.Done(LoopCheckpointer)
 	for {
 		select {
 		case <-t.C:
+			c.health.Beat(LoopCheckpointer)
 			if err := c.save(); err != nil {
 				return err
 			}

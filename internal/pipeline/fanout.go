@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/health"
+	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/sinks"
 )
 
@@ -33,6 +37,12 @@ type worker struct {
 	taken   []*batch
 	scratch []sinks.Event
 	pass    map[[2]string]bool // filter decisions by schema and table
+	ops     [256]int           // events of the current write by op, for the metrics
+
+	metrics *metrics.Metrics
+	health  *health.Board
+	onAck   func()       // after batches were acknowledged; nil: nothing
+	writing atomic.Int64 // start of the Write in progress (Unix nanoseconds), 0 when none
 }
 
 func newWorker(idx int, spec SinkSpec, tr *checkpoint.Tracker, maxEvents int) *worker {
@@ -123,12 +133,24 @@ func (w *worker) run(ctx context.Context) error {
 			}
 		}
 		if len(events) > 0 {
+			if w.metrics != nil {
+				w.ops = [256]int{}
+				for i := range events {
+					w.ops[events[i].Op]++
+				}
+			}
+			start := time.Now()
+			w.writing.Store(start.UnixNano())
 			err = w.spec.Sink.Write(ctx, &sinks.Batch{Events: events})
+			w.writing.Store(0)
+			w.metrics.SinkWrite(w.spec.Name, time.Since(start).Seconds(), &w.ops, err != nil)
 		}
 		clear(events)
 		w.scratch = events[:0]
 		if err != nil {
-			return fmt.Errorf("sink %s: %w", w.spec.Name, err)
+			err = fmt.Errorf("sink %s: %w", w.spec.Name, err)
+			w.health.SetErr("sink:"+w.spec.Name, err)
+			return err
 		}
 		for i, b := range batches {
 			if err := w.tracker.Ack(w.idx, b.seq); err != nil {
@@ -137,5 +159,22 @@ func (w *worker) run(ctx context.Context) error {
 			b.release()
 			batches[i] = nil
 		}
+		if w.onAck != nil {
+			w.onAck()
+		}
 	}
+}
+
+// state reports whether the sink is ready: not while its own Health says it is failing, nor while
+// one Write has run for longer than sinkStallAfter. Safe for concurrent use.
+func (w *worker) state(now time.Time) error {
+	if start := w.writing.Load(); start != 0 {
+		if d := now.Sub(time.Unix(0, start)); d > sinkStallAfter {
+			return fmt.Errorf("a write has been running for %s", d.Truncate(time.Second))
+		}
+	}
+	if h, ok := w.spec.Sink.(SinkHealth); ok {
+		return h.Health()
+	}
+	return nil
 }

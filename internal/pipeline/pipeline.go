@@ -12,6 +12,8 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/events"
+	"github.com/pgstream/pgstream/internal/health"
+	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
@@ -58,9 +60,16 @@ type Pipeline struct {
 	startFrom lsn.LSN // where streaming starts
 	exported  string  // snapshot exported by the slot creation, "" when there is none
 	stats     stats
+
+	// Observation (Observe); nil when not observed.
+	metrics    *metrics.Metrics
+	health     *health.Board
+	commits    commitTimes
+	trackerRef atomic.Pointer[checkpoint.Tracker] // p.tracker, for scrapes from other goroutines
 }
 
 type stats struct {
+	txs     atomic.Uint64 // transactions handed over
 	events  atomic.Uint64
 	bytes   atomic.Uint64
 	batches atomic.Uint64
@@ -113,9 +122,11 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 
 	p.tracker = checkpoint.NewTracker(len(p.specs), p.Durable())
 	p.ck.tracker, p.sn.tracker, p.sess.tracker = p.tracker, p.tracker, p.tracker
+	p.trackerRef.Store(p.tracker)
 	var wg sync.WaitGroup
 	for i, spec := range p.specs {
 		w := newWorker(i, spec, p.tracker, p.cfg.MaxWriteEvents)
+		w.metrics, w.health, w.onAck = p.metrics, p.health, p.acked
 		p.workers = append(p.workers, w)
 		wg.Add(1)
 		go func() {
@@ -145,6 +156,11 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		defer close(snapLogDone)
 		p.sn.logProgress(statsStop)
 	}()
+	sinksWatched := make(chan struct{})
+	go func() {
+		defer close(sinksWatched)
+		p.watchSinks(statsStop)
+	}()
 
 	streamErr := p.run(ctx, runCtx, fail)
 
@@ -169,6 +185,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	close(statsStop)
 	<-statsDone
 	<-snapLogDone
+	<-sinksWatched
 
 	if p.sess.streaming && p.sess.conn != nil && ckErr == nil {
 		if err := p.sess.sendStatus(); err != nil {
@@ -362,7 +379,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 	}
 	p.ck.durable.Store(&pos)
 
-	p.app = &applier{tx: newTxState(start.SkipThrough), cur: newBatch(), hooks: p.sn, handOver: p.push,
+	p.app = &applier{tx: newTxState(start.SkipThrough), cur: newBatch(), hooks: p.sn, handOver: p.push, txs: &p.stats.txs,
 		enc:       events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog),
 		maxEvents: p.cfg.MaxBatchEvents, maxBytes: p.cfg.MaxBatchBytes, endLSN: p.cfg.EndLSN}
 	if p.cfg.TransactionMarkers {
@@ -434,6 +451,9 @@ func (p *Pipeline) push(b *batch) uint64 {
 	b.refs.Store(int32(len(p.workers)))
 	seq := p.tracker.Add(b.pos, b.bytes)
 	b.seq = seq
+	if p.metrics != nil && !b.commitTime.IsZero() {
+		p.commits.add(seq, b.commitTime)
+	}
 	p.stats.events.Add(uint64(len(b.events)))
 	p.stats.bytes.Add(uint64(b.bytes))
 	p.stats.batches.Add(1)
@@ -462,7 +482,7 @@ func (p *Pipeline) logStats(stop <-chan struct{}) {
 			d := p.Durable()
 			batches, bytes := p.tracker.InFlight()
 			p.log.Info("progress",
-				zap.Uint64("events", ev), zap.Uint64("transactions", p.app.txs.Load()),
+				zap.Uint64("events", ev), zap.Uint64("transactions", p.stats.txs.Load()),
 				zap.Float64("events_per_sec", float64(ev-lastEvents)/now.Sub(last).Seconds()),
 				zap.Stringer("checkpoint_commit_lsn", d.CommitLSN), zap.Stringer("confirmed_flush_lsn", d.EndLSN),
 				zap.Int("batches_in_flight", batches), zap.Int("bytes_in_flight", bytes))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/backoff"
+	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/walparse"
@@ -44,6 +45,22 @@ type session struct {
 	sliceEnd       time.Time // end of the current receive slice
 	replyNow       bool
 	streaming      bool
+	received       uint64 // replication bytes received
+
+	// Published for other goroutines (scrapes, /status).
+	health      *health.Board
+	heardEnd    atomic.Uint64 // serverEnd
+	receivedPub atomic.Uint64 // received, published every status update and every 256 frames
+	confirmed   atomic.Uint64 // the flush position of the newest status update
+	connected   atomic.Bool   // streaming
+	reconnects  atomic.Uint64
+	lastErr     atomic.Pointer[string] // why the connection was lost last, for /status
+}
+
+// publish makes the positions and counters the replication goroutine keeps readable by others.
+func (s *session) publish() {
+	s.heardEnd.Store(uint64(s.serverEnd))
+	s.receivedPub.Store(s.received)
 }
 
 // initialOnlyDone reports that snapshot.mode is initial_only and the snapshot is complete.
@@ -61,6 +78,7 @@ func (s *session) dial(ctx context.Context) (replication.SystemInfo, error) {
 	s.conn = conn
 	sys, err := conn.IdentifySystem(ctx)
 	s.serverEnd = sys.XLogPos
+	s.publish()
 	return sys, err
 }
 
@@ -84,6 +102,8 @@ func (s *session) startStreaming(ctx context.Context, from lsn.LSN) error {
 	s.streaming = true
 	s.written = max(s.written, from)
 	s.nextStatus = s.now()
+	s.connected.Store(true)
+	s.health.Set(ComponentSource, true, "")
 	return nil
 }
 
@@ -96,6 +116,7 @@ func (s *session) closeConn() {
 	_ = s.conn.Close(ctx)
 	s.conn = nil
 	s.streaming = false
+	s.connected.Store(false)
 }
 
 // stream runs the receive loop, reconnecting after failures that a reconnect may cure.
@@ -124,6 +145,10 @@ func (s *session) stream(ctx, runCtx context.Context) error {
 				return fmt.Errorf("giving up after %d reconnect attempts: %w", s.cfg.ReconnectAttempts, err)
 			}
 			wait := policy.Delay(failures)
+			msg := err.Error()
+			s.lastErr.Store(&msg)
+			s.health.Set(ComponentSource, false, "replication connection lost; reconnecting: "+msg)
+			s.health.Beat(LoopReplication)
 			s.log.Warn("replication connection lost; reconnecting", zap.Error(err), zap.Duration("backoff", wait), zap.Int("attempt", failures))
 			s.closeConn()
 			t := time.NewTimer(wait)
@@ -138,6 +163,7 @@ func (s *session) stream(ctx, runCtx context.Context) error {
 			}
 			err = s.reopen(ctx)
 			if err == nil {
+				s.reconnects.Add(1)
 				break
 			}
 			// After a network failure the server may still run our previous walsender on the slot
@@ -215,6 +241,7 @@ func (s *session) receiveLoop(ctx, runCtx context.Context) error {
 		// The deadline moves in steps of receiveSlice, so most receives reuse the socket's.
 		if !now.Before(s.sliceEnd) {
 			s.sliceEnd = now.Add(receiveSlice)
+			s.health.Beat(LoopReplication)
 		}
 		deadline := s.nextStatus
 		if s.sliceEnd.Before(deadline) {
@@ -242,6 +269,8 @@ func (s *session) sendStatus() error {
 	if err := s.conn.SendStatus(written, flushed, flushed, false); err != nil {
 		return fmt.Errorf("send status update: %w", err)
 	}
+	s.confirmed.Store(uint64(flushed))
+	s.publish()
 	s.replyNow = false
 	s.nextStatus = s.now().Add(s.statusInterval)
 	return nil
@@ -251,6 +280,7 @@ func (s *session) handle(ctx context.Context, f replication.Frame) error {
 	switch f.Kind {
 	case replication.KindKeepalive:
 		s.serverEnd = max(s.serverEnd, f.ServerWALEnd)
+		s.publish()
 		s.written = max(s.written, f.ServerWALEnd)
 		if f.ReplyRequested {
 			s.replyNow = true
@@ -268,6 +298,9 @@ func (s *session) handle(ctx context.Context, f replication.Frame) error {
 		return nil
 	case replication.KindXLogData:
 		s.serverEnd = max(s.serverEnd, f.ServerWALEnd)
+		if s.received += uint64(len(f.Data)); s.received&0xFFFF < uint64(len(f.Data)) {
+			s.publish() // about every 64 KiB
+		}
 		s.written = max(s.written, f.WALStart)
 		msg, err := s.dec.Decode(f.Data)
 		if err != nil {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/backoff"
+	"github.com/pgstream/pgstream/internal/health"
+	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
@@ -94,6 +96,9 @@ type snapshotter struct {
 	// signalArray reports that the "tables" column is an array (text[] or varchar[]), not a
 	// comma-separated list.
 	signalArray bool
+
+	health  *health.Board
+	metrics *metrics.Metrics
 
 	state     snapState
 	stats     snapStats
@@ -473,7 +478,8 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 
 	type item struct {
 		b    *batch
-		done *chunkJob
+		job  *chunkJob
+		last bool // the chunk's last batch
 	}
 	items := make(chan item)
 	var next atomic.Int64
@@ -501,8 +507,8 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 					return
 				}
 				j := &jobs[i]
-				err := sn.readChunk(wctx, c, r, pt, *j, func(full *batch) bool { return send(item{b: full}) }, maxEvents, maxBytes,
-					func(last *batch) bool { return send(item{b: last, done: j}) })
+				err := sn.readChunk(wctx, c, r, pt, *j, func(full *batch) bool { return send(item{b: full, job: j}) }, maxEvents, maxBytes,
+					func(last *batch) bool { return send(item{b: last, job: j, last: true}) })
 				if err != nil {
 					if wctx.Err() == nil {
 						err = fmt.Errorf("snapshot of %s, chunk %d: %w", j.table.Name(), j.idx, err)
@@ -517,16 +523,20 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 	go func() { wg.Wait(); close(items) }()
 
 	var lastSeq uint64
+	sn.health.Set(ComponentSource, true, "snapshotting")
+	defer sn.health.Done(LoopSnapshot)
 	for it := range items {
+		sn.health.Beat(LoopSnapshot)
 		if !sn.waitInFlight(wctx) {
 			discard(it.b)
 			continue
 		}
 		sn.stats.rows.Add(int64(len(it.b.events)))
+		sn.metrics.SnapshotRows(it.job.table.Name(), len(it.b.events))
 		seq := sn.push(it.b)
 		lastSeq = seq
-		if it.done != nil {
-			sn.state.mark(snapMark{seq: seq, gen: it.done.table.Gen, oid: it.done.table.OID, chunk: it.done.idx})
+		if it.last {
+			sn.state.mark(snapMark{seq: seq, gen: it.job.table.Gen, oid: it.job.table.OID, chunk: it.job.idx})
 			sn.stats.chunks.Add(1)
 		}
 	}
@@ -858,6 +868,7 @@ func (sn *snapshotter) watermark(m *walparse.LogicalMessage) (*batch, func(seq u
 	}
 	w.keepUnchanged(rows)
 	sn.stats.rows.Add(int64(len(rows.events)))
+	sn.metrics.SnapshotRows(w.job.table.Name(), len(rows.events))
 	return rows, func(seq uint64) {
 		sn.state.mark(snapMark{seq: seq, gen: w.job.table.Gen, oid: oid, chunk: w.job.idx})
 		sn.stats.chunks.Add(1)
