@@ -52,10 +52,10 @@ type snapResult struct {
 
 // snapshot creates the snapshot table, then, repeat after repeat, copies it out with COPY (in this
 // process and with psql) and snapshots it with pgstream for each -snapshot-workers value, each on
-// a fresh slot and checkpoint, and with -baseline once more with the baseline's pgstream at the
-// first -snapshot-workers value, next to the current tree's run at that value (after it in the first
-// repeat, before it in the second, and so on). A pgstream run whose output is not exactly one read per row fails
-// the phase.
+// a fresh slot and checkpoint; with -baseline, once more with the baseline's pgstream at the first
+// -snapshot-workers value, next to the current tree's run at that value (after it in the first
+// repeat, before it in the second, and so on). A pgstream run whose output is not exactly one read
+// per row fails the phase.
 func (m *measurer) snapshot(ctx context.Context, sr *snapResult) error {
 	o, conn := m.o, m.conn
 	sr.rows, sr.workers = o.snapRows, o.snapWork
