@@ -38,6 +38,8 @@ fuzz:
 # latency, a CPU profile and the decoder/encoder micro-benchmarks; and an initial snapshot of a
 # 2,000,000-row table against COPY. Report: bench/out/results.md.
 # BENCH_FLAGS adds flags, e.g. make bench BENCH_FLAGS="-repeats 5" or BENCH_FLAGS="-phases snapshot".
+# make bench BENCH_FLAGS="-baseline REV" also builds pgstream at git revision REV and measures it in
+# the same run, with current/baseline ratios and a "no regression against REV" target per phase.
 bench: setup
 	$(GO) run ./bench/cmd/pgbench -out bench/out $(BENCH_FLAGS)
 

@@ -28,6 +28,7 @@ type options struct {
 	snapRows   int
 	snapWork   []int    // snapshot.workers of the measured snapshot runs
 	pipeline   listFlag // extra key: value lines of the pgstream pipeline section
+	baseline   string   // a git revision to build and measure beside the current tree; "": none
 }
 
 // listFlag collects the values of a repeated flag.
@@ -59,6 +60,7 @@ func parseOptions() (options, error) {
 	flag.IntVar(&o.snapRows, "snapshot-rows", 2_000_000, "rows of the snapshot table (0 skips the snapshot phase)")
 	snapWorkers := flag.String("snapshot-workers", "2,1", "comma-separated snapshot.workers values, one measured pgstream snapshot run each per repeat")
 	flag.Var(&o.pipeline, "pipeline", "key=value added to the pipeline section of pgstream's configuration (repeatable), e.g. max_in_flight_bytes=8388608")
+	flag.StringVar(&o.baseline, "baseline", "", "a git revision of this repository (e.g. main or HEAD~1) to build and measure beside the current tree in the mixed, bigtx and snapshot phases, with its current/baseline ratios in the report (empty: none)")
 	flag.Parse()
 	o.phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
@@ -86,6 +88,9 @@ func parseOptions() (options, error) {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return o, fmt.Errorf("%q: want key=value", kv)
 		}
+	}
+	if o.baseline != strings.TrimSpace(o.baseline) || strings.HasPrefix(o.baseline, "-") {
+		return o, fmt.Errorf("-baseline %q: want a git revision such as main, HEAD~1 or a commit hash", o.baseline)
 	}
 	if err := o.sizes.Validate(); err != nil {
 		return o, err

@@ -2,10 +2,12 @@
 // client CPU and peak memory on sibling slots holding the same changes, commit-to-acknowledged
 // latency at a steady rate, a CPU profile of the pipeline, and the decoder and encoder
 // micro-benchmarks. It also measures an initial snapshot of a table (snapshot.mode: initial_only,
-// file sink) against a plain COPY of the same table. It prints a Markdown report and writes it to
-// <out>/results.md.
+// file sink) against a plain COPY of the same table. With -baseline REV it also builds pgstream at
+// that git revision and measures it beside the current tree in the same run (the mixed, bigtx and
+// snapshot phases), so that a change is compared with its base. It prints a Markdown report and
+// writes it to <out>/results.md.
 //
-//	go run ./bench/cmd/pgbench [-rows N] [-bigtx-rows N] [-snapshot-rows N] [-repeats R] [-out DIR]
+//	go run ./bench/cmd/pgbench [-rows N] [-bigtx-rows N] [-snapshot-rows N] [-repeats R] [-out DIR] [-baseline REV]
 //
 // The program is laid out by phase. run builds pgstream, starts PostgreSQL and runs the phases in
 // order; each phase is a method of measurer in its own file, beside the code that writes the
@@ -13,6 +15,7 @@
 //
 //	flags.go      the flags and their checks
 //	run.go        run, measurer and what the phases share
+//	baseline.go   -baseline: building pgstream at a revision, its configuration, the ratios and thresholds
 //	streaming.go  phases mixed and bigtx: pgstream against pg_recvlogical on sibling slots
 //	snapshot.go   phase snapshot: an initial snapshot against psql COPY
 //	latency.go    phase latency: commit-to-acknowledged latency at a steady rate

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/pgstream/pgstream/bench"
@@ -29,6 +30,7 @@ type results struct {
 	loadavg    map[string]string // 1, 5 and 15 minute load averages when each phase started
 	microAlloc map[string]float64
 	snap       snapResult
+	base       *baseline // nil without -baseline
 }
 
 func verdict(ok bool) string {
@@ -45,7 +47,18 @@ func (r *results) write(w io.Writer) {
 	fmt.Fprintf(w, "# pgstream benchmark, %s\n\n", r.started.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "Command: `%s`\n\n", r.cmdline)
 	r.machine.Write(w)
-	fmt.Fprintf(w, "- baseline: %s\n", r.recvVer)
+	fmt.Fprintf(w, "- reference client: %s\n", r.recvVer)
+	if b := r.base; b != nil {
+		fmt.Fprintf(w, "- baseline: pgstream at %s (commit %s), built from a detached worktree and measured beside the current tree in the mixed, bigtx and snapshot phases", b.rev, b.commit)
+		switch {
+		case b.known == nil:
+			fmt.Fprintln(w, "; that revision has no configs/pgstream.yaml, so its configurations are the current template unchanged")
+		case len(b.dropped) > 0:
+			fmt.Fprintf(w, "; its configurations leave out %s, which that revision's configs/pgstream.yaml does not name\n", strings.Join(b.dropped, ", "))
+		default:
+			fmt.Fprintln(w, "; its configurations are the current template unchanged")
+		}
+	}
 	if len(r.env) > 0 || len(r.pipeline) > 0 {
 		fmt.Fprintf(w, "- pgstream runs with environment %v and pipeline settings %v\n", r.env, r.pipeline)
 	}

@@ -25,7 +25,7 @@ func everyPhase() *results {
 		snap:       snapResult{rows: 100, workers: []int{1}},
 	}
 	for _, wl := range []string{"mixed", "bigtx"} {
-		for _, c := range clients {
+		for _, c := range streamClients(nil) {
 			r.runs = append(r.runs, bench.Run{Workload: wl, Client: c, Repeat: 1, Changes: r.changes[wl], Usage: u})
 		}
 	}
@@ -108,6 +108,140 @@ func TestReportSnapshotFailed(t *testing.T) {
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// withBaseline returns everyPhase's results with a baseline measured beside the current tree: in
+// mixed it is slower (current throughput 1.10×, CPU per change 1.00×, peak RSS 0.80×: met), in
+// bigtx faster (throughput 0.50×: NOT met), in the snapshot it uses more CPU (rows/s 1.00×, CPU
+// 1.25×: NOT met).
+func withBaseline() *results {
+	r := everyPhase()
+	r.base = &baseline{rev: "abc1234", commit: "abc1234def", known: map[string]bool{}}
+	mixed := bench.Usage{Wall: 1100 * time.Millisecond, User: time.Second / 2, MaxRSS: 25 << 20}
+	big := bench.Usage{Wall: time.Second / 2, User: time.Second / 2, MaxRSS: 20 << 20}
+	r.runs = append(r.runs,
+		bench.Run{Workload: "mixed", Client: r.base.streamClient(), Repeat: 1, Changes: r.changes["mixed"], Usage: mixed},
+		bench.Run{Workload: "bigtx", Client: r.base.streamClient(), Repeat: 1, Changes: r.changes["bigtx"], Usage: big})
+	r.snap.runs = append(r.snap.runs, bench.SnapshotRun{Client: snapBaseClient("abc1234", 1), Repeat: 1, Rows: 100,
+		Usage: bench.Usage{Wall: time.Second, User: time.Second / 2 * 4 / 5, MaxRSS: 40 << 20}})
+	return r
+}
+
+// targetRows returns the rows of the Targets table that compare with the baseline.
+func targetRows(report string) []string {
+	_, table, _ := strings.Cut(report, "\n## Targets\n")
+	var out []string
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, "| no regression against ") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// With -baseline, each phase compares the current tree with the baseline: its section has both
+// medians and their ratios, and the Targets table one row per phase with the thresholds.
+func TestReportBaseline(t *testing.T) {
+	var b bytes.Buffer
+	withBaseline().write(&b)
+	report := b.String()
+	for _, want := range []string{
+		"- baseline: pgstream at abc1234 (commit abc1234def), built from a detached worktree and measured beside the current tree in the mixed, bigtx and snapshot phases; its configurations are the current template unchanged\n",
+		"### pgstream file against pgstream@abc1234 file (medians)",
+		"No regression: throughput ratio ≥ 0.95 and CPU-per-change ratio ≤ 1.05.",
+		"| mixed | 13 / 12 | 1.10× | 38461.54 / 38461.54 | 1.00× | 20.0 / 25.0 | 0.80× |\n",
+		"| bigtx | 10 / 20 | 0.50× | 50000.00 / 50000.00 | 1.00× | 20.0 / 20.0 | 1.00× |\n",
+		"| pgstream@abc1234 file | 1 | 1.10 |", // the baseline is one more client of the summary table
+		"### pgstream initial_only, file, workers 1 against pgstream@abc1234 initial_only, file, workers 1 (medians)",
+		"No regression: rows/s ratio ≥ 0.95 and CPU-per-row ratio ≤ 1.05.",
+		"| 100 / 100 | 1.00× | 0.50 / 0.40 | 1.25× | 20.0 / 40.0 | 0.50× |\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	want := []string{
+		"| no regression against abc1234 (mixed, file sink; met when throughput ≥ 0.95× and CPU per change ≤ 1.05× the baseline's, medians) | throughput 1.10×, CPU per change 1.00×, peak RSS 0.80× | met |",
+		"| no regression against abc1234 (bigtx, file sink; met when throughput ≥ 0.95× and CPU per change ≤ 1.05× the baseline's, medians) | throughput 0.50×, CPU per change 1.00×, peak RSS 1.00× | NOT met |",
+		"| no regression against abc1234 (snapshot, file sink, workers 1; met when rows/s ≥ 0.95× and CPU per row ≤ 1.05× the baseline's, medians) | rows/s 1.00×, CPU per row 1.25×, peak RSS 0.50× | NOT met |",
+	}
+	if got := targetRows(report); !slices.Equal(got, want) {
+		t.Errorf("baseline targets:\n%q\nwant\n%q", got, want)
+	}
+	// The other targets are unchanged, in their order, the baseline's rows among them.
+	if got := targets(report); len(got) != 13 || got[2] != strings.TrimPrefix(strings.Split(want[0], " | ")[0], "| ") {
+		t.Errorf("targets %q", got)
+	}
+}
+
+// Without -baseline nothing mentions one; with -baseline but no figure of the baseline's, each
+// phase's row says so and is not met.
+func TestReportBaselineAbsent(t *testing.T) {
+	var b bytes.Buffer
+	everyPhase().write(&b)
+	for _, absent := range []string{"no regression", "- baseline:", "pgstream@", " against "} {
+		if strings.Contains(b.String(), absent) {
+			t.Errorf("report without -baseline holds %q:\n%s", absent, b.String())
+		}
+	}
+
+	r := everyPhase()
+	r.base = &baseline{rev: "abc1234", commit: "abc1234def", known: map[string]bool{}, dropped: []string{"sinks.mode", "snapshot.max_rows_per_second"}}
+	b.Reset()
+	r.write(&b)
+	want := []string{
+		"| no regression against abc1234 (mixed, file sink; met when throughput ≥ 0.95× and CPU per change ≤ 1.05× the baseline's, medians) | no baseline figure | NOT met |",
+		"| no regression against abc1234 (bigtx, file sink; met when throughput ≥ 0.95× and CPU per change ≤ 1.05× the baseline's, medians) | no baseline figure | NOT met |",
+		"| no regression against abc1234 (snapshot, file sink, workers 1; met when rows/s ≥ 0.95× and CPU per row ≤ 1.05× the baseline's, medians) | no baseline figure | NOT met |",
+	}
+	if got := targetRows(b.String()); !slices.Equal(got, want) {
+		t.Errorf("baseline targets without its figures:\n%q\nwant\n%q", got, want)
+	}
+	for _, s := range []string{
+		"; its configurations leave out sinks.mode, snapshot.max_rows_per_second, which that revision's configs/pgstream.yaml does not name\n",
+		"| mixed | no figure | | | | | |\n",
+		"| no figure | | | | | |\n",
+	} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("report lacks %q:\n%s", s, b.String())
+		}
+	}
+
+	// A failed snapshot phase has no figure; a baseline that cannot snapshot is not measured.
+	r = withBaseline()
+	r.snap.err = errors.New("the file sink's output does not match")
+	r.snap.runs = r.snap.runs[:3] // the baseline's run did not complete
+	b.Reset()
+	r.write(&b)
+	if got := targetRows(b.String()); len(got) != 3 || !strings.HasSuffix(got[2], "| failed: no figure | NOT met |") {
+		t.Errorf("failed snapshot phase, targets %q", got)
+	}
+	r.snap.err, r.snap.baseSkipped = nil, "abc1234 has no snapshot.mode in its configs/pgstream.yaml"
+	b.Reset()
+	r.write(&b)
+	if got := targetRows(b.String()); len(got) != 3 || !strings.HasSuffix(got[2], "| not measured: abc1234 has no snapshot.mode in its configs/pgstream.yaml | NOT met |") {
+		t.Errorf("baseline without snapshots, targets %q", got)
+	}
+}
+
+// No regression means a throughput ratio of at least 0.95 and a CPU ratio of at most 1.05; a ratio
+// without a baseline figure is never met.
+func TestVersusThresholds(t *testing.T) {
+	for _, tc := range []struct {
+		v  versus
+		ok bool
+	}{
+		{versus{throughput: 1, cpu: 1}, true},
+		{versus{throughput: 0.95, cpu: 1.05}, true},
+		{versus{throughput: 0.9499, cpu: 1}, false},
+		{versus{throughput: 1, cpu: 1.0501}, false},
+		{versus{throughput: ratio(1, 0), cpu: 1}, false},
+		{versus{throughput: 1, cpu: ratio(1, 0)}, false},
+	} {
+		if got := tc.v.ok(); got != tc.ok {
+			t.Errorf("%+v ok = %v, want %v", tc.v, got, tc.ok)
 		}
 	}
 }

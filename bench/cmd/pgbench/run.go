@@ -21,12 +21,13 @@ import (
 // publication (FOR ALL TABLES) is what the streaming, profile and latency runs read.
 const publication = "bench"
 
-// measurer runs the phases. It holds what they share: the options, the pgstream binary,
-// pg_recvlogical, the server's URL, the scratch directory, and a connection for the workloads and
-// the slots.
+// measurer runs the phases. It holds what they share: the options, the pgstream binary, the
+// baseline's (nil without -baseline), pg_recvlogical, the server's URL, the scratch directory, and
+// a connection for the workloads and the slots.
 type measurer struct {
 	o    options
 	bin  string
+	base *baseline
 	recv string
 	url  string
 	work string
@@ -52,8 +53,15 @@ func run(ctx context.Context, o options) (err error) {
 	if out, err := exec.CommandContext(ctx, o.goTool, "build", "-o", bin, "./cmd/pgstream").CombinedOutput(); err != nil {
 		return fmt.Errorf("build pgstream (run from the repository root): %w: %s", err, out)
 	}
+	var base *baseline
+	if o.baseline != "" {
+		if base, err = buildBaseline(ctx, o.goTool, o.baseline, work); err != nil {
+			return err
+		}
+		res.base = base
+	}
 
-	slots := 3*o.repeats + 4
+	slots := len(streamClients(base))*o.repeats + 4
 	logf("starting PostgreSQL")
 	cl, err := pgcluster.Start(pgcluster.Options{Settings: map[string]string{
 		"max_replication_slots": strconv.Itoa(slots),
@@ -84,7 +92,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	url := cl.URL("postgres")
-	m := &measurer{o: o, bin: bin, recv: recv, url: url, work: work, conn: conn}
+	m := &measurer{o: o, bin: bin, base: base, recv: recv, url: url, work: work, conn: conn}
 
 	if o.has("mixed") {
 		if err := m.mixed(ctx, res); err != nil {
@@ -185,4 +193,21 @@ func waitFor(ctx context.Context, d time.Duration, cond func() (bool, error)) er
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// pgstreamCmd writes cfg to dir/pgstream.yaml and returns the command that runs `pgstream run` on it
+// with args and the -env environment: the current build's, or with base the baseline's, whose
+// configuration leaves out the keys its revision does not know.
+func (m *measurer) pgstreamCmd(ctx context.Context, base bool, dir, cfg string, args ...string) (*exec.Cmd, error) {
+	bin := m.bin
+	if base {
+		bin, cfg = m.base.bin, m.base.config(cfg)
+	}
+	path := filepath.Join(dir, "pgstream.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, append([]string{"run", "--config", path}, args...)...)
+	cmd.Env = append(os.Environ(), m.o.env...)
+	return cmd, nil
 }

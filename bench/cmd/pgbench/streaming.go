@@ -13,18 +13,43 @@ import (
 	"github.com/pgstream/pgstream/lsn"
 )
 
-// The measured clients, in the order each repeat runs them.
+// The measured clients of the streaming phases.
 const (
 	clientRecv   = "pg_recvlogical"
 	clientFile   = "pgstream file"
 	clientStdout = "pgstream stdout>/dev/null"
 )
 
-var clients = []string{clientRecv, clientFile, clientStdout}
+// streamClients returns the clients of the streaming phases: pg_recvlogical, pgstream with the
+// file sink and with the stdout sink, and with -baseline the baseline with the file sink.
+func streamClients(base *baseline) []string {
+	c := []string{clientRecv, clientFile, clientStdout}
+	if base != nil {
+		c = append(c, base.streamClient())
+	}
+	return c
+}
+
+// slotTags name the clients of streamClients, in the same order, in slot names.
+var slotTags = []string{"recv", "file", "stdout", "base"}
+
+// runOrder returns the indexes of streamClients in the order repeat (from 0) runs them. The
+// baseline runs next to the current file-sink client, after it in the first repeat, before it in
+// the second, and so on, so that neither always follows the other.
+func runOrder(clients, repeat int) []int {
+	switch {
+	case clients < 4:
+		return []int{0, 1, 2}
+	case repeat%2 == 0:
+		return []int{0, 1, 3, 2}
+	default:
+		return []int{0, 3, 1, 2}
+	}
+}
 
 func (m *measurer) mixed(ctx context.Context, res *results) error {
 	o, conn := m.o, m.conn
-	mixedSlots := slotNames("mixed", o.repeats)
+	mixedSlots := slotNames("mixed", o.repeats, len(streamClients(m.base)))
 	profSlot := "mixed_profile"
 	if err := bench.CreateSlots(ctx, conn, append(flatten(mixedSlots), profSlot)); err != nil {
 		return err
@@ -59,7 +84,7 @@ func (m *measurer) mixed(ctx context.Context, res *results) error {
 
 func (m *measurer) bigTx(ctx context.Context, res *results) error {
 	o, conn := m.o, m.conn
-	bigSlots := slotNames("bigtx", o.repeats)
+	bigSlots := slotNames("bigtx", o.repeats, len(streamClients(m.base)))
 	if err := bench.CreateSlots(ctx, conn, flatten(bigSlots)); err != nil {
 		return err
 	}
@@ -80,11 +105,11 @@ func (m *measurer) bigTx(ctx context.Context, res *results) error {
 	return err
 }
 
-// slotNames returns, per repeat, one slot name per client.
-func slotNames(workload string, repeats int) [][]string {
+// slotNames returns, per repeat, one slot name for each of the first clients of streamClients.
+func slotNames(workload string, repeats, clients int) [][]string {
 	out := make([][]string, repeats)
 	for r := range out {
-		for _, c := range []string{"recv", "file", "stdout"} {
+		for _, c := range slotTags[:clients] {
 			out[r] = append(out[r], fmt.Sprintf("%s_%s_%d", workload, c, r+1))
 		}
 	}
@@ -99,12 +124,14 @@ func flatten(s [][]string) []string {
 	return out
 }
 
-// measure runs every client on its own slot, alternating, repeat after repeat, each draining its
-// slot up to end. Each slot is dropped after its run.
+// measure runs every client on its own slot, alternating (runOrder), repeat after repeat, each
+// draining its slot up to end. Each slot is dropped after its run.
 func (m *measurer) measure(ctx context.Context, workload string, slots [][]string, end lsn.LSN, changes int64) ([]bench.Run, error) {
 	var runs []bench.Run
+	clients := streamClients(m.base)
 	for r, names := range slots {
-		for i, client := range clients {
+		for _, i := range runOrder(len(clients), r) {
+			client := clients[i]
 			if err := ctx.Err(); err != nil {
 				return runs, err
 			}
@@ -128,13 +155,14 @@ func (m *measurer) measure(ctx context.Context, workload string, slots [][]strin
 }
 
 func (m *measurer) runClient(ctx context.Context, client, slot string, end lsn.LSN, changes int64) (bench.Usage, error) {
-	switch client {
-	case clientRecv:
+	base := m.base != nil && client == m.base.streamClient()
+	switch {
+	case client == clientRecv:
 		cmd := exec.CommandContext(ctx, m.recv, "-d", m.url, "-S", slot, "--start", "-P", "pgoutput",
 			"-o", "proto_version=1", "-o", "publication_names="+publication, "--endpos="+end.String(),
 			"-f", "/dev/null", "--no-loop")
 		return bench.RunChild(cmd, m.o.timeout)
-	case clientFile, clientStdout:
+	case client == clientFile, client == clientStdout, base:
 		dir, err := os.MkdirTemp(m.work, slot+"-")
 		if err != nil {
 			return bench.Usage{}, err
@@ -145,7 +173,39 @@ func (m *measurer) runClient(ctx context.Context, client, slot string, end lsn.L
 		if client == clientStdout {
 			sink = "  - type: stdout\n"
 		}
-		cfg := fmt.Sprintf(`source:
+		cfg := streamConfig(m.url, slot, filepath.Join(dir, "checkpoint"), sink, m.pipelineLines())
+		cmd, err := m.pgstreamCmd(ctx, base, dir, cfg, "--endpos", end.String())
+		if err != nil {
+			return bench.Usage{}, err
+		}
+		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return bench.Usage{}, err
+		}
+		defer devnull.Close()
+		cmd.Stdout = devnull
+		u, err := bench.RunChild(cmd, m.o.timeout)
+		if err != nil {
+			return u, err
+		}
+		if client != clientStdout {
+			n, err := bench.CountLines(out)
+			if err != nil {
+				return u, err
+			}
+			if n != changes {
+				return u, fmt.Errorf("the file sink holds %d events, the workload made %d changes", n, changes)
+			}
+		}
+		return u, nil
+	}
+	return bench.Usage{}, fmt.Errorf("unknown client %q", client)
+}
+
+// streamConfig is the configuration template of the streaming clients: the slot exists, no
+// snapshot, sink and pipeline are lines of their sections.
+func streamConfig(url, slot, checkpoint, sink, pipeline string) string {
+	return fmt.Sprintf(`source:
   url: %s
   slot: %s
   publication: %s
@@ -161,35 +221,7 @@ sinks:
 log:
   level: warn
   format: json
-`, m.url, slot, publication, filepath.Join(dir, "checkpoint"), sink, m.pipelineLines())
-		cfgPath := filepath.Join(dir, "pgstream.yaml")
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-			return bench.Usage{}, err
-		}
-		cmd := exec.CommandContext(ctx, m.bin, "run", "--config", cfgPath, "--endpos", end.String())
-		cmd.Env = append(os.Environ(), m.o.env...)
-		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-		if err != nil {
-			return bench.Usage{}, err
-		}
-		defer devnull.Close()
-		cmd.Stdout = devnull
-		u, err := bench.RunChild(cmd, m.o.timeout)
-		if err != nil {
-			return u, err
-		}
-		if client == clientFile {
-			n, err := bench.CountLines(out)
-			if err != nil {
-				return u, err
-			}
-			if n != changes {
-				return u, fmt.Errorf("the file sink holds %d events, the workload made %d changes", n, changes)
-			}
-		}
-		return u, nil
-	}
-	return bench.Usage{}, fmt.Errorf("unknown client %q", client)
+`, url, slot, publication, checkpoint, sink, pipeline)
 }
 
 func (r *results) summaries(workload string) []bench.ClientSummary {
@@ -225,6 +257,9 @@ func (r *results) writeStreaming(w io.Writer) {
 		if len(big) > 0 {
 			bench.WriteSummaryTable(w, "bigtx", r.changes["bigtx"], big)
 		}
+		if r.base != nil {
+			r.writeStreamingVersus(w, mixed, big)
+		}
 		fmt.Fprintln(w, "\n<details><summary>every run</summary>")
 		bench.WriteRunsTable(w, r.runs)
 		fmt.Fprintln(w, "\n</details>")
@@ -241,6 +276,14 @@ func (r *results) writeStreamingTargets(w io.Writer) {
 		if f, ok := find(wl.sums, clientFile); ok {
 			fmt.Fprintf(w, "| file sink throughput ≥ 1.0× pg_recvlogical (%s) | %.2f× | %s |\n", wl.name, f.Throughput, verdict(f.Throughput >= 1))
 			fmt.Fprintf(w, "| client CPU per change ≤ pg_recvlogical's (%s, file sink) | %.2f× | %s |\n", wl.name, f.CPU, verdict(f.CPU <= 1))
+			if r.base != nil {
+				target := noRegression(r.base.rev, wl.name+", file sink", "throughput", "change")
+				if v, _, _, ok := r.streamingVersus(wl.sums); ok {
+					fmt.Fprintf(w, "| %s | throughput %.2f×, CPU per change %.2f×, peak RSS %.2f× | %s |\n", target, v.throughput, v.cpu, v.rss, verdict(v.ok()))
+				} else {
+					fmt.Fprintf(w, "| %s | no baseline figure | NOT met |\n", target)
+				}
+			}
 		}
 	}
 	if f, ok := find(big, clientFile); ok {
@@ -250,5 +293,45 @@ func (r *results) writeStreamingTargets(w io.Writer) {
 			fmt.Fprintf(w, "| peak RSS not growing with transaction size (file sink, %d-row vs %d-row transactions; met within 25%% + 4 MiB) | %.1f vs %.1f MiB | %s |\n",
 				r.sizes.BigTxRows, r.sizes.InsertTx, f.MaxRSSMiB, g.MaxRSSMiB, verdict(f.MaxRSSMiB <= g.MaxRSSMiB*1.25+4))
 		}
+	}
+}
+
+// streamingVersus compares the current file-sink client's medians on a workload with the
+// baseline's; ok is false without -baseline or when either has no runs.
+func (r *results) streamingVersus(sums []bench.ClientSummary) (v versus, cur, base bench.ClientSummary, ok bool) {
+	if r.base == nil {
+		return versus{}, cur, base, false
+	}
+	cur, okCur := find(sums, clientFile)
+	base, okBase := find(sums, r.base.streamClient())
+	if !okCur || !okBase {
+		return versus{}, cur, base, false
+	}
+	v = versus{throughput: ratio(cur.ChangesPerSec, base.ChangesPerSec), cpu: ratio(cur.CPUPerMillion, base.CPUPerMillion),
+		rss: ratio(cur.MaxRSSMiB, base.MaxRSSMiB)}
+	return v, cur, base, true
+}
+
+// writeStreamingVersus writes the current file-sink client's medians beside the baseline's.
+func (r *results) writeStreamingVersus(w io.Writer, mixed, big []bench.ClientSummary) {
+	fmt.Fprintf(w, "\n### %s against %s (medians)\n\n", clientFile, r.base.streamClient())
+	fmt.Fprintf(w, "The current tree and the baseline %s, both with the file sink and the same configuration, each on its own sibling slot of the same changes; "+
+		"ratios are current / baseline. No regression: throughput ratio ≥ %.2f and CPU-per-change ratio ≤ %.2f.\n\n", r.base.rev, minThroughputRatio, maxCPURatio)
+	fmt.Fprintln(w, "| workload | changes/s: current / baseline | ratio | client CPU s / M changes: current / baseline | ratio | peak RSS MiB: current / baseline | ratio |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, wl := range []struct {
+		name string
+		sums []bench.ClientSummary
+	}{{"mixed", mixed}, {"bigtx", big}} {
+		if len(wl.sums) == 0 {
+			continue
+		}
+		v, cur, base, ok := r.streamingVersus(wl.sums)
+		if !ok {
+			fmt.Fprintf(w, "| %s | no figure | | | | | |\n", wl.name)
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %.0f / %.0f | %.2f× | %.2f / %.2f | %.2f× | %.1f / %.1f | %.2f× |\n", wl.name,
+			cur.ChangesPerSec, base.ChangesPerSec, v.throughput, cur.CPUPerMillion, base.CPUPerMillion, v.cpu, cur.MaxRSSMiB, base.MaxRSSMiB, v.rss)
 	}
 }
