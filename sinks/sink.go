@@ -110,3 +110,10 @@ type Sink interface {
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
+
+// Healther is implemented by sinks that can tell, while a Write is still retrying inside, that
+// they are failing (a broker refusing or unreachable). Health returns nil while the sink is
+// healthy; its text must hold no secret.
+type Healther interface {
+	Health() error
+}

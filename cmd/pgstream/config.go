@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -28,7 +29,12 @@ type Config struct {
 	Sinks    []map[string]any        `mapstructure:"sinks"`
 	Pipeline pipeline.Config         `mapstructure:"pipeline"`
 	Snapshot pipeline.SnapshotConfig `mapstructure:"snapshot"`
-	Log      struct {
+	HTTP     struct {
+		// Listen is the address of the operations endpoint (/metrics, /healthz, /readyz, /status),
+		// e.g. 127.0.0.1:9187. "" (the default) disables it.
+		Listen string `mapstructure:"listen"`
+	} `mapstructure:"http"`
+	Log struct {
 		Level  string `mapstructure:"level"`  // debug, info (default), warn, error
 		Format string `mapstructure:"format"` // auto (default: console on a terminal, else json), console, json
 	} `mapstructure:"log"`
@@ -41,7 +47,7 @@ type Config struct {
 var envKeys = []string{
 	"source.url", "source.password_file", "source.slot", "source.publication", "source.create_slot",
 	"source.create_publication", "source.status_interval", "source.connect_timeout",
-	"checkpoint.path", "log.level", "log.format",
+	"checkpoint.path", "log.level", "log.format", "http.listen",
 	"pipeline.max_batch_events", "pipeline.max_batch_bytes", "pipeline.max_in_flight_bytes",
 	"pipeline.max_write_events", "pipeline.checkpoint_interval", "pipeline.shutdown_timeout",
 	"pipeline.reconnect_min", "pipeline.reconnect_max", "pipeline.reconnect_attempts", "pipeline.stats_interval",
@@ -61,6 +67,7 @@ func addConfigFlags(fs *pflag.FlagSet) {
 	fs.String("checkpoint.path", "", "checkpoint file (overrides checkpoint.path)")
 	fs.String("log.level", "", "log level: debug, info, warn, error")
 	fs.String("log.format", "", "log format: auto, console, json")
+	fs.String("http.listen", "", "address of the operations endpoint (/metrics, /healthz, /readyz, /status), e.g. 127.0.0.1:9187")
 	fs.String("endpos", "", "stop cleanly once everything up to this LSN (X/Y) is delivered")
 	fs.String("snapshot.mode", "", "initial (snapshot when there is no checkpoint, then stream), never, initial_only")
 	fs.Int("snapshot.workers", 0, "connections reading snapshot chunks at once")
@@ -221,6 +228,11 @@ func (c *Config) validate() error {
 	}
 	if len(c.Sinks) == 0 {
 		errs = append(errs, errors.New("sinks: at least one sink is required, e.g. sinks: [{type: file, path: ./changes.jsonl}]"))
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("http.listen %q: want host:port, e.g. 127.0.0.1:9187 (an empty host listens on every interface)", c.HTTP.Listen))
+		}
 	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":

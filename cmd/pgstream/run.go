@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -14,6 +16,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/health"
+	"github.com/pgstream/pgstream/internal/httpapi"
+	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/sinks"
@@ -37,6 +42,19 @@ func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer,
 	}
 	log.Info("pgstream starting", zap.String("version", buildVersion()), zap.String("source", replication.RedactURL(cfg.Source.URL)),
 		zap.Int("sinks", len(specs)), zap.String("checkpoint", cfg.Checkpoint.Path))
+	if cfg.HTTP.Listen != "" {
+		m, h := metrics.New(buildVersion()), health.NewBoard(nil)
+		p.Observe(m, h)
+		// A loop may be silent for a reconnect's longest backoff plus two connection attempts.
+		live := time.Minute + cfg.Pipeline.ReconnectMax + 2*cfg.Source.ConnectTimeout
+		stop, err := serveHTTP(cfg.HTTP.Listen, httpapi.Handler(httpapi.Options{Metrics: m, Health: h, Liveness: live,
+			Status: func() any { return p.Status() }}), log)
+		if err != nil {
+			closeSinks(specs)
+			return err
+		}
+		defer stop()
+	}
 	if bar != nil {
 		bctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -44,6 +62,29 @@ func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer,
 		defer func() { stop(); <-done }()
 	}
 	return p.Run(ctx)
+}
+
+// serveHTTP listens on addr and serves h until stop is called.
+func serveHTTP(addr string, h http.Handler, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w (is another process using the port?)", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("operations endpoint stopped", zap.Error(err))
+		}
+	}()
+	log.Info("operations endpoint listening", zap.String("address", ln.Addr().String()))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }
 
 // buildSinks creates every configured sink and checks that each destination answers, so that a bad

@@ -173,7 +173,7 @@ func (w *worker) state(now time.Time) error {
 			return fmt.Errorf("a write has been running for %s", d.Truncate(time.Second))
 		}
 	}
-	if h, ok := w.spec.Sink.(SinkHealth); ok {
+	if h, ok := w.spec.Sink.(sinks.Healther); ok {
 		return h.Health()
 	}
 	return nil

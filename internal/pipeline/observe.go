@@ -6,6 +6,7 @@ import (
 
 	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/metrics"
+	"github.com/pgstream/pgstream/lsn"
 )
 
 // Readiness components the pipeline reports (health.Board names); a sink's is "sink:" + its name.
@@ -131,12 +132,6 @@ func (p *Pipeline) SnapshotChunksRemaining() float64 {
 	return float64(max(pr.Chunks-pr.ChunksDone, 0))
 }
 
-// SinkHealth is implemented by sinks that can tell whether they are failing while a Write retries
-// inside (a broker refusing, say). Health returns nil while the sink is healthy.
-type SinkHealth interface {
-	Health() error
-}
-
 // watchSinks reports each sink's readiness every second until stop is closed: not ready while its
 // own Health says so, or while one Write has run for longer than sinkStallAfter.
 func (p *Pipeline) watchSinks(stop <-chan struct{}) {
@@ -155,4 +150,51 @@ func (p *Pipeline) watchSinks(stop <-chan struct{}) {
 		case <-t.C:
 		}
 	}
+}
+
+// Status is where the pipeline stands, as GET /status and pgstream status show it.
+type Status struct {
+	Slot        string `json:"slot"`
+	Publication string `json:"publication"`
+	Connected   bool   `json:"connected"`
+	Reconnects  uint64 `json:"reconnects"`
+	// LastError is why the replication connection was lost last ("" when it never was).
+	LastError string `json:"last_error,omitempty"`
+	Positions struct {
+		ServerWALEnd  string `json:"server_wal_end"` // the newest server WAL end heard of
+		Durable       string `json:"durable"`        // the checkpoint's flush position
+		DurableCommit string `json:"durable_commit"` // the newest transaction every sink holds
+		Confirmed     string `json:"confirmed"`      // the flush position of the newest status update
+	} `json:"positions"`
+	Lag struct {
+		Bytes   float64 `json:"bytes"`
+		Seconds float64 `json:"seconds"`
+	} `json:"lag"`
+	InFlightBytes float64          `json:"in_flight_bytes"`
+	Transactions  uint64           `json:"transactions"`
+	Events        uint64           `json:"events"`
+	Snapshot      SnapshotProgress `json:"snapshot"`
+	// Server is the slot and the server's settings as last polled (zero before the first poll).
+	Server SlotState `json:"server"`
+}
+
+// Status returns where the pipeline stands. Safe for concurrent use.
+func (p *Pipeline) Status() Status {
+	var st Status
+	st.Slot, st.Publication = p.src.Slot, p.src.Publication
+	st.Connected = p.sess.connected.Load()
+	st.Reconnects = p.sess.reconnects.Load()
+	if e := p.sess.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	d := p.Durable()
+	st.Positions.ServerWALEnd = lsn.LSN(p.sess.heardEnd.Load()).String()
+	st.Positions.Durable, st.Positions.DurableCommit = d.EndLSN.String(), d.CommitLSN.String()
+	st.Positions.Confirmed = lsn.LSN(p.sess.confirmed.Load()).String()
+	st.Lag.Bytes, st.Lag.Seconds = p.LagBytes(), p.LagSeconds()
+	st.InFlightBytes = p.InFlightBytes()
+	st.Transactions, st.Events = p.stats.txs.Load(), p.stats.events.Load()
+	st.Snapshot = p.SnapshotProgress()
+	st.Server = p.slots.last()
+	return st
 }

@@ -66,6 +66,7 @@ type Pipeline struct {
 	health     *health.Board
 	commits    commitTimes
 	trackerRef atomic.Pointer[checkpoint.Tracker] // p.tracker, for scrapes from other goroutines
+	slots      *slotWatch
 }
 
 type stats struct {
@@ -97,6 +98,7 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 	p.sn = newSnapshotter(cfg, src, log, p.now)
 	p.ck = &checkpointer{store: store, snap: &p.sn.state, interval: cfg.CheckpointInterval, now: p.now, log: log, snapDone: &p.sn.done}
 	p.sess = &session{src: src, cfg: cfg, log: log, now: p.now, store: store, ck: p.ck, snapDone: &p.sn.done}
+	p.slots = &slotWatch{p: p, interval: defaultSlotPoll}
 	return p, nil
 }
 
@@ -111,6 +113,7 @@ func (p *Pipeline) SnapshotProgress() SnapshotProgress { return p.sn.progress() 
 // checkpoint, sends a final status update and closes the connection, in that order.
 func (p *Pipeline) Run(ctx context.Context) (err error) {
 	if err := p.open(ctx); err != nil {
+		p.health.SetErr(ComponentSource, err)
 		p.sess.closeConn()
 		if p.catalog != nil {
 			p.catalog.close()
@@ -162,7 +165,18 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		p.watchSinks(statsStop)
 	}()
 
+	watchCtx, stopWatch := context.WithCancel(runCtx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if err := p.slots.run(watchCtx); err != nil {
+			fail(err)
+		}
+	}()
+
 	streamErr := p.run(ctx, runCtx, fail)
+	stopWatch()
+	<-watchDone
 
 	// Shutdown: reading has stopped. What the current batch holds belongs to a transaction that has
 	// not committed in the stream yet; it is read again on the next start.
@@ -193,6 +207,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		}
 	}
 	p.sess.closeConn()
+	p.health.Set(ComponentSource, false, "stopped")
 	if p.catalog != nil {
 		p.catalog.close()
 	}

@@ -929,13 +929,13 @@ func (sn *snapshotter) startRequests(ctx context.Context, commit lsn.LSN, seq ui
 
 // SnapshotProgress is where the snapshots being read stand.
 type SnapshotProgress struct {
-	Active        bool  // chunks are being read or wait to be
-	ChunksDone    int64 // chunks handed to the sinks by this run
-	Chunks        int64 // chunks this run has had to read
-	Rows          int64
-	RowsPerSec    float64       // average since the snapshot started
-	ETA           time.Duration // estimate of the time left; 0 when unknown
-	TablesPending int           // tables whose snapshot the checkpoint lists as unfinished
+	Active        bool          `json:"active"`         // chunks are being read or wait to be
+	ChunksDone    int64         `json:"chunks_done"`    // chunks handed to the sinks by this run
+	Chunks        int64         `json:"chunks"`         // chunks this run has had to read
+	Rows          int64         `json:"rows"`           // rows handed to the sinks by this run
+	RowsPerSec    float64       `json:"rows_per_sec"`   // average since the snapshot started
+	ETA           time.Duration `json:"eta_ns"`         // estimate of the time left; 0 when unknown
+	TablesPending int           `json:"tables_pending"` // tables whose snapshot the checkpoint lists as unfinished
 }
 
 // progress returns the progress of the snapshots being read. Safe for concurrent use.

@@ -58,6 +58,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // Sink writes change events to Kafka. Write, Ping and Close must not be called concurrently
 // with one another; the pipeline calls them from one goroutine.
 type Sink struct {
+	failing   sinks.Failing // the failure retry is retrying, for Health
 	cfg       Config
 	log       *zap.Logger
 	brokers   string
@@ -94,8 +95,9 @@ type partStat struct {
 }
 
 var (
-	_ sinks.Sink   = (*Sink)(nil)
-	_ sinks.Pinger = (*Sink)(nil)
+	_ sinks.Sink     = (*Sink)(nil)
+	_ sinks.Pinger   = (*Sink)(nil)
+	_ sinks.Healther = (*Sink)(nil)
 	_ interface {
 		Check(context.Context) (string, error)
 	} = (*Sink)(nil)
@@ -625,8 +627,10 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
 		if err == nil {
+			s.failing.Clear()
 			return nil
 		}
+		s.failing.Set(fmt.Errorf("%s: %w", what, err))
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
 		}
@@ -649,6 +653,10 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 		}
 	}
 }
+
+// Health reports the failure the sink is retrying (a broker refusing or unreachable, with since
+// when), or nil while its requests succeed. Safe for concurrent use.
+func (s *Sink) Health() error { return s.failing.Err() }
 
 // retryBackoff is the wait between attempts of a failed request.
 var retryBackoff = backoff.Policy{Min: 50 * time.Millisecond, Max: 5 * time.Second}

@@ -42,6 +42,7 @@ var (
 // Sink publishes change events to a JetStream stream. Write and Ping must not be called
 // concurrently with each other; Close may be called from another goroutine.
 type Sink struct {
+	failing sinks.Failing // the failure retry is retrying, for Health
 	cfg     Config
 	log     *zap.Logger
 	pattern string // every subject the template can produce, with '*' for escaped names
@@ -70,8 +71,9 @@ type Sink struct {
 }
 
 var (
-	_ sinks.Sink   = (*Sink)(nil)
-	_ sinks.Pinger = (*Sink)(nil)
+	_ sinks.Sink     = (*Sink)(nil)
+	_ sinks.Pinger   = (*Sink)(nil)
+	_ sinks.Healther = (*Sink)(nil)
 	_ interface {
 		Check(context.Context) (string, error)
 	} = (*Sink)(nil)
@@ -443,8 +445,10 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
 		if err == nil {
+			s.failing.Clear()
 			return nil
 		}
+		s.failing.Set(fmt.Errorf("%s: %w", what, err))
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
 		}
@@ -463,6 +467,10 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 		}
 	}
 }
+
+// Health reports the failure the sink is retrying (a broker refusing or unreachable, with since
+// when), or nil while its requests succeed. Safe for concurrent use.
+func (s *Sink) Health() error { return redactErr(s.failing.Err()) }
 
 // retryBackoff is the wait between attempts of a failed request.
 var retryBackoff = backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second}
