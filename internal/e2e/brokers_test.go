@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
+	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/kafkatest"
 	"github.com/pgstream/pgstream/internal/natstest"
 	"github.com/pgstream/pgstream/internal/pipeline"
@@ -619,4 +620,78 @@ func TestSnapshotIntoKafkaKeepsKeyOrder(t *testing.T) {
 		}
 	}
 	compareState(t, map[string]map[string]string{"public.ksnap": state}, dbState(t, db, []string{"ksnap"}))
+}
+
+// TestReadinessNamesAFailingSink makes Kafka refuse every produce: the sink retries inside its
+// Write, and readiness names it with the broker's error until the broker accepts again.
+func TestReadinessNamesAFailingSink(t *testing.T) {
+	db := newDB(t)
+	exec1(t, db, `CREATE TABLE t (id int PRIMARY KEY, v int)`)
+	c, brokers := kafkatest.StartCluster(t)
+	prefix := "kready" + db
+	kafkatest.CreateTopic(t, brokers, prefix+".public.t", 1)
+	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	board := health.NewBoard(nil)
+	r := startPipeline(t, db, runOpts{extra: []pipeline.SinkSpec{{Name: "kafka", Sink: ks}}, health: board})
+	r.waitStreaming()
+	waitReady := func(want bool, mention string) []health.Status {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ready, comps := board.Ready()
+			named := mention == ""
+			for _, s := range comps {
+				if s.Name == "sink:kafka" && strings.Contains(s.Reason, mention) {
+					named = true
+				}
+			}
+			if ready == want && named {
+				return comps
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("readiness did not become %v naming %q within 60s: %+v", want, mention, comps)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitReady(true, "")
+
+	var down atomic.Bool
+	down.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !down.Load() {
+			return nil, nil, false
+		}
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	exec1(t, db, `INSERT INTO t VALUES (1, 0)`)
+	comps := waitReady(false, "failing since")
+	for _, s := range comps {
+		if s.Name != "sink:kafka" && !s.OK {
+			t.Fatalf("component %s not ready although only Kafka refuses: %+v", s.Name, comps)
+		}
+	}
+	down.Store(false)
+	waitReady(true, "")
+	kafkatest.Records(t, brokers, prefix+".public.t", 1)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/pgtest"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/replication"
@@ -210,6 +211,7 @@ type runOpts struct {
 	dir     string
 	slot    string
 	noStart bool
+	health  *health.Board // observes the pipeline when set
 }
 
 func sourceConfig(db, slot string, tables []string, status time.Duration) replication.Config {
@@ -254,6 +256,9 @@ func startPipeline(t testing.TB, db string, o runOpts) *runner {
 		t.Fatal(err)
 	}
 	r.p = p
+	if o.health != nil {
+		p.Observe(nil, o.health)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.done = make(chan error, 1)

@@ -1,0 +1,231 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgstream/pgstream/internal/pgtest"
+)
+
+// opsBinary is the real binary running with http.listen on a cluster of the test's own.
+type opsBinary struct {
+	t    *testing.T
+	p    *proc
+	addr string
+}
+
+// startOpsBinary runs pgstream with the operations endpoint on a free port of 127.0.0.1. A port
+// taken between choosing and binding makes pgstream exit with "address already in use": it is
+// started again on another.
+func startOpsBinary(t *testing.T, pg *pgtest.Cluster, dir string) *opsBinary {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		cfg := fmt.Sprintf(`source:
+  url: %s
+  slot: ops
+  publication: pgs_ops
+  status_interval: 200ms
+checkpoint:
+  path: %s
+sinks:
+  - type: file
+    path: %s
+pipeline:
+  checkpoint_interval: 50ms
+  reconnect_min: 100ms
+  reconnect_max: 1s
+snapshot:
+  mode: never
+http:
+  listen: %s
+log:
+  level: info
+  format: json
+`, pg.URL("postgres"), filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), addr)
+		path := filepath.Join(dir, "pgstream.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b := &opsBinary{t: t, p: startBinary(t, "run", "--config", path), addr: addr}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			select {
+			case err := <-b.p.done:
+				if strings.Contains(b.p.stderr.String(), "address already in use") && attempt < 5 {
+					goto again
+				}
+				t.Fatalf("pgstream exited: %v\n%s", err, b.p.stderr)
+			default:
+			}
+			if code, _ := b.get("/healthz"); code == http.StatusOK {
+				return b
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the operations endpoint at %s did not answer within 60s", addr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	again:
+	}
+}
+
+// get returns the status code and body of a GET, or 0 when the endpoint does not answer.
+func (b *opsBinary) get(path string) (int, string) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + b.addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// metric returns the value of the sample named exactly (name and labels as exposed), or -1.
+func (b *opsBinary) metric(sample string) float64 {
+	b.t.Helper()
+	_, body := b.get("/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				b.t.Fatalf("metric %s: %v", line, err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+// waitFor polls cond every 50ms for at most timeout.
+func (b *opsBinary) waitFor(what string, timeout time.Duration, cond func() bool) {
+	b.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		select {
+		case err := <-b.p.done:
+			b.t.Fatalf("pgstream exited while waiting for %s: %v\n%s", what, err, b.p.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			_, ready := b.get("/readyz")
+			_, status := b.get("/status")
+			b.t.Fatalf("timed out after %s waiting for %s\nreadyz: %s\nstatus: %s", timeout, what, ready, status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestOperationsEndpoint runs the binary with http.listen through a workload and a server restart:
+// the counters equal the workload's counts, lag comes back to nothing pending, readiness says why
+// it is not ready while the server is down and recovers after, and /metrics passes promtool's lint.
+func TestOperationsEndpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops and starts a cluster")
+	}
+	pg := pgtest.New(t, pgtest.Options{Settings: map[string]string{"wal_sender_timeout": "'5s'"}})
+	pg.MustExec(t, "postgres", "CREATE TABLE t (id int PRIMARY KEY, v int)")
+	b := startOpsBinary(t, pg, t.TempDir())
+	b.waitFor("readiness", 60*time.Second, func() bool { code, _ := b.get("/readyz"); return code == http.StatusOK })
+
+	const txs, rows = 200, 5
+	for i := 0; i < txs; i++ {
+		pg.MustExec(t, "postgres", fmt.Sprintf("INSERT INTO t SELECT g, 0 FROM generate_series(%d, %d) g", i*rows+1, (i+1)*rows))
+	}
+	b.waitFor("every insert acknowledged by the file sink", 60*time.Second, func() bool {
+		return b.metric(`pgstream_events_total{op="c",sink="file#0"}`) == txs*rows
+	})
+	if got := b.metric("pgstream_transactions_total"); got < txs {
+		t.Fatalf("pgstream_transactions_total %v after %d transactions", got, txs)
+	}
+	if got := b.metric("pgstream_commit_to_ack_seconds_count"); got < txs {
+		t.Fatalf("pgstream_commit_to_ack_seconds_count %v after %d transactions", got, txs)
+	}
+	b.waitFor("lag back to nothing pending", 60*time.Second, func() bool {
+		return b.metric("pgstream_replication_lag_seconds") == 0 && b.metric("pgstream_in_flight_bytes") == 0 &&
+			b.metric("pgstream_replication_lag_bytes") < 1<<20
+	})
+	if b.metric("pgstream_connected") != 1 || b.metric(`pgstream_sink_errors_total{sink="file#0"}`) > 0 {
+		t.Fatalf("connected %v, sink errors %v", b.metric("pgstream_connected"), b.metric(`pgstream_sink_errors_total{sink="file#0"}`))
+	}
+	b.waitFor("the slot's first poll", 60*time.Second, func() bool {
+		return b.metric(`pgstream_slot_wal_status{status="reserved"}`) == 1
+	})
+	var st struct {
+		Slot      string `json:"slot"`
+		Connected bool   `json:"connected"`
+		Positions struct {
+			Durable string `json:"durable"`
+		} `json:"positions"`
+		Server struct {
+			WalSenderTimeout string `json:"wal_sender_timeout"`
+		} `json:"server"`
+	}
+	if code, body := b.get("/status"); code != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil ||
+		st.Slot != "ops" || !st.Connected || st.Positions.Durable == "0/0" || st.Server.WalSenderTimeout != "5s" {
+		t.Fatalf("/status (%d): %s", code, body)
+	}
+	lintMetrics(t, b)
+
+	// The server goes away: readiness names the source; it comes back: ready again, one reconnect.
+	if err := pg.Stop("fast"); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("readiness to name the source", 60*time.Second, func() bool {
+		code, body := b.get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, `"name": "source"`) && strings.Contains(body, "reconnecting")
+	})
+	if got := b.metric("pgstream_connected"); got != 0 {
+		t.Fatalf("pgstream_connected %v while the server is down", got)
+	}
+	if code, body := b.get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz %d while reconnecting: %s", code, body)
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("readiness after the server came back", 60*time.Second, func() bool {
+		code, _ := b.get("/readyz")
+		return code == http.StatusOK
+	})
+	if got := b.metric("pgstream_reconnects_total"); got < 1 {
+		t.Fatalf("pgstream_reconnects_total %v after a server restart", got)
+	}
+	stopBinary(t, b.p)
+}
+
+// lintMetrics runs promtool check metrics on the live exposition, where promtool is installed
+// (scripts/setup.sh installs it).
+func lintMetrics(t *testing.T, b *opsBinary) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool not found (make setup installs it): the exposition was not linted")
+		return
+	}
+	_, body := b.get("/metrics")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
+	}
+}
