@@ -208,6 +208,7 @@ func explainDecode(err error, keyPrefix, otherPrefix string) error {
 
 func (c *Config) validate() error {
 	var errs []error
+	c.Source = c.Source.WithDefaults()
 	if err := c.Source.Validate(); err != nil {
 		errs = append(errs, err)
 	}

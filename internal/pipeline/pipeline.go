@@ -72,6 +72,7 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	src = src.WithDefaults()
 	if err := src.Validate(); err != nil {
 		return nil, err
 	}
