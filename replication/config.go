@@ -19,7 +19,7 @@ import (
 )
 
 // Config describes the source database and the replication objects pgstream uses there.
-// The zero value of every field but URL is a documented default filled in by Validate.
+// The zero value of every field but URL stands for a documented default, which WithDefaults fills in.
 type Config struct {
 	// URL is a postgres:// URL or a libpq key=value string. sslmode, sslrootcert, sslcert, sslkey,
 	// target_session_attrs and the other libpq keys work as in libpq; PGHOST, PGPASSWORD, ~/.pgpass
@@ -53,7 +53,7 @@ type Config struct {
 	wrapConn func(net.Conn) net.Conn
 }
 
-// Defaults filled in by Validate.
+// Defaults filled in by WithDefaults.
 const (
 	DefaultSlot           = "pgstream"
 	DefaultPublication    = "pgstream"
@@ -77,30 +77,14 @@ var ErrConfig = errors.New("invalid source configuration")
 
 var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
-// Validate fills in defaults and checks every field, naming the offending key.
-func (c *Config) Validate() error {
-	if strings.TrimSpace(c.URL) == "" {
-		return fmt.Errorf("%w: source.url is required (for example postgres://user@host:5432/db?sslmode=verify-full)", ErrConfig)
-	}
-	if _, err := parseURL(c.URL); err != nil {
-		return err
-	}
+// WithDefaults returns a copy of c with every zero-valued field but URL set to its documented
+// default. The copy shares Tables with c.
+func (c Config) WithDefaults() Config {
 	if c.Slot == "" {
 		c.Slot = DefaultSlot
 	}
-	if !slotNameRE.MatchString(c.Slot) {
-		return fmt.Errorf("%w: source.slot %q: a slot name is 1 to 63 characters of a-z, 0-9 and _", ErrConfig, c.Slot)
-	}
 	if c.Publication == "" {
 		c.Publication = DefaultPublication
-	}
-	if len(c.Publication) > 63 || strings.ContainsRune(c.Publication, 0) {
-		return fmt.Errorf("%w: source.publication %q: at most 63 bytes, no NUL", ErrConfig, c.Publication)
-	}
-	for i, t := range c.Tables {
-		if _, _, err := SplitTable(t); err != nil {
-			return fmt.Errorf("%w: source.tables[%d]: %v", ErrConfig, i, err)
-		}
 	}
 	if c.CreateSlot == nil {
 		t := true
@@ -113,11 +97,35 @@ func (c *Config) Validate() error {
 	if c.StatusInterval == 0 {
 		c.StatusInterval = DefaultStatusInterval
 	}
-	if err := bound.Duration("source.status_interval", c.StatusInterval, MinStatusInterval, MaxStatusInterval); err != nil {
-		return fmt.Errorf("%w: %w", ErrConfig, err)
-	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	return c
+}
+
+// Validate reports the first problem of c, naming the offending key, as an error wrapping
+// ErrConfig. A zero-valued field stands for its default. Validate does not change c.
+func (c Config) Validate() error {
+	if strings.TrimSpace(c.URL) == "" {
+		return fmt.Errorf("%w: source.url is required (for example postgres://user@host:5432/db?sslmode=verify-full)", ErrConfig)
+	}
+	if _, err := parseURL(c.URL); err != nil {
+		return err
+	}
+	c = c.WithDefaults()
+	if !slotNameRE.MatchString(c.Slot) {
+		return fmt.Errorf("%w: source.slot %q: a slot name is 1 to 63 characters of a-z, 0-9 and _", ErrConfig, c.Slot)
+	}
+	if len(c.Publication) > 63 || strings.ContainsRune(c.Publication, 0) {
+		return fmt.Errorf("%w: source.publication %q: at most 63 bytes, no NUL", ErrConfig, c.Publication)
+	}
+	for i, t := range c.Tables {
+		if _, _, err := SplitTable(t); err != nil {
+			return fmt.Errorf("%w: source.tables[%d]: %v", ErrConfig, i, err)
+		}
+	}
+	if err := bound.Duration("source.status_interval", c.StatusInterval, MinStatusInterval, MaxStatusInterval); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if err := bound.Duration("source.connect_timeout", c.ConnectTimeout, MinConnectTimeout, MaxConnectTimeout); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)

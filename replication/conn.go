@@ -40,12 +40,13 @@ type Conn struct {
 	exported string            // snapshot exported by the slot creation, until the next command
 }
 
-// Connect opens a replication connection described by cfg (after cfg.Validate on a copy). The
-// session settings pgoutput formats values with (DateStyle=ISO, TimeZone=UTC,
-// IntervalStyle=postgres, extra_float_digits=1, bytea_output=hex, client_encoding=UTF8) are sent in
-// the startup packet; application_name is pgstream unless the URL names another. TCP keepalives are
-// on. Failures are *Error values naming the address and the fix.
+// Connect opens a replication connection described by cfg, with its defaults applied (WithDefaults)
+// and checked (Validate). The session settings pgoutput formats values with (DateStyle=ISO,
+// TimeZone=UTC, IntervalStyle=postgres, extra_float_digits=1, bytea_output=hex,
+// client_encoding=UTF8) are sent in the startup packet; application_name is pgstream unless the URL
+// names another. TCP keepalives are on. Failures are *Error values naming the address and the fix.
 func Connect(ctx context.Context, cfg Config) (*Conn, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -63,6 +64,7 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 // NewSQLConn opens an ordinary (non-replication) connection with the same address, credentials, TLS
 // settings and session settings as Connect, for catalog queries.
 func NewSQLConn(ctx context.Context, cfg Config) (*pgconn.PgConn, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -169,7 +169,7 @@ func TestValidate(t *testing.T) {
 	if err := c.Validate(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "source.url") {
 		t.Fatalf("empty config: %v", err)
 	}
-	c = Config{URL: "postgres://u@h/db"}
+	c = Config{URL: "postgres://u@h/db"}.WithDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("defaults = %+v", c)
 	}
 	f := false
-	c = Config{URL: "postgres://u@h/db", CreateSlot: &f}
+	c = Config{URL: "postgres://u@h/db", CreateSlot: &f}.WithDefaults()
 	if err := c.Validate(); err != nil || *c.CreateSlot {
 		t.Fatalf("explicit false lost: %v", err)
 	}

@@ -213,16 +213,20 @@ func explainDecode(err error, keyPrefix, otherPrefix string) error {
 	return errors.Join(out...)
 }
 
+// validate fills in the defaults of the source, pipeline and snapshot sections, so that the loaded
+// config reads as it will be used, and reports every problem of the whole config.
 func (c *Config) validate() error {
+	c.Source = c.Source.WithDefaults()
+	c.Pipeline.Snapshot = c.Snapshot
+	c.Pipeline = c.Pipeline.WithDefaults()
+	c.Snapshot = c.Pipeline.Snapshot
 	var errs []error
 	if err := c.Source.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	c.Pipeline.Snapshot = c.Snapshot
 	if err := c.Pipeline.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	c.Snapshot = c.Pipeline.Snapshot
 	if c.Checkpoint.Path == "" {
 		errs = append(errs, errors.New("checkpoint.path is required: the file where pgstream records what every sink has durably received"))
 	}

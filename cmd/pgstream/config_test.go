@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/sinks/file"
 	"github.com/pgstream/pgstream/sinks/kafka"
 	natssink "github.com/pgstream/pgstream/sinks/nats"
@@ -40,6 +42,29 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if cfg.Pipeline.MaxInFlightBytes != 16<<20 || cfg.Checkpoint.Path == "" {
 		t.Fatalf("pipeline/checkpoint: %+v %+v", cfg.Pipeline, cfg.Checkpoint)
+	}
+}
+
+// TestLoadedConfigCarriesItsDefaults: a config that sets none of the source, pipeline and snapshot
+// keys is loaded with every one of their defaults filled in, the snapshot section in both places
+// it is read from.
+func TestLoadedConfigCarriesItsDefaults(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "min.yaml")
+	if err := os.WriteFile(p, []byte("source:\n  url: postgres://u@h/db\ncheckpoint:\n  path: c\nsinks:\n  - type: stdout\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load(t, "--config", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (replication.Config{URL: "postgres://u@h/db"}).WithDefaults(); !reflect.DeepEqual(cfg.Source, want) {
+		t.Errorf("source:\n got %+v\nwant %+v", cfg.Source, want)
+	}
+	if want := (pipeline.Config{}).WithDefaults(); !reflect.DeepEqual(cfg.Pipeline, want) {
+		t.Errorf("pipeline:\n got %+v\nwant %+v", cfg.Pipeline, want)
+	}
+	if want := (pipeline.SnapshotConfig{}).WithDefaults(); !reflect.DeepEqual(cfg.Snapshot, want) || cfg.Snapshot.Mode != pipeline.SnapshotInitial {
+		t.Errorf("snapshot:\n got %+v\nwant %+v", cfg.Snapshot, want)
 	}
 }
 

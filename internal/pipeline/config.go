@@ -87,8 +87,8 @@ type SnapshotConfig struct {
 	SignalTable string `mapstructure:"signal_table"`
 }
 
-// Validate fills in defaults and rejects values that cannot work, naming each key and its value.
-func (c *SnapshotConfig) Validate() error {
+// WithDefaults returns a copy of c with every zero-valued field set to its documented default.
+func (c SnapshotConfig) WithDefaults() SnapshotConfig {
 	if c.Mode == "" {
 		c.Mode = SnapshotInitial
 	}
@@ -108,6 +108,13 @@ func (c *SnapshotConfig) Validate() error {
 	if c.PollInterval == 0 {
 		c.PollInterval = 10 * time.Second
 	}
+	return c
+}
+
+// Validate rejects values that cannot work, naming each key and its value; it reports every
+// problem. A zero-valued field stands for its default. Validate does not change c.
+func (c SnapshotConfig) Validate() error {
+	c = c.WithDefaults()
 	var errs []error
 	switch c.Mode {
 	case SnapshotInitial, SnapshotNever, SnapshotInitialOnly:
@@ -134,8 +141,9 @@ func (c *SnapshotConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Validate fills in defaults and rejects values that cannot work, naming each key and its value.
-func (c *Config) Validate() error {
+// WithDefaults returns a copy of c with every zero-valued field, Snapshot's included, set to its
+// documented default.
+func (c Config) WithDefaults() Config {
 	setInt := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -155,6 +163,15 @@ func (c *Config) Validate() error {
 	setDur(&c.ReconnectMin, 500*time.Millisecond)
 	setDur(&c.ReconnectMax, 30*time.Second)
 	setDur(&c.StatsInterval, 30*time.Second)
+	c.Snapshot = c.Snapshot.WithDefaults()
+	return c
+}
+
+// Validate rejects values that cannot work, naming each key and its value; it reports every
+// problem, Snapshot's included. A zero-valued field stands for its default. Validate does not
+// change c.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
 	var errs []error
 	for _, l := range [...]struct {
 		key string

@@ -79,6 +79,7 @@ type stats struct {
 // New checks the configuration. It does no I/O. The pipeline owns the sinks from here on: Run
 // closes them when it returns.
 func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log *zap.Logger) (*Pipeline, error) {
+	cfg, src = cfg.WithDefaults(), src.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -145,7 +145,7 @@ func TestWorkerFailureIsNotAcked(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	var c Config
+	c := Config{}.WithDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

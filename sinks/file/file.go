@@ -48,22 +48,28 @@ type Config struct {
 // DefaultMode is the mode of a file Open creates when Config.Mode is empty.
 const DefaultMode os.FileMode = 0o600
 
-// Validate reports a configuration Open cannot use.
-func (c *Config) Validate() error {
+// WithDefaults returns a copy of c with Mode set to "0600" when it is empty.
+func (c Config) WithDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = "0" + strconv.FormatUint(uint64(DefaultMode), 8)
+	}
+	return c
+}
+
+// Validate reports a configuration Open cannot use. An empty Mode stands for its default. Validate
+// does not change c.
+func (c Config) Validate() error {
 	if c.Path == "" {
 		return fmt.Errorf("%w: path is required", ErrConfig)
 	}
-	if _, err := c.perm(); err != nil {
+	if _, err := c.WithDefaults().perm(); err != nil {
 		return err
 	}
 	return nil
 }
 
-// perm parses Mode.
-func (c *Config) perm() (os.FileMode, error) {
-	if c.Mode == "" {
-		return DefaultMode, nil
-	}
+// perm parses Mode, which WithDefaults has filled in.
+func (c Config) perm() (os.FileMode, error) {
 	// A leading 0 is required: YAML reads an unquoted 0640 as the number 416, which arrives here as
 	// "416" and must not become mode 0416.
 	m, err := strconv.ParseUint(c.Mode, 8, 32)
@@ -108,6 +114,7 @@ var _ sinks.Sink = (*Sink)(nil)
 // Open opens (creating it with cfg.Mode if needed) the file cfg.Path for appending, cuts a torn tail
 // back to the last complete line and syncs the file and its directory.
 func Open(cfg Config) (*Sink, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

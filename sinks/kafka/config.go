@@ -9,7 +9,7 @@ import (
 	"github.com/pgstream/pgstream/internal/bound"
 )
 
-// Defaults applied by New to zero-valued Config fields.
+// Defaults of zero-valued Config fields, filled in by WithDefaults.
 const (
 	DefaultTopicTemplate    = "{prefix}.{schema}.{table}"
 	DefaultTopicPrefix      = "pgstream"
@@ -114,8 +114,8 @@ type SASLConfig struct {
 	Password  string `mapstructure:"password"`
 }
 
-// withDefaults returns c with zero-valued fields set to their defaults.
-func (c Config) withDefaults() Config {
+// WithDefaults returns a copy of c with every zero-valued field set to its documented default.
+func (c Config) WithDefaults() Config {
 	if c.TopicTemplate == "" {
 		c.TopicTemplate = DefaultTopicTemplate
 	}
@@ -147,8 +147,9 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports the first problem of c, with defaults applied, as an error wrapping ErrConfig.
-func (c *Config) Validate() error {
-	d := c.withDefaults()
+// A zero-valued field stands for its default. Validate does not change c.
+func (c Config) Validate() error {
+	d := c.WithDefaults()
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 	}

@@ -105,13 +105,13 @@ var (
 
 // New checks cfg and builds the sink. It does no network I/O; it reads the TLS files.
 func New(cfg Config, log *zap.Logger) (*Sink, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = zap.NewNop()
 	}
-	cfg = cfg.withDefaults()
 	acks, _ := parseAcks(cfg.RequiredAcks)
 	comp, _ := parseCompression(cfg.Compression)
 

@@ -10,7 +10,7 @@ import (
 	"github.com/pgstream/pgstream/internal/bound"
 )
 
-// Defaults applied by New to zero-valued Config fields.
+// Defaults of zero-valued Config fields, filled in by WithDefaults.
 const (
 	DefaultServer           = "nats://127.0.0.1:4222"
 	DefaultSubjectTemplate  = "{prefix}.{schema}.{table}"
@@ -102,7 +102,9 @@ type TLSConfig struct {
 	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults returns a copy of c with every zero-valued field set to its documented default.
+// The copy shares Servers and Stream.Subjects with c when they are set.
+func (c Config) WithDefaults() Config {
 	if len(c.Servers) == 0 {
 		c.Servers = []string{DefaultServer}
 	}
@@ -140,8 +142,9 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports the first problem of c, with defaults applied, as an error wrapping ErrConfig.
-func (c *Config) Validate() error {
-	d := c.withDefaults()
+// A zero-valued field stands for its default. Validate does not change c.
+func (c Config) Validate() error {
+	d := c.WithDefaults()
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 	}

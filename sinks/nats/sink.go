@@ -82,6 +82,7 @@ var (
 // New checks cfg and builds the sink. It does no network I/O. Whatever the sink logs through log,
 // and every error it returns, has the user information of server URLs redacted.
 func New(cfg Config, log *zap.Logger) (*Sink, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -89,7 +90,6 @@ func New(cfg Config, log *zap.Logger) (*Sink, error) {
 		log = zap.NewNop()
 	}
 	log = redactLogger(log)
-	cfg = cfg.withDefaults()
 	return &Sink{
 		cfg:      cfg,
 		log:      log,

@@ -25,8 +25,11 @@ var (
 // Config configures the stdout sink. It has no settings yet.
 type Config struct{}
 
+// WithDefaults returns c: the stdout sink has no settings, so none has a default.
+func (c Config) WithDefaults() Config { return c }
+
 // Validate reports a configuration New cannot use; every Config is valid today.
-func (c *Config) Validate() error { return nil }
+func (c Config) Validate() error { return nil }
 
 // Sink writes events to an io.Writer. Write and Close may be called from different goroutines; they
 // are serialized.
