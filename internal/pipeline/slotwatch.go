@@ -69,7 +69,7 @@ func (w *slotWatch) run(ctx context.Context) error {
 			conn = c
 		}
 		if conn != nil {
-			st, err := pollSlot(ctx, conn, p.src.Slot)
+			st, err := PollSlot(ctx, conn, p.src.Slot)
 			switch {
 			case err != nil:
 				if ctx.Err() == nil {
@@ -137,8 +137,8 @@ func (w *slotWatch) report(st SlotState) error {
 	return nil
 }
 
-// pollSlot reads the slot and the settings that matter for it.
-func pollSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (SlotState, error) {
+// PollSlot reads the slot and the settings that matter for it on conn, an ordinary connection.
+func PollSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (SlotState, error) {
 	const q = `SELECT coalesce(s.wal_status, ''), coalesce(s.safe_wal_size::text, ''),
   coalesce((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - s.restart_lsn)::bigint::text, '0'),
   current_setting('server_version'), current_setting('wal_sender_timeout'), current_setting('max_slot_wal_keep_size'),
