@@ -22,13 +22,14 @@ import (
 
 // Config is the whole configuration file. See configs/pgstream.yaml for every key.
 type Config struct {
-	Source     replication.Config `mapstructure:"source"`
+	Source     sourceConfig       `mapstructure:"source"`
 	Checkpoint struct {
 		Path string `mapstructure:"path"`
 	} `mapstructure:"checkpoint"`
 	Sinks    []map[string]any        `mapstructure:"sinks"`
 	Pipeline pipeline.Config         `mapstructure:"pipeline"`
 	Snapshot pipeline.SnapshotConfig `mapstructure:"snapshot"`
+	WALGuard pipeline.WALGuardConfig `mapstructure:"wal_guard"`
 	HTTP     struct {
 		// Listen is the address of the operations endpoint (/metrics, /healthz, /readyz, /status),
 		// e.g. 127.0.0.1:9187. "" (the default) disables it.
@@ -42,11 +43,19 @@ type Config struct {
 	file string // the config file read, "" for none
 }
 
+// sourceConfig is the source section: the replication connection's keys and the heartbeat's.
+type sourceConfig struct {
+	replication.Config       `mapstructure:",squash"`
+	pipeline.HeartbeatConfig `mapstructure:",squash"`
+}
+
 // envKeys are the scalar keys that PGSTREAM_* environment variables may set even when the config
 // file does not mention them (PGSTREAM_SOURCE_URL sets source.url).
 var envKeys = []string{
 	"source.url", "source.password_file", "source.slot", "source.publication", "source.create_slot",
 	"source.create_publication", "source.status_interval", "source.connect_timeout",
+	"source.heartbeat_interval", "source.heartbeat_query", "source.heartbeat_to_sinks",
+	"wal_guard.poll_interval", "wal_guard.min_safe_wal_size",
 	"checkpoint.path", "log.level", "log.format", "http.listen",
 	"pipeline.max_batch_events", "pipeline.max_batch_bytes", "pipeline.max_in_flight_bytes",
 	"pipeline.max_write_events", "pipeline.checkpoint_interval", "pipeline.shutdown_timeout",
@@ -216,10 +225,10 @@ func explainDecode(err error, keyPrefix, otherPrefix string) error {
 // validate fills in the defaults of the source, pipeline and snapshot sections, so that the loaded
 // config reads as it will be used, and reports every problem of the whole config.
 func (c *Config) validate() error {
-	c.Source = c.Source.WithDefaults()
-	c.Pipeline.Snapshot = c.Snapshot
+	c.Source.Config = c.Source.Config.WithDefaults()
+	c.Pipeline.Snapshot, c.Pipeline.WALGuard, c.Pipeline.Heartbeat = c.Snapshot, c.WALGuard, c.Source.HeartbeatConfig
 	c.Pipeline = c.Pipeline.WithDefaults()
-	c.Snapshot = c.Pipeline.Snapshot
+	c.Snapshot, c.WALGuard, c.Source.HeartbeatConfig = c.Pipeline.Snapshot, c.Pipeline.WALGuard, c.Pipeline.Heartbeat
 	var errs []error
 	if err := c.Source.Validate(); err != nil {
 		errs = append(errs, err)

@@ -57,7 +57,7 @@ func TestLoadedConfigCarriesItsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (replication.Config{URL: "postgres://u@h/db"}).WithDefaults(); !reflect.DeepEqual(cfg.Source, want) {
+	if want := (replication.Config{URL: "postgres://u@h/db"}).WithDefaults(); !reflect.DeepEqual(cfg.Source.Config, want) {
 		t.Errorf("source:\n got %+v\nwant %+v", cfg.Source, want)
 	}
 	if want := (pipeline.Config{}).WithDefaults(); !reflect.DeepEqual(cfg.Pipeline, want) {
@@ -155,6 +155,8 @@ var durationKeys = []struct {
 	{key: "pipeline.stats_interval", lo: "10ms", hi: "24h", off: true},
 	{key: "snapshot.progress_interval", lo: "10ms", hi: "24h", off: true},
 	{key: "snapshot.poll_interval", lo: "100ms", hi: "24h"},
+	{key: "source.heartbeat_interval", lo: "1s", hi: "24h", off: true},
+	{key: "wal_guard.poll_interval", lo: "1s", hi: "10m"},
 	{key: "sinks[0].batch_timeout", lo: "100us", hi: "1s"},
 	{key: "sinks[0].write_timeout", lo: "1s", hi: "10m"},
 	{key: "sinks[0].ack_timeout", lo: "100ms", hi: "10m"},
@@ -225,6 +227,10 @@ func TestDurationKeysListed(t *testing.T) {
 			f := typ.Field(i)
 			tag := f.Tag.Get("mapstructure")
 			if tag == "" || tag == "-" {
+				continue
+			}
+			if tag == ",squash" {
+				walk(prefix, f.Type)
 				continue
 			}
 			switch {

@@ -35,7 +35,7 @@ func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer,
 		return err
 	}
 	store := checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())
-	p, err := pipeline.New(cfg.Pipeline, cfg.Source, store, specs, log)
+	p, err := pipeline.New(cfg.Pipeline, cfg.Source.Config, store, specs, log)
 	if err != nil {
 		closeSinks(specs)
 		return err
@@ -316,7 +316,7 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 		}
 		fmt.Fprintf(out, "ok    %s\n", name)
 	}
-	conn, err := replication.Connect(ctx, cfg.Source)
+	conn, err := replication.Connect(ctx, cfg.Source.Config)
 	report("connect to "+replication.RedactURL(cfg.Source.URL)+" in replication mode", err)
 	if err == nil {
 		defer conn.Close(context.Background())

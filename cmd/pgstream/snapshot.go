@@ -38,7 +38,7 @@ func runSnapshotRequest(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	lsn, active, err := requestSnapshot(ctx, cfg.Source, *tables)
+	lsn, active, err := requestSnapshot(ctx, cfg.Source.Config, *tables)
 	if err != nil {
 		fmt.Fprintf(stderr, "pgstream snapshot: %v\n", err)
 		return 1

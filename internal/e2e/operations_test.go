@@ -29,6 +29,12 @@ type opsBinary struct {
 // taken between choosing and binding makes pgstream exit with "address already in use": it is
 // started again on another.
 func startOpsBinary(t *testing.T, pg *pgtest.Cluster, dir string) *opsBinary {
+	return startOpsBinaryWith(t, pg, dir, "ops", "")
+}
+
+// startOpsBinaryWith is startOpsBinary on the given slot (publication pgs_<slot>), with extra lines
+// for the source section.
+func startOpsBinaryWith(t *testing.T, pg *pgtest.Cluster, dir, slot, source string) *opsBinary {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -39,10 +45,10 @@ func startOpsBinary(t *testing.T, pg *pgtest.Cluster, dir string) *opsBinary {
 		ln.Close()
 		cfg := fmt.Sprintf(`source:
   url: %s
-  slot: ops
-  publication: pgs_ops
+  slot: %s
+  publication: pgs_%s
   status_interval: 200ms
-checkpoint:
+%scheckpoint:
   path: %s
 sinks:
   - type: file
@@ -58,7 +64,7 @@ http:
 log:
   level: info
   format: json
-`, pg.URL("postgres"), filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), addr)
+`, pg.URL("postgres"), slot, slot, source, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), addr)
 		path := filepath.Join(dir, "pgstream.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -228,4 +234,42 @@ func lintMetrics(t *testing.T, b *opsBinary) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
 	}
+}
+
+// TestHeartbeats leaves the published tables idle: heartbeats are written, come back through the
+// slot (their round trip is measured), keep the component ready and never reach the sink. With a
+// heartbeat_query that writes a table outside the publication nothing comes back, and readiness
+// names the heartbeat.
+func TestHeartbeats(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a heartbeat to be overdue")
+	}
+	pg := pgtest.New(t, pgtest.Options{})
+	pg.MustExec(t, "postgres", "CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE outside (at timestamptz)")
+	dir := t.TempDir()
+	b := startOpsBinaryWith(t, pg, dir, "hb", "  heartbeat_interval: 1s\n")
+	b.waitFor("a heartbeat's round trip", 60*time.Second, func() bool {
+		return b.metric("pgstream_heartbeat_round_trip_seconds") > 0
+	})
+	if code, body := b.get("/readyz"); code != http.StatusOK || !strings.Contains(body, `"name": "heartbeat"`) {
+		t.Fatalf("/readyz %d with heartbeats coming back: %s", code, body)
+	}
+	stopBinary(t, b.p)
+	for _, e := range readEvents(t, filepath.Join(dir, "changes.jsonl")) {
+		t.Fatalf("the sink got an event although the tables were idle and heartbeat_to_sinks is off: %s", e.Raw)
+	}
+
+	dir = t.TempDir()
+	b = startOpsBinaryWith(t, pg, dir, "hb_outside", "  tables: [public.t]\n"+
+		"  heartbeat_interval: 1s\n  heartbeat_query: INSERT INTO outside VALUES (now())\n")
+	b.waitFor("readiness to name the heartbeat that does not come back", 90*time.Second, func() bool {
+		code, body := b.get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "has not come back through the slot")
+	})
+	pg.MustExec(t, "postgres", "INSERT INTO t VALUES (1)")
+	b.waitFor("readiness once a transaction came through", 60*time.Second, func() bool {
+		code, _ := b.get("/readyz")
+		return code == http.StatusOK
+	})
+	stopBinary(t, b.p)
 }

@@ -135,6 +135,10 @@ type applier struct {
 	maxEvents int
 	maxBytes  int
 	endLSN    lsn.LSN // Config.EndLSN
+	// onHeartbeat sees every heartbeat message of a transaction handed over; heartbeatToSinks
+	// delivers them as events too.
+	onHeartbeat      func(*walparse.LogicalMessage)
+	heartbeatToSinks bool
 
 	txs *atomic.Uint64 // transactions handed over
 }
@@ -250,6 +254,17 @@ func (a *applier) message(ctx context.Context, m *walparse.LogicalMessage) error
 	case RequestPrefix:
 		if m.Transactional() && !a.tx.skip {
 			a.hooks.request(m)
+		}
+		return nil
+	case HeartbeatPrefix:
+		if !m.Transactional() || a.tx.skip {
+			return nil
+		}
+		if a.onHeartbeat != nil {
+			a.onHeartbeat(m)
+		}
+		if a.heartbeatToSinks {
+			return a.emit(a.enc.Message(&a.tx.tx, m))
 		}
 		return nil
 	}

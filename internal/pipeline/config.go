@@ -46,6 +46,34 @@ type Config struct {
 	EndLSN lsn.LSN `mapstructure:"-"`
 	// Snapshot configures table snapshots; it is the top-level snapshot section of the config file.
 	Snapshot SnapshotConfig `mapstructure:"-"`
+	// WALGuard watches the slot's WAL retention; it is the top-level wal_guard section.
+	WALGuard WALGuardConfig `mapstructure:"-"`
+	// Heartbeat proves the whole path end to end; its keys are source.heartbeat_*.
+	Heartbeat HeartbeatConfig `mapstructure:"-"`
+}
+
+// WALGuardConfig tunes the watch of the slot's WAL retention. Every zero value means the
+// documented default.
+type WALGuardConfig struct {
+	// PollInterval is how often pg_replication_slots is read. Default 10s; 1s to 10m.
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// MinSafeWALSize: while the slot's safe_wal_size (the WAL that can still be written before
+	// the server may invalidate the slot) is below this many bytes, the slot is not ready and a
+	// warning is logged. Default 0: a fifth of max_slot_wal_keep_size.
+	MinSafeWALSize int64 `mapstructure:"min_safe_wal_size"`
+}
+
+// HeartbeatConfig tunes heartbeats: when no transaction arrives for Interval, a transactional
+// logical message is written on an ordinary connection and must come back through the slot.
+type HeartbeatConfig struct {
+	// Interval is the quiet time after which a heartbeat is written. Default 1m; 1s to 24h, or
+	// negative to turn heartbeats off.
+	Interval time.Duration `mapstructure:"heartbeat_interval"`
+	// Query, when set, is run instead of pg_logical_emit_message; any transaction that comes
+	// through the slot afterwards counts as the heartbeat's return.
+	Query string `mapstructure:"heartbeat_query"`
+	// ToSinks delivers heartbeat messages to the sinks as op "m" events. Default false.
+	ToSinks bool `mapstructure:"heartbeat_to_sinks"`
 }
 
 // Snapshot modes.
@@ -163,6 +191,8 @@ func (c Config) WithDefaults() Config {
 	setDur(&c.ReconnectMin, 500*time.Millisecond)
 	setDur(&c.ReconnectMax, 30*time.Second)
 	setDur(&c.StatsInterval, 30*time.Second)
+	setDur(&c.WALGuard.PollInterval, 10*time.Second)
+	setDur(&c.Heartbeat.Interval, time.Minute)
 	c.Snapshot = c.Snapshot.WithDefaults()
 	return c
 }
@@ -204,6 +234,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.Snapshot.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	errs = append(errs, bound.Duration("wal_guard.poll_interval", c.WALGuard.PollInterval, time.Second, 10*time.Minute),
+		bound.DurationOrOff("source.heartbeat_interval", c.Heartbeat.Interval, time.Second, 24*time.Hour))
+	if c.WALGuard.MinSafeWALSize < 0 {
+		errs = append(errs, fmt.Errorf("wal_guard.min_safe_wal_size %d: use 0 (a fifth of max_slot_wal_keep_size) or a positive number of bytes", c.WALGuard.MinSafeWALSize))
 	}
 	return errors.Join(errs...)
 }

@@ -51,6 +51,8 @@ func TestConfigWithDefaults(t *testing.T) {
 			NewTables:        &on,
 			PollInterval:     10 * time.Second,
 		},
+		WALGuard:  WALGuardConfig{PollInterval: 10 * time.Second},
+		Heartbeat: HeartbeatConfig{Interval: time.Minute},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Fatalf("defaults:\n got %+v %+v\nwant %+v %+v", d, d.Snapshot, want, want.Snapshot)
@@ -65,7 +67,8 @@ func TestConfigWithDefaults(t *testing.T) {
 	set := Config{MaxBatchEvents: 1, MaxBatchBytes: 2, MaxInFlightBytes: 3, MaxWriteEvents: 4,
 		CheckpointInterval: 5, ShutdownTimeout: 6, ReconnectMin: 7, ReconnectMax: 8, StatsInterval: -1,
 		Snapshot: SnapshotConfig{Mode: SnapshotInitialOnly, Workers: 9, ChunkPages: 10, ProgressInterval: -1,
-			NewTables: new(bool), PollInterval: 11}}
+			NewTables: new(bool), PollInterval: 11},
+		WALGuard: WALGuardConfig{PollInterval: 12, MinSafeWALSize: 13}, Heartbeat: HeartbeatConfig{Interval: -1}}
 	if got := set.WithDefaults(); !reflect.DeepEqual(got, set) {
 		t.Fatalf("WithDefaults changed set values:\n got %+v\nwant %+v", got, set)
 	}

@@ -67,6 +67,7 @@ type Pipeline struct {
 	commits    commitTimes
 	trackerRef atomic.Pointer[checkpoint.Tracker] // p.tracker, for scrapes from other goroutines
 	slots      *slotWatch
+	beats      *heartbeater // nil when heartbeats are off
 }
 
 type stats struct {
@@ -398,6 +399,21 @@ func (p *Pipeline) open(ctx context.Context) error {
 	p.app = &applier{tx: newTxState(start.SkipThrough), cur: newBatch(), hooks: p.sn, handOver: p.push, txs: &p.stats.txs,
 		enc:       events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog),
 		maxEvents: p.cfg.MaxBatchEvents, maxBytes: p.cfg.MaxBatchBytes, endLSN: p.cfg.EndLSN}
+	p.app.heartbeatToSinks = p.cfg.Heartbeat.ToSinks
+	if p.cfg.Heartbeat.Interval > 0 {
+		conn, err := p.catalog.pg(ctx)
+		if err != nil {
+			return err
+		}
+		hb := newHeartbeater(p)
+		ok, err := hb.check(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if ok {
+			p.beats, p.app.onHeartbeat = hb, hb.received
+		}
+	}
 	if p.cfg.TransactionMarkers {
 		p.app.markers = events.NewMarkers(events.Options{Database: sys.DBName, Now: p.now})
 	}
@@ -450,6 +466,13 @@ func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc
 	rctx, stop := context.WithCancel(ctx)
 	wait := p.sn.startResnap(rctx, fail)
 	var pollWG sync.WaitGroup
+	if p.beats != nil && !initialOnly {
+		pollWG.Add(1)
+		go func() {
+			defer pollWG.Done()
+			p.beats.run(rctx)
+		}()
+	}
 	if *p.cfg.Snapshot.NewTables && !initialOnly {
 		pollWG.Add(1)
 		go func() {
