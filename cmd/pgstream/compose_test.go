@@ -1,8 +1,11 @@
 package main
 
 import (
+	"net"
 	"net/url"
 	"os"
+	"path"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,5 +104,121 @@ func TestComposeFileMatchesItsConfig(t *testing.T) {
 	}
 	if len(hosts) < 3 {
 		t.Errorf("compose config streams to %v; want PostgreSQL, Kafka and NATS", hosts)
+	}
+}
+
+// The compose Prometheus scrapes pgstream where configs/compose.yaml makes it listen, from
+// another container, and loads the alert rules of docs/monitoring.
+func TestComposePrometheusScrapesPgstream(t *testing.T) {
+	data, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Image   string   `yaml:"image"`
+			Command []string `yaml:"command"`
+			Volumes []string `yaml:"volumes"`
+			Ports   []string `yaml:"ports"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &compose); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	prom, ok := compose.Services["prometheus"]
+	if !ok {
+		t.Fatal("service prometheus missing")
+	}
+	if !strings.HasPrefix(prom.Image, "prom/prometheus") {
+		t.Errorf("prometheus image %q, want prom/prometheus", prom.Image)
+	}
+	// Container path → repository file, for the files mounted from the repository.
+	mounts := map[string]string{}
+	for _, v := range prom.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && strings.HasPrefix(parts[0], "./") {
+			mounts[parts[1]] = path.Clean(parts[0])
+		}
+	}
+	configPath := "/etc/prometheus/prometheus.yml" // the image's default
+	for _, arg := range prom.Command {
+		if v, ok := strings.CutPrefix(arg, "--config.file="); ok {
+			configPath = v
+		}
+	}
+	configFile, ok := mounts[configPath]
+	if !ok {
+		t.Fatalf("prometheus reads %s, which no volume mounts from the repository (%v)", configPath, prom.Volumes)
+	}
+	data, err = os.ReadFile("../../" + configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var promCfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			MetricsPath   string `yaml:"metrics_path"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(data, &promCfg); err != nil {
+		t.Fatalf("%s: %v", configFile, err)
+	}
+
+	// Rule files resolve, inside the container, to the repository's alert rules.
+	if len(promCfg.RuleFiles) == 0 {
+		t.Errorf("%s loads no rule files", configFile)
+	}
+	for _, rf := range promCfg.RuleFiles {
+		inContainer := path.Join(path.Dir(configPath), rf)
+		want := path.Join(path.Dir(configFile), rf)
+		if got := mounts[inContainer]; got != want {
+			t.Errorf("rule file %s is %s in the container, mounted from %q; want %s", rf, inContainer, got, want)
+		}
+		if _, err := os.Stat("../../" + want); err != nil {
+			t.Errorf("rule file: %v", err)
+		}
+	}
+
+	// pgstream listens where another container can reach it, on the port Prometheus scrapes.
+	if _, err := load(t, "--config", "../../configs/compose.yaml"); err != nil {
+		t.Fatalf("configs/compose.yaml: %v", err)
+	}
+	raw, err := os.ReadFile("../../configs/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pgCfg struct {
+		HTTP struct {
+			Listen string `yaml:"listen"`
+		} `yaml:"http"`
+	}
+	if err := yaml.Unmarshal(raw, &pgCfg); err != nil {
+		t.Fatal(err)
+	}
+	host, port, err := net.SplitHostPort(pgCfg.HTTP.Listen)
+	if err != nil {
+		t.Fatalf("configs/compose.yaml http.listen %q: %v", pgCfg.HTTP.Listen, err)
+	}
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		t.Errorf("http.listen %q is reachable only inside pgstream's container; Prometheus scrapes from another", pgCfg.HTTP.Listen)
+	}
+	var targets []string
+	for _, sc := range promCfg.ScrapeConfigs {
+		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
+			continue
+		}
+		for _, st := range sc.StaticConfigs {
+			targets = append(targets, st.Targets...)
+		}
+	}
+	if !slices.Contains(targets, net.JoinHostPort("pgstream", port)) {
+		t.Errorf("%s scrapes %v /metrics; want pgstream:%s (http.listen %s in configs/compose.yaml)", configFile, targets, port, pgCfg.HTTP.Listen)
+	}
+	if !slices.Contains(compose.Services["pgstream"].Ports, port+":"+port) {
+		t.Errorf("pgstream publishes %v; want %s:%s, for /status from the host", compose.Services["pgstream"].Ports, port, port)
 	}
 }

@@ -39,6 +39,9 @@ type Config struct {
 		Level  string `mapstructure:"level"`  // debug, info (default), warn, error
 		Format string `mapstructure:"format"` // auto (default: console on a terminal, else json), console, json
 	} `mapstructure:"log"`
+	HTTP struct {
+		Listen string `mapstructure:"listen"` // the operations endpoint's host:port (docs/operations.md); empty disables it
+	} `mapstructure:"http"`
 
 	file string // the config file read, "" for none
 }

@@ -28,6 +28,12 @@ func TestComposeConfigAgainstLocalBrokers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The compose config listens on a fixed port on every interface; a test listens on a free
+	// loopback port, so that runs side by side do not collide.
+	const listen = "listen: 0.0.0.0:9187"
+	if !strings.Contains(string(data), listen) {
+		t.Fatalf("configs/compose.yaml no longer has %q: update this test's replacement", listen)
+	}
 	prefix := "cmp" + db
 	stream := strings.ToUpper(prefix)
 	t.Cleanup(func() { deleteStream(url, stream) })
@@ -37,6 +43,7 @@ func TestComposeConfigAgainstLocalBrokers(t *testing.T) {
 		"name: PGSTREAM", "name: "+stream,
 		"topic_prefix: pgstream", "topic_prefix: "+prefix,
 		"subject_prefix: pgstream", "subject_prefix: "+prefix,
+		listen, "listen: 127.0.0.1:0",
 	).Replace(string(data))
 	dir := t.TempDir()
 	path := filepath.Join(dir, "compose.yaml")
