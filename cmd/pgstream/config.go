@@ -22,7 +22,7 @@ import (
 
 // Config is the whole configuration file. See configs/pgstream.yaml for every key.
 type Config struct {
-	Source     sourceConfig       `mapstructure:"source"`
+	Source     sourceConfig `mapstructure:"source"`
 	Checkpoint struct {
 		Path string `mapstructure:"path"`
 	} `mapstructure:"checkpoint"`
@@ -39,9 +39,6 @@ type Config struct {
 		Level  string `mapstructure:"level"`  // debug, info (default), warn, error
 		Format string `mapstructure:"format"` // auto (default: console on a terminal, else json), console, json
 	} `mapstructure:"log"`
-	HTTP struct {
-		Listen string `mapstructure:"listen"` // the operations endpoint's host:port (docs/operations.md); empty disables it
-	} `mapstructure:"http"`
 
 	file string // the config file read, "" for none
 }
