@@ -58,9 +58,9 @@ func probe(url string) bool {
 	return err == nil
 }
 
-// StartEmbedded starts an embedded server with JetStream on a free port of 127.0.0.1 (see
-// testport: nothing else can take it while Restart has the server down), its store in a new
-// temporary directory. It is shut down at cleanup.
+// StartEmbedded starts an embedded server with JetStream on a free port of 127.0.0.1 (see testport:
+// no outgoing connection or port-0 listener can take it while Restart has the server down), its
+// store in a new temporary directory. It is shut down at cleanup.
 func StartEmbedded(t testing.TB) *server.Server {
 	t.Helper()
 	port, err := testport.Free()
