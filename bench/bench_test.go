@@ -221,9 +221,11 @@ func TestRunChild(t *testing.T) {
 	if !errors.Is(err, ErrChild) || !strings.Contains(err.Error(), "the reason") {
 		t.Fatalf("err = %v", err)
 	}
+	// The child would sleep a minute: ended after 100ms, it is gone well within 30s however busy
+	// the machine.
 	start := time.Now()
-	_, err = RunChild(exec.Command("sleep", "10"), 100*time.Millisecond)
-	if !errors.Is(err, ErrChild) || time.Since(start) > 5*time.Second {
+	_, err = RunChild(exec.Command("sleep", "60"), 100*time.Millisecond)
+	if !errors.Is(err, ErrChild) || time.Since(start) > 30*time.Second {
 		t.Fatalf("timeout: err = %v after %s", err, time.Since(start))
 	}
 }

@@ -45,7 +45,7 @@ func TestWALLevelReplica(t *testing.T) {
 func TestRoleWithoutReplication(t *testing.T) {
 	pg := mainCluster(t)
 	pg.MustExec(t, "postgres", `CREATE ROLE norepl LOGIN PASSWORD 'norepl-pw'`)
-	_, err := Connect(ctxT(t, 10*time.Second), Config{URL: pg.URLAs("norepl", "norepl-pw", "postgres")})
+	_, err := Connect(ctxT(t, 60*time.Second), Config{URL: pg.URLAs("norepl", "norepl-pw", "postgres")})
 	e := wantKind(t, err, ErrReplicationRole, `ALTER ROLE "norepl" WITH REPLICATION`)
 	if e.Check != "role" || IsRetryable(err) {
 		t.Fatalf("error %+v", e)
@@ -55,7 +55,7 @@ func TestRoleWithoutReplication(t *testing.T) {
 func TestWrongPassword(t *testing.T) {
 	pg := mainCluster(t)
 	secret := "not-the-password-123"
-	_, err := Connect(ctxT(t, 10*time.Second), Config{URL: pg.URLAs("postgres", secret, "postgres")})
+	_, err := Connect(ctxT(t, 60*time.Second), Config{URL: pg.URLAs("postgres", secret, "postgres")})
 	wantKind(t, err, ErrAuthFailed, "wrong password", "source.password_file")
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("error leaks the password: %v", err)
@@ -100,10 +100,10 @@ func TestPasswordSources(t *testing.T) {
 		// password_file overrides both the URL's password and PGPASSWORD.
 		cfg := Config{URL: pg.URLAs("postgres", "wrong", "postgres"), PasswordFile: f}
 		c := connect(t, cfg)
-		if _, err := c.IdentifySystem(ctxT(t, 5*time.Second)); err != nil {
+		if _, err := c.IdentifySystem(ctxT(t, 60*time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		sql, err := NewSQLConn(ctxT(t, 10*time.Second), cfg)
+		sql, err := NewSQLConn(ctxT(t, 60*time.Second), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,11 +116,11 @@ func TestPasswordSources(t *testing.T) {
 	t.Run("PGPASSWORD", func(t *testing.T) {
 		t.Setenv("PGPASSWORD", pgtest.Password)
 		c := connect(t, Config{URL: noPW})
-		if _, err := c.IdentifySystem(ctxT(t, 5*time.Second)); err != nil {
+		if _, err := c.IdentifySystem(ctxT(t, 60*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		t.Setenv("PGPASSWORD", "wrong")
-		_, err := Connect(ctxT(t, 10*time.Second), Config{URL: noPW})
+		_, err := Connect(ctxT(t, 60*time.Second), Config{URL: noPW})
 		wantKind(t, err, ErrAuthFailed)
 	})
 }
@@ -131,12 +131,12 @@ func TestSlotOtherPlugin(t *testing.T) {
 	dropSlotLater(t, pg, slot)
 	pg.MustExec(t, "postgres", "SELECT pg_create_logical_replication_slot('"+slot+"', 'test_decoding')")
 	c := connect(t, testConfig(pg, slot, "pub_all"))
-	_, err := c.EnsureSlot(ctxT(t, 10*time.Second))
+	_, err := c.EnsureSlot(ctxT(t, 60*time.Second))
 	wantKind(t, err, ErrSlotMismatch, "test_decoding", "pgoutput", "pg_drop_replication_slot('"+slot+"')", "another source.slot")
 	if IsRetryable(err) {
 		t.Fatal("retryable")
 	}
-	if probs := c.Preflight(ctxT(t, 10*time.Second)); len(probs) != 1 || probs[0].Check != "slot" {
+	if probs := c.Preflight(ctxT(t, 60*time.Second)); len(probs) != 1 || probs[0].Check != "slot" {
 		t.Fatalf("preflight = %+v", probs)
 	}
 }
@@ -152,7 +152,7 @@ func TestSlotOtherDatabase(t *testing.T) {
 	})
 	pg.MustExec(t, "otherdb", "SELECT pg_create_logical_replication_slot('"+slot+"', 'pgoutput')")
 	c := connect(t, testConfig(pg, slot, "pub_all"))
-	_, err := c.EnsureSlot(ctxT(t, 10*time.Second))
+	_, err := c.EnsureSlot(ctxT(t, 60*time.Second))
 	wantKind(t, err, ErrSlotMismatch, "database otherdb", "database postgres", "pg_drop_replication_slot")
 }
 
@@ -197,17 +197,19 @@ func TestTooManyWALSenders(t *testing.T) {
 	}
 	n, _ := strconv.Atoi(max)
 	t.Cleanup(func() { // runs last: wait for the closed sessions' WAL senders to exit
-		for i := 0; i < 100; i++ {
-			if got, _ := pg.Query("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'"); got == "0" {
+		var got string
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+			if got, _ = pg.Query("postgres", "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'"); got == "0" {
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		t.Errorf("%s WAL senders still running 60s after their sessions closed: the tests after this one may find none free", got)
 	})
 	cfg := testConfig(pg, "unused", "unused")
 	var lastErr error
 	for i := 0; i <= n+5; i++ {
-		c, err := Connect(ctxT(t, 10*time.Second), cfg)
+		c, err := Connect(ctxT(t, 60*time.Second), cfg)
 		if err != nil {
 			lastErr = err
 			break
@@ -248,7 +250,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	_, err = Connect(ctxT(t, 10*time.Second), Config{URL: fmt.Sprintf("postgres://u:pw@127.0.0.1:%d/db?sslmode=disable", port)})
+	_, err = Connect(ctxT(t, 60*time.Second), Config{URL: fmt.Sprintf("postgres://u:pw@127.0.0.1:%d/db?sslmode=disable", port)})
 	wantKind(t, err, ErrUnreachable, fmt.Sprintf("127.0.0.1:%d", port), "listen_addresses")
 	if !IsRetryable(err) {
 		t.Fatal("unreachable server not retryable")

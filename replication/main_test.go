@@ -64,7 +64,7 @@ func timeoutCluster(t *testing.T) *pgtest.Cluster {
 func boolp(b bool) *bool { return &b }
 
 func testConfig(c *pgtest.Cluster, slot, pub string) Config {
-	return Config{URL: c.URL("postgres"), Slot: slot, Publication: pub, ConnectTimeout: 5 * time.Second}
+	return Config{URL: c.URL("postgres"), Slot: slot, Publication: pub, ConnectTimeout: 30 * time.Second}
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -83,12 +83,17 @@ func connect(t *testing.T, cfg Config) *Conn {
 	return c
 }
 
-// dropSlot removes a slot (waiting for it to become inactive) at the end of a test.
+// dropSlotLater removes a slot at the end of a test, waiting (up to 60s) for it to become inactive.
 func dropSlotLater(t *testing.T, c *pgtest.Cluster, slot string) {
 	t.Cleanup(func() {
-		for i := 0; i < 50; i++ {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
 			err := c.Exec("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
 			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("drop slot %s: %v", slot, err)
 				return
 			}
 			time.Sleep(100 * time.Millisecond)

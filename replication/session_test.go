@@ -22,7 +22,7 @@ import (
 func TestIdentifySystem(t *testing.T) {
 	pg := mainCluster(t)
 	c := connect(t, testConfig(pg, "unused", "unused"))
-	sys, err := c.IdentifySystem(ctxT(t, 10*time.Second))
+	sys, err := c.IdentifySystem(ctxT(t, 60*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +46,10 @@ func TestIdentifySystem(t *testing.T) {
 			t.Errorf("%s = %q; want %q", k, got, v)
 		}
 	}
-	if got, err := c.queryValue(ctxT(t, 5*time.Second), "SHOW extra_float_digits"); err != nil || got != "1" {
+	if got, err := c.queryValue(ctxT(t, 60*time.Second), "SHOW extra_float_digits"); err != nil || got != "1" {
 		t.Errorf("extra_float_digits = %q, %v", got, err)
 	}
-	if got, err := c.queryValue(ctxT(t, 5*time.Second), "SHOW bytea_output"); err != nil || got != "hex" {
+	if got, err := c.queryValue(ctxT(t, 60*time.Second), "SHOW bytea_output"); err != nil || got != "hex" {
 		t.Errorf("bytea_output = %q, %v", got, err)
 	}
 }
@@ -205,7 +205,7 @@ func TestStreamInsert(t *testing.T) {
 	var kinds []byte
 	var end lsn.LSN
 	for end == 0 {
-		f := receiveUntil(t, c, 20*time.Second, func(f Frame) bool { return f.Kind == KindXLogData })
+		f := receiveUntil(t, c, 60*time.Second, func(f Frame) bool { return f.Kind == KindXLogData })
 		if f.WALStart == 0 && f.Data[0] != 'R' {
 			t.Fatalf("XLogData without a start position: %+v", f)
 		}
@@ -224,13 +224,14 @@ func TestStreamInsert(t *testing.T) {
 		t.Fatalf("pgoutput messages %q; want BRIC", kinds)
 	}
 
-	// A status update asking for a reply gets a keepalive promptly.
+	// A status update asking for a reply gets a keepalive promptly: well before the one the
+	// server sends by itself after half of wal_sender_timeout (60s here) of silence.
 	if err := c.SendStatus(end, 0, 0, true); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	k := receiveUntil(t, c, 5*time.Second, func(f Frame) bool { return f.Kind == KindKeepalive })
-	if k.ServerWALEnd < end || time.Since(start) > 3*time.Second {
+	k := receiveUntil(t, c, 25*time.Second, func(f Frame) bool { return f.Kind == KindKeepalive })
+	if k.ServerWALEnd < end || time.Since(start) > 20*time.Second {
 		t.Fatalf("keepalive %+v after %v; want end >= %s", k, time.Since(start), end)
 	}
 
@@ -239,7 +240,7 @@ func TestStreamInsert(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got string
-	for i := 0; i < 100; i++ {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		got, _ = pg.Query("postgres", "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
 		if got == end.String() {
 			break
@@ -266,7 +267,7 @@ func TestStreamInsert(t *testing.T) {
 		t.Fatalf("SendStatus after Close: %v", err)
 	}
 	// The slot was released by the polite close.
-	for i := 0; i < 50; i++ {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		if a, _ := pg.Query("postgres", "SELECT active FROM pg_replication_slots WHERE slot_name = '"+slot+"'"); a == "f" {
 			return
 		}

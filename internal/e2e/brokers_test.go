@@ -114,6 +114,22 @@ func streamCount(t testing.TB, url, stream string) int {
 	return int(info.State.Msgs)
 }
 
+// waitStreamCount waits until the stream holds at least want messages.
+func waitStreamCount(t testing.TB, url, stream string, want int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n := streamCount(t, url, stream)
+		if n >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream %s holds %d messages after %s, want %d", stream, n, timeout, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func newNATSSink(t testing.TB, url, prefix, stream string, include, exclude []string) pipeline.SinkSpec {
 	t.Helper()
 	s, err := natssink.New(natssink.Config{Servers: []string{url}, SubjectPrefix: prefix,
@@ -245,10 +261,7 @@ func TestNATSOutageLongerThanWalSenderTimeout(t *testing.T) {
 	r := startPipeline(t, db, runOpts{extra: []pipeline.SinkSpec{nspec}})
 	r.waitStreaming()
 	exec1(t, db, `INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g`)
-	deadline := time.Now().Add(30 * time.Second)
-	for streamCount(t, url, stream) < 100 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitStreamCount(t, url, stream, 100, 60*time.Second)
 	_, pidBefore := slotState(t, r.slot)
 
 	natstest.Stop(srv)
@@ -267,10 +280,7 @@ func TestNATSOutageLongerThanWalSenderTimeout(t *testing.T) {
 	srv = natstest.Restart(t, srv)
 	defer natstest.Stop(srv)
 
-	deadline = time.Now().Add(120 * time.Second)
-	for streamCount(t, url, stream) < 100+rows && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitStreamCount(t, url, stream, 100+rows, 300*time.Second)
 	if err := r.stop(); err != nil {
 		t.Fatalf("pipeline failed across the outage: %v", err)
 	}
@@ -345,16 +355,22 @@ func TestSIGKILLWithKafkaAndNATS(t *testing.T) {
 		}
 		wl <- nil
 	}()
+	// Each round kills pgstream at a random moment after it has stored changes of its own: a kill
+	// before it streams anything would show nothing.
+	stored := 0
 	for round := 0; round < 3; round++ {
 		p := startBinary(t, "run", "--config", cfg)
-		time.Sleep(time.Duration(1500+round*500) * time.Millisecond)
-		select {
-		case err := <-p.done:
-			t.Fatalf("round %d: pgstream exited: %v\n%s", round, err, p.stderr)
-		default:
+		waitUntil(t, 60*time.Second, fmt.Sprintf("round %d: pgstream stores new changes in JetStream", round), p.exited, func() bool {
+			return streamCount(t, url, stream) > stored
+		})
+		time.Sleep(time.Duration(rand.IntN(500)) * time.Millisecond)
+		if msg, ok := p.exited(); ok {
+			t.Fatalf("round %d: %s", round, msg)
 		}
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
+		stored = streamCount(t, url, stream)
+		t.Logf("round %d: killed with %d changes in JetStream", round, stored)
 	}
 	cancel()
 	if err := <-wl; err != nil {
@@ -372,10 +388,7 @@ func TestSIGKILLWithKafkaAndNATS(t *testing.T) {
 		want += v + 1 // the insert, then one update per version
 	}
 	p := startBinary(t, "run", "--config", cfg)
-	deadline := time.Now().Add(120 * time.Second)
-	for streamCount(t, url, stream) < want && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitStreamCount(t, url, stream, want, 180*time.Second)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-p.done; err != nil {
 		t.Fatalf("pgstream did not stop cleanly: %v\n%s", err, p.stderr)
@@ -474,12 +487,15 @@ func TestKafkaOutageLongerThanWalSenderTimeout(t *testing.T) {
 	for i := 1; i <= n; i++ {
 		exec1(t, db, fmt.Sprintf(`INSERT INTO t VALUES (%d, 0); UPDATE t SET v = 1 WHERE id = %d`, i, i))
 	}
-	time.Sleep(2 * walSenderTimeout)
+	written := time.Now()
+	// The stream goes on into the file sink while Kafka refuses every produce.
+	waitEvents(t, r.path, 60*time.Second, atLeast(2*n))
+	// Kafka stays down, with every change pending for it, for twice wal_sender_timeout.
+	if rest := 2*walSenderTimeout - time.Since(written); rest > 0 {
+		time.Sleep(rest)
+	}
 	if got := kafkatest.Records(t, brokers, prefix+".public.t", 0); len(got) != 0 {
 		t.Fatalf("%d records were stored while the broker refused every produce", len(got))
-	}
-	if evs := readEvents(t, r.path); len(evs) < 2*n {
-		t.Fatalf("the file sink got %d events during the outage; the stream should have gone on", len(evs))
 	}
 	down.Store(false)
 	recs := kafkatest.Records(t, brokers, prefix+".public.t", 2*n)
@@ -526,21 +542,24 @@ func TestSnapshotSIGKILLJetStreamKeepsOneCopy(t *testing.T) {
     stream: {name: %s, create: true, duplicate_window: 5m}
 `, url, prefix, stream), "  mode: initial\n  chunk_pages: 32\n", "warn")
 	ckpt := filepath.Join(dir, "checkpoint.json")
+	// Each round kills pgstream at a random moment after it has stored rows of its own (or, should
+	// the snapshot be over, at once): a kill before it reads anything would show nothing.
+	stored := 0
 	for round := 0; round < 2; round++ {
 		p := startBinary(t, "run", "--config", cfg)
-		time.Sleep(time.Duration(400+rand.IntN(600)) * time.Millisecond)
+		waitUntil(t, 60*time.Second, fmt.Sprintf("round %d: pgstream stores new rows in JetStream", round), p.exited, func() bool {
+			return streamCount(t, url, stream) > stored || snapshotPending(t, ckpt) == 0
+		})
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
-		t.Logf("round %d: killed with %d messages in JetStream", round, streamCount(t, url, stream))
+		stored = streamCount(t, url, stream)
+		t.Logf("round %d: killed with %d messages in JetStream, %d table snapshot(s) unfinished", round, stored, snapshotPending(t, ckpt))
 	}
 	p := startBinary(t, "run", "--config", cfg)
-	deadline := time.Now().Add(120 * time.Second)
-	for snapshotPending(t, ckpt) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("snapshot not finished after the kills\n%s", p.stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitUntil(t, 180*time.Second, "the snapshot finishes after the kills", p.exited, func() bool {
+		return snapshotPending(t, ckpt) == 0
+	})
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.done
 	msgs := streamMessages(t, url, stream)
@@ -583,7 +602,7 @@ func TestSnapshotIntoKafkaKeepsKeyOrder(t *testing.T) {
 	if err := <-wl; err != nil {
 		t.Fatal(err)
 	}
-	evs := markDone(t, db, r.path, r.ckpt, 60*time.Second)
+	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -52,24 +52,14 @@ func TestComposeConfigAgainstLocalBrokers(t *testing.T) {
 	slot := "cmp_" + db
 	p := startBinaryEnv(t, []string{"PGSTREAM_SOURCE_URL=" + cluster.URL(db)},
 		"run", "--config", path, "--checkpoint.path", filepath.Join(dir, "ck.json"), "--source.slot", slot, "--source.publication", "pub_"+slot)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if v, _ := cluster.Query("postgres", fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", slot)); v == "t" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pgstream never started streaming:\n%s", p.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	// The slot is active from the start of its creation, before the changes it will hold begin.
+	waitSlotStreaming(t, slot, p.exited)
 	exec1(t, db, `INSERT INTO invoices SELECT g, 'cust-' || (g % 17), g * 1.25, g % 3 = 0, jsonb_build_array(g, 'x') FROM generate_series(1, 300) g`)
 	exec1(t, db, `UPDATE invoices SET paid = true, total = total + 0.01 WHERE id % 5 = 0`)
 	exec1(t, db, `DELETE FROM invoices WHERE id % 7 = 0`)
 	exec1(t, db, `BEGIN; UPDATE invoices SET customer = 'renamed' WHERE id = 1; UPDATE invoices SET id = 1001 WHERE id = 2; COMMIT`)
 	want := 300 + 60 + 42 + 2
-	for streamCount(t, url, stream) < want && time.Now().Before(deadline.Add(60*time.Second)) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitStreamCount(t, url, stream, want, 120*time.Second)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-p.done; err != nil {
 		t.Fatalf("pgstream: %v\n%s", err, p.stderr)

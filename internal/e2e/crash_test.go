@@ -83,6 +83,17 @@ func startBinaryEnv(t testing.TB, env []string, args ...string) *proc {
 	return p
 }
 
+// exited reports, with a message, whether the process has ended. Its result stays in p.done.
+func (p *proc) exited() (string, bool) {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return fmt.Sprintf("pgstream exited: %v\n%s", err, p.stderr), true
+	default:
+		return "", false
+	}
+}
+
 // readCheckpoint finds the two positions in the checkpoint file, wherever the format nests them.
 func readCheckpoint(t testing.TB, path string) (commit, flush lsn.LSN) {
 	t.Helper()
@@ -224,13 +235,24 @@ func TestCrashSafety(t *testing.T) {
 		wlDone <- nil
 	}()
 
+	size := func() int64 {
+		st, err := os.Stat(out)
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
 	for round := 0; round < 5; round++ {
+		before := size()
 		p := startBinary(t, "run", "--config", cfgPath)
-		time.Sleep(time.Duration(400+rand.IntN(1200)) * time.Millisecond)
-		select {
-		case err := <-p.done:
-			t.Fatalf("round %d: pgstream exited early: %v\n%s", round, err, p.stderr)
-		default:
+		// Kill at a random moment once this run has written changes: a kill before it streams
+		// anything would show nothing.
+		waitUntil(t, 60*time.Second, fmt.Sprintf("round %d: pgstream writes changes", round), p.exited, func() bool {
+			return size() > before
+		})
+		time.Sleep(time.Duration(rand.IntN(800)) * time.Millisecond)
+		if msg, ok := p.exited(); ok {
+			t.Fatalf("round %d: %s", round, msg)
 		}
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.done
@@ -285,7 +307,7 @@ func TestCrashSafety(t *testing.T) {
 		}
 		return len(ids)
 	}
-	evs := waitEvents(t, out, 120*time.Second, func(e []event) bool { return distinct(e) >= wantChanges })
+	evs := waitEvents(t, out, 300*time.Second, func(e []event) bool { return distinct(e) >= wantChanges })
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-p.done:

@@ -78,12 +78,12 @@ func TestServerRestartIsSurvived(t *testing.T) {
 	r := startPipeline(t, db, runOpts{})
 	r.waitStreaming()
 	exec1(t, db, `INSERT INTO t SELECT generate_series(1, 100)`)
-	waitEvents(t, r.path, 30*time.Second, atLeast(100))
+	waitEvents(t, r.path, 60*time.Second, atLeast(100))
 	if err := cluster.Restart("fast"); err != nil {
 		t.Fatal(err)
 	}
 	exec1(t, db, `INSERT INTO t SELECT generate_series(101, 200)`)
-	evs := waitEvents(t, r.path, 60*time.Second, func(e []event) bool {
+	evs := waitEvents(t, r.path, 120*time.Second, func(e []event) bool {
 		ids := map[string]bool{}
 		for _, x := range e {
 			ids[num(x.row("after")["id"])] = true

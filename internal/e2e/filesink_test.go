@@ -168,15 +168,6 @@ func (r *fileSinkRun) finish(t *testing.T, held []event, stopWorkload func()) {
 	t.Logf("%d events held before, %d in the file after the restart, %d distinct; by op: %v", len(held), len(evs), len(all), ops)
 }
 
-// parseEvents parses complete lines of a file sink's output.
-func parseEvents(t *testing.T, data []byte) []event {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "held.jsonl")
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return readEvents(t, p)
-}
 
 // TestFileSinkFileDeletedMidStream removes the file sink's file while a workload streams into it.
 // pgstream must stop with an error naming the file instead of writing on into the deleted file,
@@ -210,7 +201,7 @@ func TestFileSinkFileDeletedMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A batch being written at the removal may have left a partial line: it was not acknowledged.
-	held := parseEvents(t, data[:bytes.LastIndexByte(data, '\n')+1])
+	held := parseEvents(t, "the held file", data[:bytes.LastIndexByte(data, '\n')+1])
 	r.checkNotPast(t, held)
 	if _, err := os.Stat(r.out); !os.IsNotExist(err) {
 		t.Fatalf("a file is at %s after pgstream stopped (%v): it should have written nothing more", r.out, err)
@@ -242,7 +233,7 @@ func TestFileSinkFileTruncated(t *testing.T) {
 			return data
 		})
 		waitFailure(t, p, "pgstream: ", r.out+" was truncated by something other than pgstream: it holds ", "the batch was not acknowledged")
-		held := parseEvents(t, data[:bytes.LastIndexByte(data, '\n')+1])
+		held := parseEvents(t, "the held file", data[:bytes.LastIndexByte(data, '\n')+1])
 		r.checkNotPast(t, held)
 		r.finish(t, held, stopWorkload)
 	})
@@ -270,7 +261,7 @@ func TestFileSinkFileTruncated(t *testing.T) {
 		stopWorkload = r.workload(t)
 		waitFailure(t, p, "pgstream: ", fmt.Sprintf("%s was truncated by something other than pgstream: it holds %d bytes where pgstream wrote %d; %d bytes of acknowledged changes are gone",
 			r.out, cut, len(data), int64(len(data))-cut))
-		held := parseEvents(t, data)
+		held := parseEvents(t, "the held file", data)
 		r.checkNotPast(t, held)
 		if ck, _ := readCheckpoint(t, r.ckpt); ck != marker {
 			t.Errorf("the checkpoint's commit moved from %s to %s after the truncation", marker, ck)

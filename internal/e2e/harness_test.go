@@ -60,11 +60,29 @@ func newDB(t *testing.T) string {
 	if err := cluster.CreateDB(name); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		// Drop the slot first: a database with a slot cannot be dropped.
-		_ = cluster.Exec("postgres", fmt.Sprintf(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '%s' AND NOT active`, name))
-	})
+	t.Cleanup(func() { dropSlots(t, name) })
 	return name
+}
+
+// dropSlots drops the replication slots of db once the test is over, so that they neither count
+// against max_replication_slots nor hold WAL back for the tests after it. A slot stays active
+// until its walsender has noticed that the client went away, which after a SIGKILL or a closed
+// connection takes a moment: such walsenders are ended, and the drop is retried until it is done.
+func dropSlots(t *testing.T, db string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_ = cluster.Exec("postgres", fmt.Sprintf(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '%s' AND active_pid IS NOT NULL`, db))
+		err := cluster.Exec("postgres", fmt.Sprintf(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '%s' AND NOT active`, db))
+		left, qerr := cluster.Query("postgres", fmt.Sprintf(`SELECT count(*) FROM pg_replication_slots WHERE database = '%s'`, db))
+		if err == nil && qerr == nil && left == "0" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the replication slots of database %s are still there 60s after the test (%s left; drop: %v; count: %v)", db, left, err, qerr)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func exec1(t *testing.T, db, sql string) {
@@ -114,16 +132,45 @@ func (e event) row(which string) map[string]any {
 	return m
 }
 
-// readEvents parses a file sink's output; every line must be a complete, valid event.
+// readEvents parses a file sink's output once its writer has stopped: every line must be a
+// complete, valid event.
 func readEvents(t testing.TB, path string) []event {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	data := readFile(t, path)
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		t.Fatalf("%s ends with a torn line", path)
 	}
-	if err != nil {
+	return parseEvents(t, path, data)
+}
+
+// readWrittenEvents parses the complete lines of a file sink's output, for a file that is still
+// being written or whose writer was killed. A reader may see a write in progress cut short (a
+// write of many pages is not atomic with respect to reads), and a kill may tear the last line
+// (which the file sink repairs when it opens the file again): such a last line is left out.
+func readWrittenEvents(t testing.TB, path string) []event {
+	t.Helper()
+	data := readFile(t, path)
+	return parseEvents(t, path, data[:bytes.LastIndexByte(data, '\n')+1])
+}
+
+// readEventsAfterKill is readWrittenEvents for a file whose writer was just killed.
+func readEventsAfterKill(t testing.TB, path string) []event {
+	t.Helper()
+	return readWrittenEvents(t, path)
+}
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
+	return data
+}
+
+// parseEvents parses whole lines of events.
+func parseEvents(t testing.TB, path string, data []byte) []event {
+	t.Helper()
 	var out []event
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
@@ -139,34 +186,18 @@ func readEvents(t testing.TB, path string) []event {
 		e.Raw = line
 		out = append(out, e)
 	}
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		t.Fatalf("%s ends with a torn line", path)
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read %s: %v", path, err)
 	}
 	return out
 }
 
-// readEventsAfterKill is readEvents for a file whose writer was just killed: a last line torn by
-// the kill (which the file sink repairs when it opens the file again) is left out.
-func readEventsAfterKill(t testing.TB, path string) []event {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	whole := data[:bytes.LastIndexByte(data, '\n')+1]
-	tmp := filepath.Join(t.TempDir(), "complete.jsonl")
-	if err := os.WriteFile(tmp, whole, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return readEvents(t, tmp)
-}
-
-// waitEvents polls the file until cond holds for its events.
+// waitEvents polls the file until cond holds for its complete events (the writer may be writing).
 func waitEvents(t testing.TB, path string, timeout time.Duration, cond func([]event) bool) []event {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		evs := readEvents(t, path)
+		evs := readWrittenEvents(t, path)
 		if cond(evs) {
 			return evs
 		}
@@ -174,6 +205,24 @@ func waitEvents(t testing.TB, path string, timeout time.Duration, cond func([]ev
 			t.Fatalf("timed out after %s waiting for events in %s; have %d:\n%s", timeout, path, len(evs), tail(evs, 10))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitUntil polls cond until it holds; what names the awaited state in the failure. ended (nil for
+// none) reports, with a message, that the process the test waits on is gone.
+func waitUntil(t testing.TB, timeout time.Duration, what string, ended func() (string, bool), cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if ended != nil {
+			if msg, ok := ended(); ok {
+				t.Fatalf("waiting until %s: %s", what, msg)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting until %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -288,26 +337,56 @@ func (r *runner) stop() error {
 }
 
 // waitStreaming waits until the pipeline is streaming: the slot's walsender has started replication.
+// With an initial snapshot, that is once the snapshot has been read.
 func (r *runner) waitStreaming() {
 	r.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	waitSlotStreaming(r.t, r.slot, func() (string, bool) {
 		select {
 		case err := <-r.done:
 			r.ended, r.result = true, err
-			r.t.Fatalf("pipeline ended before streaming: %v", err)
+			return fmt.Sprintf("pipeline ended before streaming: %v", err), true
 		default:
+			return "", false
 		}
-		// The slot is also active while it is being created (and while its snapshot is exported):
-		// streaming has started once its walsender is past START_REPLICATION.
+	})
+}
+
+// waitSlotStreaming waits until the slot's walsender has started replication. The slot is also
+// active while it is being created (and while its snapshot is exported), before its consistent
+// point: a change committed then is not in the slot. Streaming has started once its walsender is
+// past START_REPLICATION. ended reports, with a message, that the client gave up.
+func waitSlotStreaming(t testing.TB, slot string, ended func() (string, bool)) {
+	t.Helper()
+	const timeout = 120 * time.Second // an initial snapshot is read first, under -race on a busy machine
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if msg, ok := ended(); ok {
+			t.Fatal(msg)
+		}
 		v, err := cluster.Query("postgres", fmt.Sprintf(`SELECT r.state FROM pg_replication_slots s
-JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = '%s'`, r.slot))
+JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = '%s'`, slot))
 		if err == nil && (v == "streaming" || v == "catchup") {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r.t.Fatalf("slot %s never became active", r.slot)
+	t.Fatalf("slot %s was not streaming within %s", slot, timeout)
+}
+
+// waitSlotInactive waits until no walsender uses the slot any more: after a client closed its
+// connection, the walsender releases the slot only once it has noticed.
+func waitSlotInactive(t testing.TB, slot string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, pid := slotState(t, slot); pid == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot %s still active 60s after its client stopped", slot)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func slotState(t testing.TB, slot string) (confirmed string, pid string) {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestEveryOperation(t *testing.T) {
 	exec1(t, db, `TRUNCATE t, u`)
 	exec1(t, db, `BEGIN; INSERT INTO u VALUES ('y'); SELECT pg_logical_emit_message(true, 'audit', 'in tx'); COMMIT`)
 	exec1(t, db, `SELECT pg_logical_emit_message(false, 'cache', E'not\001tx')`)
-	evs := waitEvents(t, r.path, 30*time.Second, atLeast(11))
+	evs := waitEvents(t, r.path, 60*time.Second, atLeast(11))
 	if err := r.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
@@ -123,7 +124,7 @@ func TestRollbackAndSavepointsAreInvisible(t *testing.T) {
 		SAVEPOINT b; INSERT INTO t VALUES (4, 'kept too'); RELEASE SAVEPOINT b;
 		COMMIT`)
 	exec1(t, db, `INSERT INTO t VALUES (5, 'marker')`)
-	evs := waitEvents(t, r.path, 30*time.Second, func(e []event) bool {
+	evs := waitEvents(t, r.path, 60*time.Second, func(e []event) bool {
 		return len(e) > 0 && num(e[len(e)-1].row("after")["id"]) == "5"
 	})
 	var ids []string
@@ -146,9 +147,11 @@ func TestCopyRowsGetTheirOwnIDs(t *testing.T) {
 	r.waitStreaming()
 	// COPY FROM a server-side program is not allowed to every role; a multi-row COPY via psql-less
 	// path: COPY ... FROM with a generated file.
-	exec1(t, db, `COPY (SELECT g, 'row ' || g FROM generate_series(1, 500) g) TO '/tmp/pgstream_e2e_copy_`+db+`.csv' WITH (FORMAT csv)`)
-	exec1(t, db, `COPY t FROM '/tmp/pgstream_e2e_copy_`+db+`.csv' WITH (FORMAT csv)`)
-	evs := waitEvents(t, r.path, 30*time.Second, atLeast(500))
+	// In the cluster's own directory: database names repeat across test runs, which may run at once.
+	csv := filepath.Join(cluster.Dir, "copy_"+db+".csv")
+	exec1(t, db, `COPY (SELECT g, 'row ' || g FROM generate_series(1, 500) g) TO '`+csv+`' WITH (FORMAT csv)`)
+	exec1(t, db, `COPY t FROM '`+csv+`' WITH (FORMAT csv)`)
+	evs := waitEvents(t, r.path, 60*time.Second, atLeast(500))
 	seen := map[string]bool{}
 	for i, e := range evs {
 		if e.Op != "c" || seen[e.ID] {
@@ -178,7 +181,7 @@ func TestReplicaIdentityFullAndToast(t *testing.T) {
 	exec1(t, db, `UPDATE def SET n = 2 WHERE id = 1`)
 	exec1(t, db, `UPDATE full_ SET n = 2 WHERE id = 1`)
 	exec1(t, db, `DELETE FROM full_ WHERE id = 1`)
-	evs := waitEvents(t, r.path, 30*time.Second, atLeast(3))
+	evs := waitEvents(t, r.path, 60*time.Second, atLeast(3))
 	d := evs[0]
 	if d.Source.Table != "def" || d.Op != "u" {
 		t.Fatalf("first event: %s", d.Raw[:min(200, len(d.Raw))])
@@ -230,7 +233,7 @@ func TestSchemaChangeMidStream(t *testing.T) {
 	exec1(t, db, `INSERT INTO t VALUES (4, 4.5, NULL)`)
 	exec1(t, db, `ALTER TABLE t RENAME TO t2`)
 	exec1(t, db, `INSERT INTO t2 VALUES (5, 5, true)`)
-	evs := waitEvents(t, r.path, 30*time.Second, atLeast(5))
+	evs := waitEvents(t, r.path, 60*time.Second, atLeast(5))
 	want := []string{
 		`{"a":"a1","b":1,"id":1}`,
 		`{"a":"a2","b":2,"c":false,"id":2}`,
@@ -257,16 +260,18 @@ func TestPublicationOfSelectedTables(t *testing.T) {
 	r := startPipeline(t, db, runOpts{tables: []string{"wanted"}})
 	r.waitStreaming()
 	exec1(t, db, `INSERT INTO other VALUES (1); INSERT INTO wanted VALUES (1); INSERT INTO other VALUES (2); INSERT INTO wanted VALUES (2)`)
-	evs := waitEvents(t, r.path, 30*time.Second, atLeast(2))
-	time.Sleep(300 * time.Millisecond)
-	evs = readEvents(t, r.path)
+	// A later transaction marks the end: once it is delivered, so is everything before it.
+	exec1(t, db, `INSERT INTO other VALUES (3); INSERT INTO wanted VALUES (3)`)
+	evs := waitEvents(t, r.path, 60*time.Second, func(e []event) bool {
+		return len(e) > 0 && num(e[len(e)-1].row("after")["id"]) == "3"
+	})
 	for _, e := range evs {
 		if e.Source.Table != "wanted" {
 			t.Fatalf("event of an unpublished table: %s", e.Raw)
 		}
 	}
-	if len(evs) != 2 {
-		t.Fatalf("got %d events, want 2", len(evs))
+	if len(evs) != 3 {
+		t.Fatalf("got %d events, want 3", len(evs))
 	}
 }
 

@@ -19,10 +19,13 @@ func TestSlotDroppedOrAdvancedIsRefused(t *testing.T) {
 	r := startPipeline(t, db, runOpts{dir: dir})
 	r.waitStreaming()
 	exec1(t, db, `INSERT INTO t VALUES (1)`)
-	waitEvents(t, r.path, 30*time.Second, atLeast(1))
+	waitEvents(t, r.path, 60*time.Second, atLeast(1))
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
+	// The walsender releases the slot only once it has noticed the closed connection; until then
+	// the slot can be neither advanced nor dropped.
+	waitSlotInactive(t, r.slot)
 	// Changes made while pgstream is down, then the slot is advanced past them by someone else.
 	exec1(t, db, `INSERT INTO t VALUES (2)`)
 	exec1(t, db, fmt.Sprintf(`SELECT pg_replication_slot_advance('%s', pg_current_wal_lsn())`, r.slot))
@@ -33,6 +36,7 @@ func TestSlotDroppedOrAdvancedIsRefused(t *testing.T) {
 	}
 
 	// The slot dropped and recreated: the checkpoint is refused, not reused.
+	waitSlotInactive(t, r.slot)
 	exec1(t, db, fmt.Sprintf(`SELECT pg_drop_replication_slot('%s')`, r.slot))
 	r3 := startPipeline(t, db, runOpts{dir: dir, slot: r.slot})
 	err = waitEnd(t, r3)
@@ -56,7 +60,7 @@ func waitEnd(t *testing.T, r *runner) error {
 	case err := <-r.done:
 		r.ended, r.result = true, err
 		return err
-	case <-time.After(30 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("pipeline kept running")
 		return nil
 	}

@@ -62,7 +62,7 @@ log:
 	streamRows := func(from, to int) {
 		t.Helper()
 		p := startBinary(t, "run", "--config", cfgPath)
-		waitSlotStreaming(t, pg, "rewind", p)
+		waitStreamingOn(t, pg, "rewind", p)
 		pg.MustExec(t, "postgres", fmt.Sprintf("INSERT INTO t SELECT generate_series(%d, %d)", from, to))
 		waitEvents(t, out, 60*time.Second, func([]event) bool { return ids()[fmt.Sprint(to)] })
 		stopBinary(t, p)
@@ -205,8 +205,8 @@ func mustLSN(t *testing.T, s string) lsn.LSN {
 	return l
 }
 
-// waitSlotStreaming waits until the slot's walsender streams, failing if p exits first.
-func waitSlotStreaming(t *testing.T, pg *pgtest.Cluster, slot string, p *proc) {
+// waitStreamingOn waits until, on the cluster pg, the slot's walsender streams, failing if p exits first.
+func waitStreamingOn(t *testing.T, pg *pgtest.Cluster, slot string, p *proc) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {

@@ -11,12 +11,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/lsn"
+	"github.com/pgstream/pgstream/sinks"
 )
 
 // snapshotWorkload updates, inserts and deletes rows of the given tables (id int PRIMARY KEY, v int,
@@ -140,23 +143,33 @@ func head(s []string) []string { return s[:min(len(s), 5)] }
 // when there is no checkpoint yet.
 func snapshotPending(t testing.TB, path string) int {
 	t.Helper()
+	_, pending := checkpointState(t, path)
+	return pending
+}
+
+// checkpointState returns the commit position of the checkpoint file and how many table snapshots
+// it lists as unfinished, read at once; pending is -1 when there is no checkpoint yet.
+func checkpointState(t testing.TB, path string) (commit lsn.LSN, pending int) {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return -1
+		return 0, -1
 	}
 	var env struct {
 		Payload struct {
-			Snapshot []json.RawMessage `json:"snapshot"`
+			CommitLSN lsn.LSN           `json:"commit_lsn"`
+			Snapshot  []json.RawMessage `json:"snapshot"`
 		} `json:"payload"`
 	}
 	if err := json.Unmarshal(data, &env); err != nil {
 		t.Fatalf("checkpoint %s: %v", path, err)
 	}
-	return len(env.Payload.Snapshot)
+	return env.Payload.CommitLSN, len(env.Payload.Snapshot)
 }
 
-// markDone writes a message through the stream and waits until the sink holds it and the checkpoint
-// lists no unfinished snapshot: then the sink holds every change committed before it.
+// markDone writes a message through the stream and waits until the sink holds it and a checkpoint
+// that covers it lists no unfinished snapshot: then the sink holds every change committed before
+// it, and every snapshot requested before it.
 func markDone(t *testing.T, db, out, ckpt string, timeout time.Duration) []event {
 	t.Helper()
 	nonce := fmt.Sprintf("done-%d", rand.Int64())
@@ -165,12 +178,22 @@ func markDone(t *testing.T, db, out, ckpt string, timeout time.Duration) []event
 	deadline := time.Now().Add(timeout)
 	for {
 		// The checkpoint first, then the file: what the checkpoint counts as done is in the file
-		// by the time it is read.
-		if snapshotPending(t, ckpt) == 0 {
-			evs := readEvents(t, out)
+		// by the time it is read. The checkpoint must be at or past the marker's commit: a
+		// snapshot request joins the checkpoint with its transaction, so one saved before a
+		// request reached it would show no unfinished snapshot while the sink already holds the
+		// marker.
+		if commit, pending := checkpointState(t, ckpt); pending == 0 {
+			evs := readWrittenEvents(t, out)
 			for i := len(evs) - 1; i >= 0; i-- {
 				if m := evs[i].Message; m != nil && m.Prefix == "e2e.done" && m.Content == want {
-					return evs
+					at, err := lsn.Parse(evs[i].Source.CommitLSN)
+					if err != nil {
+						t.Fatalf("marker without a commit position: %s", evs[i].Raw)
+					}
+					if commit >= at {
+						return evs
+					}
+					break
 				}
 			}
 		}
@@ -497,7 +520,7 @@ INSERT INTO parted SELECT i, 0, repeat('x', 100) FROM generate_series(1, 9000) i
 		pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, ChunkPages: 8}}})
 	r.waitStreaming()
 	exec1(t, db, `UPDATE parted SET v = 1 WHERE id IN (1, 4999, 5000, 8999)`)
-	evs := markDone(t, db, r.path, r.ckpt, 60*time.Second)
+	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
 	ids := map[string]bool{}
 	for _, e := range evs {
 		if e.Op != "r" {
@@ -532,7 +555,7 @@ func TestSnapshotTableJoinsPublication(t *testing.T) {
 	wl := snapshotWorkload(t, db, []string{"first", "later"}, 3000, &stop)
 	time.Sleep(300 * time.Millisecond)
 	exec1(t, db, fmt.Sprintf(`ALTER PUBLICATION pgs_%s ADD TABLE later`, r.slot))
-	waitEvents(t, r.path, 30*time.Second, func(evs []event) bool {
+	waitEvents(t, r.path, 60*time.Second, func(evs []event) bool {
 		for _, e := range evs {
 			if e.Op == "r" && e.Source.Table == "later" {
 				return true
@@ -544,7 +567,7 @@ func TestSnapshotTableJoinsPublication(t *testing.T) {
 	if err := <-wl; err != nil {
 		t.Fatal(err)
 	}
-	evs := markDone(t, db, r.path, r.ckpt, 60*time.Second)
+	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
 	got, ops := materialize(t, evs)
 	compareState(t, got, dbState(t, db, []string{"first", "later"}))
 	if _, pidAfter := slotState(t, r.slot); pidAfter != pidBefore {
@@ -558,8 +581,11 @@ func TestSnapshotTableJoinsPublication(t *testing.T) {
 	r2 := startPipeline(t, db, runOpts{dir: filepath.Dir(r.path), slot: r.slot, tables: []string{"public.first"},
 		pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, PollInterval: 100 * time.Millisecond}}})
 	r2.waitStreaming()
+	// A restart that forgot the table would request its snapshot at one of the publication polls
+	// (every 100ms) of this second; the marker after it waits for whatever was requested to be read.
+	// The wait only bounds what the check can see: it cannot make the check fail wrongly.
 	time.Sleep(time.Second)
-	for _, e := range readEvents(t, r2.path)[n:] {
+	for _, e := range markDone(t, db, r2.path, r2.ckpt, 120*time.Second)[n:] {
 		if e.Op == "r" {
 			t.Fatalf("a restart snapshotted again: %s", e.Raw)
 		}
@@ -600,7 +626,7 @@ func TestSnapshotInitialOnlyThenRun(t *testing.T) {
 	exec1(t, db, `UPDATE just SET v = 7 WHERE id % 100 = 0; DELETE FROM just WHERE id % 1000 = 1; INSERT INTO just VALUES (60001, 1, 'new')`)
 	writeConfigSnapshot(t, dir, db, slot, "", strings.Replace(only, "initial_only", "initial", 1), "info")
 	p = startBinary(t, "run", "--config", cfgPath)
-	evs := markDone(t, db, out, ckpt, 60*time.Second)
+	evs := markDone(t, db, out, ckpt, 120*time.Second)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.done
 	got, ops := materialize(t, evs)
@@ -629,8 +655,15 @@ func TestResnapshotWaitsForRunningTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec1(t, db, `SELECT pg_logical_emit_message(true, 'pgstream.snapshot', '{"tables":["public.waits"]}')`)
+	// The request is taken in once its transaction has come through the stream: the checkpoint then
+	// lists the table's snapshot. A reader that did not wait for the open transaction would deliver
+	// the chunk within moments from there; it gets 1.5s to. (The wait only bounds what the check
+	// can see: it cannot make the check fail wrongly.)
+	waitUntil(t, 60*time.Second, "the checkpoint lists the requested snapshot", nil, func() bool {
+		return snapshotPending(t, r.ckpt) == 1
+	})
 	time.Sleep(1500 * time.Millisecond)
-	for _, e := range readEvents(t, r.path) {
+	for _, e := range readWrittenEvents(t, r.path) {
 		if e.Op == "r" {
 			t.Fatalf("a chunk was delivered while a transaction older than its low watermark was open: %s", e.Raw)
 		}
@@ -638,7 +671,7 @@ func TestResnapshotWaitsForRunningTransactions(t *testing.T) {
 	if _, err := open.Exec(ctx, "COMMIT").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	evs := markDone(t, db, r.path, r.ckpt, 30*time.Second)
+	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
 	got, ops := materialize(t, evs)
 	compareState(t, got, dbState(t, db, []string{"waits"}))
 	// The open transaction committed inside the chunk's window: its row is read by the chunk but
@@ -658,11 +691,7 @@ func TestSignalTableRequestsSnapshot(t *testing.T) {
 	r.waitStreaming()
 	exec1(t, db, `UPDATE sig_data SET v = 5 WHERE id <= 10`)
 	exec1(t, db, `INSERT INTO pgstream_signal (tables) VALUES ('public.sig_data')`)
-	evs := markDone(t, db, r.path, r.ckpt, 30*time.Second)
-	evs = waitEvents(t, r.path, 30*time.Second, func(evs []event) bool {
-		_, ops := materialize(t, evs)
-		return ops["r"] >= 2000
-	})
+	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
 	got, ops := materialize(t, evs)
 	compareState(t, got, dbState(t, db, []string{"sig_data"}))
 	if ops["r"] != 2000 {
@@ -694,34 +723,71 @@ func TestSignalTableTextArray(t *testing.T) {
 	}
 }
 
+// gateSink holds its first Write until the test opens the gate, and says when that Write began.
+type gateSink struct {
+	inner   sinks.Sink
+	entered chan struct{} // closed when the first Write begins
+	gate    chan struct{} // closed by open
+	once    sync.Once
+	writes  atomic.Int32
+}
+
+func newGateSink() *gateSink {
+	return &gateSink{entered: make(chan struct{}), gate: make(chan struct{})}
+}
+
+func (s *gateSink) open() { s.once.Do(func() { close(s.gate) }) }
+
+func (s *gateSink) Write(ctx context.Context, b *sinks.Batch) error {
+	if s.writes.Add(1) == 1 {
+		close(s.entered)
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.inner.Write(ctx, b)
+}
+
+func (s *gateSink) Close() error { return s.inner.Close() }
+
 // TestSnapshotSurvivesLossOfExportingConnection ends the replication connection that exported the
 // snapshot while the readers are still reading (as a server's idle-in-transaction timeout could):
 // the readers keep their imported snapshot, and streaming starts on a new connection afterwards.
 func TestSnapshotSurvivesLossOfExportingConnection(t *testing.T) {
 	db := newDB(t)
-	createSnapshotTables(t, db, []string{"lost_export"}, 60000)
-	r := startPipeline(t, db, runOpts{pcfg: pipeline.Config{MaxBatchEvents: 256,
-		Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, ChunkPages: 8}}})
-	deadline := time.Now().Add(30 * time.Second)
-	for r.p.SnapshotProgress().ChunksDone == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the snapshot never started")
-		}
-		time.Sleep(5 * time.Millisecond)
+	createSnapshotTables(t, db, []string{"lost_export"}, 20000)
+	// The sink holds the first rows until the connection is ended. With at most 1 MiB in flight
+	// (of some 6 MB of rows) the readers stop in the middle of the table, inside the exported
+	// snapshot, and the snapshot cannot finish, nor streaming start, before the gate opens.
+	gate := newGateSink()
+	r := startPipeline(t, db, runOpts{wrap: func(s sinks.Sink) sinks.Sink { gate.inner = s; return gate },
+		pcfg: pipeline.Config{MaxBatchEvents: 256, MaxBatchBytes: 256 << 10, MaxInFlightBytes: 1 << 20,
+			Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, ChunkPages: 8}}})
+	t.Cleanup(gate.open)
+	select {
+	case <-gate.entered:
+	case err := <-r.done:
+		r.ended, r.result = true, err
+		t.Fatalf("the pipeline ended before the snapshot started: %v", err)
+	case <-time.After(120 * time.Second):
+		t.Fatal("the snapshot never started")
 	}
 	killed, err := cluster.Query("postgres", fmt.Sprintf(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 WHERE backend_type = 'walsender' AND datname = '%s'`, db))
 	if err != nil || killed != "1" {
 		t.Fatalf("terminated %q walsenders (%v), want the exporting one", killed, err)
 	}
-	if r.p.SnapshotProgress().ChunksDone >= r.p.SnapshotProgress().Chunks {
-		t.Log("the snapshot had finished before the connection was ended")
+	if pr := r.p.SnapshotProgress(); pr.ChunksDone >= pr.Chunks {
+		t.Fatalf("the readers had read all %d chunks before the connection was ended", pr.Chunks)
 	}
+	gate.open()
 	exec1(t, db, `UPDATE lost_export SET v = 9 WHERE id % 7 = 0`)
-	evs := markDone(t, db, r.path, r.ckpt, 60*time.Second)
+	evs := markDone(t, db, r.path, r.ckpt, 180*time.Second)
 	got, ops := materialize(t, evs)
 	compareState(t, got, dbState(t, db, []string{"lost_export"}))
-	if ops["r"] != 60000 {
-		t.Fatalf("events by op %v, want 60000 snapshot reads", ops)
+	if ops["r"] != 20000 {
+		t.Fatalf("events by op %v, want 20000 snapshot reads", ops)
 	}
 }

@@ -42,7 +42,7 @@ func TestValueMapping(t *testing.T) {
 			'10.1.2.3/8', '10.0.0.0/8', '08:00:2b:01:02:03', '1234.5',
 			'{{1,2},{3,NULL}}', ARRAY['a b', 'c"d', NULL, 'NULL', E'back\\slash', '{x}'], '{1.10,NaN}', '{sad,happy}', '{1,2}',
 			ARRAY[box '((0,0),(1,1))', box '((2,2),(3,3))'], 7, 'lbl', NULL, '(1.5,2)', '[1,10)')`)
-	evs := waitEvents(t, r.path, 30*time.Second, atLeast(1))
+	evs := waitEvents(t, r.path, 60*time.Second, atLeast(1))
 	got := map[string]json.RawMessage{}
 	if err := json.Unmarshal(evs[0].After, &got); err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ func CreateTopic(t testing.TB, brokers []string, topic string, partitions int32)
 		t.Fatalf("new kafka client: %v", err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	req := kmsgCreateTopic(topic, partitions)
 	resp, err := req.RequestWith(ctx, cl)
@@ -52,7 +52,7 @@ func CreateTopic(t testing.TB, brokers []string, topic string, partitions int32)
 
 // Records reads topic from the start until it has want records, then keeps polling briefly to
 // catch records beyond want, and returns everything read in partition-offset order per partition.
-// It fails the test when fewer than want records arrive within 15 seconds.
+// It fails the test when fewer than want records arrive within 60 seconds.
 func Records(t testing.TB, brokers []string, topic string, want int) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(
@@ -66,7 +66,7 @@ func Records(t testing.TB, brokers []string, topic string, want int) []*kgo.Reco
 	defer cl.Close()
 
 	var out []*kgo.Record
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	extra := time.Time{}
 	for {
 		now := time.Now()
@@ -114,7 +114,7 @@ func DeleteTopic(t testing.TB, brokers []string, topic string) {
 		t.Fatalf("new kafka client: %v", err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	req := kmsg.NewPtrDeleteTopicsRequest()
 	req.TopicNames = []string{topic}

@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pgstream/pgstream/internal/testport"
 )
 
 // LocalURL is the address of a shared server, used when it answers with JetStream.
@@ -56,11 +58,16 @@ func probe(url string) bool {
 	return err == nil
 }
 
-// StartEmbedded starts an embedded server with JetStream on a random port of 127.0.0.1, its store
-// in a new temporary directory. It is shut down at cleanup.
+// StartEmbedded starts an embedded server with JetStream on a free port of 127.0.0.1 (see testport:
+// no outgoing connection or port-0 listener can take it while Restart has the server down), its
+// store in a new temporary directory. It is shut down at cleanup.
 func StartEmbedded(t testing.TB) *server.Server {
 	t.Helper()
-	return start(t, -1, t.TempDir())
+	port, err := testport.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return start(t, port, t.TempDir())
 }
 
 // Restart shuts s down (if it is still running) and starts a new server on the same port with the same
@@ -102,7 +109,7 @@ func start(t testing.TB, port int, storeDir string) *server.Server {
 		Stop(s)
 		started.Delete(s)
 	})
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(60 * time.Second) {
 		t.Fatalf("nats server on port %d not ready", port)
 	}
 	addr, ok := s.Addr().(*net.TCPAddr)

@@ -1,5 +1,5 @@
 // Package pgcluster starts throwaway PostgreSQL clusters: initdb into a new temporary directory, a
-// free port on 127.0.0.1, wal_level=logical by default. It uses the server binaries installed on the
+// free port of 127.0.0.1 (see testport), wal_level=logical by default. It uses the server binaries installed on the
 // machine (PGSTREAM_PG_BIN, else the newest /usr/lib/postgresql/*/bin, else `pg_config --bindir`) and
 // never touches any other server. `pgstream demo` runs on one; tests use it through package pgtest,
 // which ties a cluster's lifetime to a test. It must not import package testing: it is linked into
@@ -9,10 +9,10 @@
 package pgcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgstream/pgstream/internal/testport"
 )
 
 // Superuser credentials of every cluster. Host connections use SCRAM; the socket trusts.
@@ -32,6 +34,9 @@ const (
 	User     = "postgres"
 	Password = "postgres"
 )
+
+// pickPort chooses the port of a new cluster; a variable so that a test can hand out a taken one.
+var pickPort = testport.Free
 
 // Options configure a cluster. The zero value gives wal_level=logical.
 type Options struct {
@@ -120,17 +125,11 @@ func (c *Cluster) init(opts Options) error {
 		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		return fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	c.Port = port
 	walLevel := opts.WalLevel
 	if walLevel == "" {
 		walLevel = "logical"
 	}
 	conf := map[string]string{
-		"port":                    strconv.Itoa(port),
 		"listen_addresses":        "'127.0.0.1'",
 		"unix_socket_directories": "'" + c.Dir + "'",
 		"wal_level":               walLevel,
@@ -156,17 +155,27 @@ func (c *Cluster) init(opts Options) error {
 	for _, k := range keys {
 		fmt.Fprintf(&sb, "%s = %s\n", k, conf[k])
 	}
-	f, err := os.OpenFile(filepath.Join(c.DataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
+	if err := c.appendConf(sb.String()); err != nil {
 		return err
 	}
-	_, err = f.WriteString(sb.String())
-	f.Close()
-	if err != nil {
-		return err
-	}
-	if err := c.Start(); err != nil {
-		return err
+	// Two clusters starting at once may pick the same port: the one that loses picks another.
+	for attempt := 1; ; attempt++ {
+		port, err := pickPort()
+		if err != nil {
+			return err
+		}
+		c.Port = port
+		// The last setting of a parameter in postgresql.conf wins.
+		if err := c.appendConf(fmt.Sprintf("port = %d\n", port)); err != nil {
+			return err
+		}
+		taken, err := c.startOnce()
+		if err == nil {
+			break
+		}
+		if !taken || attempt == 10 {
+			return err
+		}
 	}
 	ver, err := c.Query("postgres", "SHOW server_version_num")
 	if err != nil {
@@ -175,6 +184,18 @@ func (c *Cluster) init(opts Options) error {
 	n, _ := strconv.Atoi(ver)
 	c.Version = n / 10000
 	return nil
+}
+
+func (c *Cluster) appendConf(lines string) error {
+	f, err := os.OpenFile(filepath.Join(c.DataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(lines)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // DataDir is the cluster's data directory.
@@ -193,8 +214,21 @@ func (c *Cluster) run(name string, args ...string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
-// Start starts a stopped cluster and waits until it accepts connections.
+// Start starts a stopped cluster on its port and waits until it accepts connections. Should
+// something else hold the port, it tries again for up to 30 seconds.
 func (c *Cluster) Start() error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		taken, err := c.startOnce()
+		if !taken || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// startOnce runs pg_ctl start; taken reports a failure because the port was in use.
+func (c *Cluster) startOnce() (taken bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cred != nil {
@@ -204,12 +238,20 @@ func (c *Cluster) Start() error {
 			_ = os.Chown(c.LogFile(), int(c.cred.Uid), int(c.cred.Gid))
 		}
 	}
+	var logStart int64
+	if st, err := os.Stat(c.LogFile()); err == nil {
+		logStart = st.Size()
+	}
 	out, err := c.run("pg_ctl", "-D", c.DataDir(), "-l", c.LogFile(), "-w", "-t", "60", "start")
 	if err != nil {
 		log, _ := os.ReadFile(c.LogFile())
-		return fmt.Errorf("pg_ctl start: %v: %s\n%s", err, out, log)
+		if int64(len(log)) >= logStart {
+			log = log[logStart:] // this attempt's part
+		}
+		taken = bytes.Contains(log, []byte("Address already in use"))
+		return taken, fmt.Errorf("pg_ctl start on port %d: %v: %s\n%s", c.Port, err, out, log)
 	}
-	return nil
+	return false, nil
 }
 
 // Stop stops the cluster with the given pg_ctl shutdown mode ("fast", "immediate", "smart").
@@ -302,15 +344,6 @@ func (c *Cluster) QueryRows(db, sql string) ([][]string, error) {
 // CreateDB creates a database and returns its name.
 func (c *Cluster) CreateDB(name string) error {
 	return c.Exec("postgres", "CREATE DATABASE "+name)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Promote promotes a cluster started as a standby and waits until it accepts writes.

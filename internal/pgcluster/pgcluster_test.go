@@ -1,6 +1,15 @@
 package pgcluster
 
-import "testing"
+import (
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgstream/pgstream/internal/testport"
+)
 
 // start starts a cluster that the test stops when it ends.
 func start(t *testing.T, opts Options) *Cluster {
@@ -35,5 +44,66 @@ func TestClusterReplicaLevel(t *testing.T) {
 	got, err := c.Query("postgres", "SHOW wal_level")
 	if err != nil || got != "replica" {
 		t.Fatalf("wal_level = %q, %v", got, err)
+	}
+}
+
+// A port that something else holds when the cluster first starts costs one attempt: the cluster
+// starts on another one.
+func TestClusterStartsWhenItsFirstPortIsTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	held := l.Addr().(*net.TCPAddr).Port
+	picks := 0
+	pickPort = func() (int, error) {
+		picks++
+		if picks == 1 {
+			return held, nil
+		}
+		return testport.Free()
+	}
+	t.Cleanup(func() { pickPort = testport.Free })
+	c := start(t, Options{})
+	if c.Port == held || picks < 2 {
+		t.Fatalf("cluster on port %d after %d picks; port %d was held", c.Port, picks, held)
+	}
+	if _, err := c.Query("postgres", "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A restart waits for its port while something else holds it for a moment.
+func TestRestartWaitsForItsPort(t *testing.T) {
+	c := start(t, Options{})
+	if err := c.Stop("fast"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- c.Start() }()
+	// Release the port once a start has failed on it.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		log, _ := os.ReadFile(c.LogFile())
+		if strings.Contains(string(log), "Address already in use") {
+			break
+		}
+		if time.Now().After(deadline) {
+			l.Close()
+			t.Fatalf("no start failed on the held port within 60s:\n%s", log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l.Close()
+	if err := <-started; err != nil {
+		t.Fatalf("start after the port was released: %v", err)
+	}
+	if _, err := c.Query("postgres", "SELECT 1"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -134,7 +134,7 @@ func TestWorkerFailureIsNotAcked(t *testing.T) {
 	b.refs.Store(1)
 	b.seq = tr.Add(b.pos, b.bytes)
 	w.push(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := w.run(ctx); !errors.Is(err, boom) {
 		t.Fatalf("run = %v", err)

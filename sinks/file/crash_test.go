@@ -121,7 +121,7 @@ func TestCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Let the child acknowledge at least one batch, then kill it at a random moment.
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for {
 			if _, size := lastAcked(t, sidePath); size > sideBefore {
 				break

@@ -70,7 +70,7 @@ func newSink(t *testing.T, cfg Config) *Sink {
 
 func write(t *testing.T, s *Sink, batches []sinks.Batch) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := range batches {
 		if err := s.Write(ctx, &batches[i]); err != nil {
@@ -213,7 +213,7 @@ func TestMissingTopicWithoutAutoCreate(t *testing.T) {
 	brokers := kafkatest.Start(t)
 	s := newSink(t, Config{Brokers: brokers})
 	batches := rowEvents("public", "absent", 1, 2, 0x100000)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err := s.Write(ctx, &batches[0])
 	if !errors.Is(err, ErrUnknownTopic) {
@@ -255,7 +255,7 @@ func TestPingUnreachable(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	s := newSink(t, Config{Brokers: []string{addr}})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err = s.Ping(ctx)
 	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), addr) {
@@ -311,7 +311,7 @@ func TestPermanentAndExhausted(t *testing.T) {
 	failProduce(c, 1, kerr.TopicAuthorizationFailed.Code, &count)
 	s := newSink(t, Config{Brokers: brokers})
 	batches := rowEvents("public", "denied", 1, 3, 0x100000)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err := s.Write(ctx, &batches[0])
 	var ke *Error
@@ -443,7 +443,7 @@ func TestSASL(t *testing.T) {
 		t.Run(mech, func(t *testing.T) {
 			_, brokers := kafkatest.StartCluster(t, kfake.EnableSASL(), kfake.Superuser(mech, "pg", "secret"),
 				kfake.SeedTopics(2, "pgstream.public.auth"))
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 
 			s := newSink(t, Config{Brokers: brokers, SASL: SASLConfig{Mechanism: mech, Username: "pg", Password: "secret"}})
@@ -503,7 +503,7 @@ func TestTopicDeletedWhileRunning(t *testing.T) {
 	batches := rowEvents("public", "vanish", 2, 5, 0x100000)
 	write(t, s, batches[:1])
 	kafkatest.DeleteTopic(t, brokers, "pgstream.public.vanish")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := s.Write(ctx, &batches[1]); !errors.Is(err, ErrUnknownTopic) {
 		t.Fatalf("Write = %v, want ErrUnknownTopic", err)
@@ -516,7 +516,7 @@ func TestRecordTooLarge(t *testing.T) {
 	s := newSink(t, Config{Brokers: brokers, BatchBytes: 1024})
 	batches := rowEvents("public", "big", 1, 3, 0x100000)
 	batches[0].Events[1].Value = []byte(`"` + strings.Repeat("x", 2000) + `"`)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err := s.Write(ctx, &batches[0])
 	var ke *Error

@@ -57,7 +57,7 @@ func selfSigned(t *testing.T) (*tls.Config, string) {
 func TestTLS(t *testing.T) {
 	serverTLS, caFile := selfSigned(t)
 	_, brokers := kafkatest.StartCluster(t, kfake.TLS(serverTLS), kfake.SeedTopics(2, "pgstream.public.secure"))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	s := newSink(t, Config{Brokers: brokers, TLS: TLSConfig{Enabled: true, CAFile: caFile}})

@@ -47,7 +47,7 @@ func admin(t testing.TB, url, stream string) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		if err := js.DeleteStream(ctx, stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			t.Errorf("delete stream %s: %v", stream, err)
@@ -263,7 +263,7 @@ func TestServerRestartMidWrite(t *testing.T) {
 	s := newSink(t, Config{Servers: []string{url}, SubjectPrefix: prefix, AckTimeout: time.Second, MaxPending: 256,
 		ReconnectBufSize: 64 << 10, // smaller than what the batch publishes while the server is down
 		Stream:           StreamConfig{Name: stream, Create: true}})
-	ctx := ctxFor(t, 90*time.Second)
+	ctx := ctxFor(t, 180*time.Second)
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
