@@ -3,6 +3,7 @@
 //
 //	pgstream run --config FILE     stream until SIGINT/SIGTERM
 //	pgstream check --config FILE   check the server, the checkpoint and the sinks, and say how to fix what is wrong
+//	pgstream status --config FILE  where the pgstream of a configuration stands; exit 0 healthy, 1 degraded, 2 broken
 //	pgstream snapshot --config FILE --table T   re-read a table while the running pgstream keeps streaming
 //	pgstream demo                  a throwaway local PostgreSQL with a live workload, streamed to stdout
 //	pgstream version
@@ -33,6 +34,9 @@ const usage = `pgstream streams PostgreSQL changes to stdout, files, Kafka and N
 Usage:
   pgstream run     --config FILE   stream changes until SIGINT or SIGTERM
   pgstream check   --config FILE   check server, checkpoint and sinks; print what to fix
+  pgstream status  --config FILE [--json]
+                                   where pgstream stands (its endpoint, or the server and checkpoint);
+                                   exit 0 healthy, 1 degraded, 2 broken
   pgstream snapshot --config FILE --table SCHEMA.TABLE [--table …]
                                    re-read tables into the sinks while pgstream keeps streaming
   pgstream demo    [--duration D]  stream a live workload from a throwaway local PostgreSQL to stdout
@@ -47,7 +51,7 @@ func main() {
 }
 
 // realMain is the one place that decides the exit code: 0 success, 1 runtime failure, 2 bad usage
-// or configuration.
+// or configuration (status: 0 healthy, 1 degraded, 2 broken).
 func realMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -104,6 +108,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "status":
+		return runStatus(args, stdout, stderr)
 	case "snapshot":
 		return runSnapshotRequest(args, stdout, stderr)
 	case "demo":
