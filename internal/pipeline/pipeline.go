@@ -275,6 +275,15 @@ func Inspect(ctx context.Context, conn *replication.Conn, sys replication.System
 	if st.Checkpoint, st.Found, err = store.Load(); err != nil {
 		return st, fmt.Errorf("load checkpoint: %w", err)
 	}
+	if st.Found {
+		// The server's WAL end is read after the checkpoint: a pgstream streaming meanwhile (check
+		// and status run beside one) moves its checkpoint up to positions the server had written
+		// after an earlier IDENTIFY_SYSTEM, which would look like a database gone back in time.
+		if st.System, err = conn.IdentifySystem(ctx); err != nil {
+			return st, err
+		}
+		sys = st.System
+	}
 	st.Snapshot = !st.Found && mode != SnapshotNever
 	if !st.Found && !st.Slot.Exists {
 		st.CreateSlot = true
