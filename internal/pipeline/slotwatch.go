@@ -18,9 +18,6 @@ import (
 // after the checkpoint is gone, and streaming on would skip it.
 var ErrSlotLost = errors.New("replication slot lost")
 
-// defaultSlotPoll is how often the slot is polled.
-const defaultSlotPoll = 10 * time.Second
-
 // SlotState is the replication slot and the server settings that decide whether it is safe, as
 // last polled.
 type SlotState struct {
@@ -31,6 +28,8 @@ type SlotState struct {
 	ServerVersion      string    `json:"server_version"`
 	WalSenderTimeout   string    `json:"wal_sender_timeout"`
 	MaxSlotWALKeepSize string    `json:"max_slot_wal_keep_size"`
+	// MaxSlotWALKeepBytes is max_slot_wal_keep_size in bytes; -1: unlimited.
+	MaxSlotWALKeepBytes int64 `json:"max_slot_wal_keep_bytes"`
 	InRecovery         bool      `json:"in_recovery"`
 }
 
@@ -40,7 +39,7 @@ type SlotState struct {
 type slotWatch struct {
 	p        *Pipeline
 	interval time.Duration
-	minSafe  int64 // safe_wal_size below this makes the slot not ready
+	minSafe  int64 // safe_wal_size below this makes the slot not ready; 0: a fifth of max_slot_wal_keep_size
 
 	mu    sync.Mutex
 	state SlotState
@@ -100,10 +99,21 @@ func (w *slotWatch) warnSettings(st SlotState) {
 		log.Warn("max_slot_wal_keep_size is -1 (unlimited): if pgstream stops for long, the slot keeps WAL until the server's disk is full; set a limit and watch pgstream_slot_safe_wal_bytes",
 			zap.String("max_slot_wal_keep_size", st.MaxSlotWALKeepSize))
 	}
-	if st.SafeWALSize != nil && *st.SafeWALSize < w.minSafe {
+	if st.SafeWALSize != nil && *st.SafeWALSize < w.margin(st) {
 		log.Warn("the slot is close to max_slot_wal_keep_size already: its WAL may be removed before pgstream catches up",
-			zap.Int64("safe_wal_size", *st.SafeWALSize), zap.Int64("wal_guard.min_safe_wal_size", w.minSafe))
+			zap.Int64("safe_wal_size", *st.SafeWALSize), zap.Int64("margin", w.margin(st)))
 	}
+}
+
+// margin is the safe_wal_size under which the slot is not ready.
+func (w *slotWatch) margin(st SlotState) int64 {
+	if w.minSafe > 0 {
+		return w.minSafe
+	}
+	if st.MaxSlotWALKeepBytes > 0 {
+		return st.MaxSlotWALKeepBytes / 5
+	}
+	return 0
 }
 
 // report publishes st and returns ErrSlotLost when the slot is lost.
@@ -129,8 +139,9 @@ func (w *slotWatch) report(st SlotState) error {
 		p.health.Set(ComponentSlot, false, "wal_status unreserved: the server will remove WAL the slot needs at its next checkpoint unless pgstream catches up")
 		p.log.Warn("replication slot WAL unreserved: the slot is about to be invalidated", zap.String("slot", p.src.Slot),
 			zap.Int64("retained_wal_bytes", st.RetainedWAL))
-	case st.SafeWALSize != nil && *st.SafeWALSize < w.minSafe:
-		p.health.Set(ComponentSlot, false, fmt.Sprintf("safe_wal_size %d bytes is under wal_guard.min_safe_wal_size %d", *st.SafeWALSize, w.minSafe))
+	case st.SafeWALSize != nil && *st.SafeWALSize < w.margin(st):
+		p.health.Set(ComponentSlot, false, fmt.Sprintf("safe_wal_size %d bytes is under the margin of %d bytes (wal_guard.min_safe_wal_size): "+
+			"the server may soon remove WAL the slot needs", *st.SafeWALSize, w.margin(st)))
 	default:
 		p.health.Set(ComponentSlot, true, "")
 	}
@@ -142,7 +153,8 @@ func PollSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (SlotState,
 	const q = `SELECT coalesce(s.wal_status, ''), coalesce(s.safe_wal_size::text, ''),
   coalesce((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - s.restart_lsn)::bigint::text, '0'),
   current_setting('server_version'), current_setting('wal_sender_timeout'), current_setting('max_slot_wal_keep_size'),
-  pg_is_in_recovery()::text
+  pg_is_in_recovery()::text,
+  (SELECT CASE WHEN setting::bigint < 0 THEN -1 ELSE setting::bigint * 1024 * 1024 END FROM pg_settings WHERE name = 'max_slot_wal_keep_size')::text
 FROM pg_replication_slots s WHERE s.slot_name = $1`
 	res := conn.ExecParams(ctx, q, [][]byte{[]byte(slot)}, nil, nil, nil).Read()
 	if res.Err != nil {
@@ -160,6 +172,10 @@ FROM pg_replication_slots s WHERE s.slot_name = $1`
 			return SlotState{}, fmt.Errorf("safe_wal_size %q: %w", r[1], err)
 		}
 		st.SafeWALSize = &v
+	}
+	var err error
+	if st.MaxSlotWALKeepBytes, err = strconv.ParseInt(string(r[7]), 10, 64); err != nil {
+		return SlotState{}, fmt.Errorf("max_slot_wal_keep_size %q: %w", r[7], err)
 	}
 	retained, err := strconv.ParseInt(string(r[2]), 10, 64)
 	if err != nil {
