@@ -168,7 +168,6 @@ func (r *fileSinkRun) finish(t *testing.T, held []event, stopWorkload func()) {
 	t.Logf("%d events held before, %d in the file after the restart, %d distinct; by op: %v", len(held), len(evs), len(all), ops)
 }
 
-
 // TestFileSinkFileDeletedMidStream removes the file sink's file while a workload streams into it.
 // pgstream must stop with an error naming the file instead of writing on into the deleted file,
 // must not have confirmed anything the file did not hold when it was removed, and a restart (which

@@ -30,7 +30,7 @@ type SlotState struct {
 	MaxSlotWALKeepSize string    `json:"max_slot_wal_keep_size"`
 	// MaxSlotWALKeepBytes is max_slot_wal_keep_size in bytes; -1: unlimited.
 	MaxSlotWALKeepBytes int64 `json:"max_slot_wal_keep_bytes"`
-	InRecovery         bool      `json:"in_recovery"`
+	InRecovery          bool  `json:"in_recovery"`
 }
 
 // slotWatch polls the slot every interval on an ordinary connection of its own, reports it to
