@@ -273,3 +273,44 @@ func TestHeartbeats(t *testing.T) {
 	})
 	stopBinary(t, b.p)
 }
+
+// TestIdleSlotReleasesWAL leaves the published tables idle while another database of the cluster
+// writes 256 MiB of WAL: pgstream confirms the keepalives' positions while nothing is open or in
+// flight, so the WAL its slot holds back falls under 64 MiB again. Heartbeats are off: they would
+// move the slot too, and this guards the keepalive path on its own.
+func TestIdleSlotReleasesWAL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 256 MiB of WAL")
+	}
+	pg := pgtest.New(t, pgtest.Options{Settings: map[string]string{"max_wal_size": "'2GB'"}})
+	pg.MustExec(t, "postgres", "CREATE TABLE t (id int PRIMARY KEY)")
+	pg.MustExec(t, "postgres", "CREATE DATABASE other")
+	b := startOpsBinaryWith(t, pg, t.TempDir(), "idle", "  heartbeat_interval: -1s\n")
+	b.waitFor("readiness", 60*time.Second, func() bool { code, _ := b.get("/readyz"); return code == http.StatusOK })
+	retained := func() int64 {
+		v, err := pg.Query("postgres", "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = 'idle'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("retained WAL %q: %v", v, err)
+		}
+		return n
+	}
+	pg.MustExec(t, "other", "CREATE TABLE filler (v text)")
+	start, _ := pg.Query("postgres", "SELECT pg_current_wal_lsn()")
+	for {
+		pg.MustExec(t, "other", "INSERT INTO filler SELECT repeat(md5(g::text), 32) FROM generate_series(1, 20000) g")
+		written, err := pg.Query("postgres", "SELECT (pg_current_wal_lsn() - '"+start+"')::bigint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := strconv.ParseInt(written, 10, 64); n >= 256<<20 {
+			break
+		}
+	}
+	b.waitFor("the slot's retained WAL under 64 MiB", 120*time.Second, func() bool { return retained() < 64<<20 })
+	t.Logf("retained WAL after 256 MiB written elsewhere: %d bytes", retained())
+	stopBinary(t, b.p)
+}
