@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
@@ -463,26 +464,7 @@ func TestKafkaOutageLongerThanWalSenderTimeout(t *testing.T) {
 
 	var down atomic.Bool
 	down.Store(true)
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if !down.Load() {
-			return nil, nil, false
-		}
-		pr := req.(*kmsg.ProduceRequest)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.NotEnoughReplicas.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	refuseProduce(c, &down)
 	const n = 200
 	for i := 1; i <= n; i++ {
 		exec1(t, db, fmt.Sprintf(`INSERT INTO t VALUES (%d, 0); UPDATE t SET v = 1 WHERE id = %d`, i, i))
@@ -680,6 +662,25 @@ func TestReadinessNamesAFailingSink(t *testing.T) {
 
 	var down atomic.Bool
 	down.Store(true)
+	refuseProduce(c, &down)
+	exec1(t, db, `INSERT INTO t VALUES (1, 0)`)
+	comps := waitReady(false, "failing since")
+	for _, s := range comps {
+		if s.Name != "sink:kafka" && !s.OK {
+			t.Fatalf("component %s not ready although only Kafka refuses: %+v", s.Name, comps)
+		}
+	}
+	down.Store(false)
+	waitReady(true, "")
+	kafkatest.Records(t, brokers, prefix+".public.t", 1)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// refuseProduce makes the kfake cluster answer every produce with NotEnoughReplicas while down is
+// set, as a broker that lost its in-sync replicas does.
+func refuseProduce(c *kfake.Cluster, down *atomic.Bool) {
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		if !down.Load() {
@@ -700,17 +701,4 @@ func TestReadinessNamesAFailingSink(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	exec1(t, db, `INSERT INTO t VALUES (1, 0)`)
-	comps := waitReady(false, "failing since")
-	for _, s := range comps {
-		if s.Name != "sink:kafka" && !s.OK {
-			t.Fatalf("component %s not ready although only Kafka refuses: %+v", s.Name, comps)
-		}
-	}
-	down.Store(false)
-	waitReady(true, "")
-	kafkatest.Records(t, brokers, prefix+".public.t", 1)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
 }

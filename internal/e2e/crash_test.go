@@ -308,15 +308,7 @@ func TestCrashSafety(t *testing.T) {
 		return len(ids)
 	}
 	evs := waitEvents(t, out, 300*time.Second, func(e []event) bool { return distinct(e) >= wantChanges })
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("pgstream did not exit cleanly on SIGTERM: %v\n%s", err, p.stderr)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("pgstream did not stop within 60s of SIGTERM")
-	}
+	stopBinary(t, p)
 	evs = readEvents(t, out)
 
 	// First occurrence of each id, in file order, per row.

@@ -320,15 +320,7 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := markDone(t, db, out, ckpt, 180*time.Second)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("pgstream did not exit cleanly: %v\n%s", err, p.stderr)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("pgstream did not stop within 60s of SIGTERM")
-	}
+	stopBinary(t, p)
 	got, ops := materialize(t, evs)
 	compareState(t, got, dbState(t, db, tables))
 	// A restart reads only the chunks the checkpoint did not hold as done: no snapshot read after a
