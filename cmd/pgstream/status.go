@@ -210,17 +210,11 @@ func inspectOffline(ctx context.Context, cfg *Config, r *statusReport) {
 		r.Reach = err
 		return
 	}
-	store := &statusStore{FileStore: checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS()),
-		identify: func() (replication.SystemInfo, error) { return conn.IdentifySystem(ctx) }}
+	// Inspect reads the server's WAL end again after the checkpoint, so a pgstream streaming
+	// meanwhile does not look like a database gone back in time.
+	store := readOnlyStore{checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())}
 	st, err := pipeline.Inspect(ctx, conn, sys, store, cfg.Snapshot.Mode)
-	if store.err != nil {
-		r.Reach = store.err
-		return
-	}
 	r.Start, r.Refusal = st, err
-	if store.sys.XLogPos != 0 {
-		r.Start.System = store.sys
-	}
 	var refusal *replication.Error
 	slotRefused := errors.As(err, &refusal) && refusal.Check == "slot"
 	for _, p := range st.Problems {
@@ -268,37 +262,13 @@ func inspectOffline(ctx context.Context, cfg *Config, r *statusReport) {
 	s.Server = polled
 }
 
-// statusStore is the checkpoint store Inspect reads for pgstream status. It saves nothing. A
-// pgstream streaming from the slot right now moves the checkpoint on at any moment, so the WAL
-// end the checkpoint is compared with must be read after the checkpoint: Load reads the file,
-// then IDENTIFY_SYSTEM, and Reconcile compares with that WAL end. (Inspect reads the slot before
-// the checkpoint, so the slot's confirmed position is never newer than the checkpoint either.)
-type statusStore struct {
+// readOnlyStore is the checkpoint store pgstream status hands Inspect: it refuses to save, so that
+// status changes nothing whatever Inspect may become.
+type readOnlyStore struct {
 	*checkpoint.FileStore
-	identify func() (replication.SystemInfo, error) // IDENTIFY_SYSTEM
-	sys      replication.SystemInfo                 // as identified after Load
-	err      error                                  // IDENTIFY_SYSTEM failed
 }
 
-func (s *statusStore) Load() (checkpoint.Checkpoint, bool, error) {
-	cp, found, err := s.FileStore.Load()
-	if err != nil {
-		return cp, found, err
-	}
-	if s.sys, s.err = s.identify(); s.err != nil {
-		return cp, found, s.err
-	}
-	return cp, found, nil
-}
-
-func (s *statusStore) Reconcile(cp checkpoint.Checkpoint, found bool, srv checkpoint.Server) (checkpoint.Start, error) {
-	if s.sys.XLogPos != 0 {
-		srv.WALEnd = s.sys.XLogPos
-	}
-	return s.FileStore.Reconcile(cp, found, srv)
-}
-
-func (s *statusStore) Save(checkpoint.Checkpoint) error {
+func (readOnlyStore) Save(checkpoint.Checkpoint) error {
 	return errors.New("pgstream status changes nothing: it does not save the checkpoint")
 }
 

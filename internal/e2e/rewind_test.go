@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/pgtest"
+	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/lsn"
+	"github.com/pgstream/pgstream/replication"
 )
 
 // TestDatabaseWentBackInTime streams from a cluster, takes a cold copy of its data directory,
@@ -238,5 +242,58 @@ func stopBinary(t *testing.T, p *proc) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("pgstream did not stop within 60s of SIGTERM")
+	}
+}
+
+// movingStore is a checkpoint store whose checkpoint moves on while it is loaded, as the checkpoint
+// of a pgstream streaming beside `check` or `status` does: Load makes the server write WAL and
+// returns a checkpoint at the new WAL end.
+type movingStore struct {
+	*checkpoint.FileStore
+	t    *testing.T
+	db   string
+	slot string
+	sys  replication.SystemInfo
+}
+
+func (s *movingStore) Load() (checkpoint.Checkpoint, bool, error) {
+	exec1(s.t, s.db, "INSERT INTO moving VALUES (1)")
+	end, err := cluster.Query("postgres", "SELECT pg_current_wal_lsn()")
+	if err != nil {
+		return checkpoint.Checkpoint{}, false, err
+	}
+	at := mustLSN(s.t, end)
+	return checkpoint.Checkpoint{SystemID: s.sys.SystemID, Timeline: s.sys.Timeline, Database: s.sys.DBName, Slot: s.slot,
+		CommitLSN: at, FlushLSN: at}, true, nil
+}
+
+// TestInspectComparesWithTheWALEndAfterTheCheckpoint: a checkpoint that moved past the WAL end
+// IDENTIFY_SYSTEM reported before it was loaded is no database gone back in time.
+func TestInspectComparesWithTheWALEndAfterTheCheckpoint(t *testing.T) {
+	db := newDB(t)
+	exec1(t, db, "CREATE TABLE moving (id int)")
+	slot := "moving_" + db
+	conn, err := replication.Connect(context.Background(), sourceConfig(db, slot, nil, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := conn.EnsureSlot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sys, err := conn.IdentifySystem(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &movingStore{FileStore: checkpoint.NewFileStore(filepath.Join(t.TempDir(), "checkpoint.json"), checkpoint.OSFS()),
+		t: t, db: db, slot: slot, sys: sys}
+	st, err := pipeline.Inspect(ctx, conn, sys, store, pipeline.SnapshotNever)
+	if err != nil {
+		t.Fatalf("Inspect with a checkpoint that moved on while it was loaded: %v", err)
+	}
+	if st.System.XLogPos < st.Checkpoint.FlushLSN {
+		t.Fatalf("Inspect kept the WAL end %s read before the checkpoint at %s", st.System.XLogPos, st.Checkpoint.FlushLSN)
 	}
 }
