@@ -130,3 +130,22 @@ func DeleteTopic(t testing.TB, brokers []string, topic string) {
 		t.Fatalf("delete topic %s: %+v", topic, resp.Topics)
 	}
 }
+
+// ProduceError answers a produce request with code for every partition it names, as a broker that
+// refuses the write does. Tests return it from a kfake ControlKey function.
+func ProduceError(req kmsg.Request, code int16) kmsg.Response {
+	pr := req.(*kmsg.ProduceRequest)
+	resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+	for _, rt := range pr.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
