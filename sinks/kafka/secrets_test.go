@@ -4,36 +4,14 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/pgstream/pgstream/internal/kafkatest"
+	"github.com/pgstream/pgstream/internal/logtest"
 )
-
-// syncBuffer collects a logger's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Sync() error { return nil }
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // A wrong SASL password gives an error that says to check kafka.sasl and never quotes the
 // password, neither in the errors of Ping and Write nor in a debug log.
@@ -43,8 +21,7 @@ func TestSASLPasswordIsNeverQuoted(t *testing.T) {
 		t.Run(mech, func(t *testing.T) {
 			_, brokers := kafkatest.StartCluster(t, kfake.EnableSASL(), kfake.Superuser(mech, "pg", "right-password"),
 				kfake.SeedTopics(1, "pgstream.public.auth"))
-			var out syncBuffer
-			log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), &out, zapcore.DebugLevel))
+			log, out := logtest.Debug()
 			s, err := New(Config{Brokers: brokers, MaxRetries: 2, WriteTimeout: 5 * time.Second,
 				SASL: SASLConfig{Mechanism: mech, Username: "pg", Password: secret}}, log)
 			if err != nil {

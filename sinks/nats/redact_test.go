@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/pgstream/pgstream/internal/logtest"
 	"github.com/pgstream/pgstream/internal/natstest"
 )
 
@@ -51,33 +51,6 @@ func TestRedactText(t *testing.T) {
 			t.Errorf("redactText(%q)\n = %q\nwant %q", in, got, want)
 		}
 	}
-}
-
-// syncBuffer collects a logger's output; nats.go's callbacks log from their own goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Sync() error { return nil }
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// debugLogger logs everything as JSON lines into the returned buffer.
-func debugLogger() (*zap.Logger, *syncBuffer) {
-	var b syncBuffer
-	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
-	return zap.New(zapcore.NewCore(enc, &b, zapcore.DebugLevel)), &b
 }
 
 func requireNoSecret(t *testing.T, what, out string, secrets ...string) {
@@ -135,7 +108,7 @@ func TestCredentialsInServerURLAreRedacted(t *testing.T) {
 		"nats://S3cretT0ken@" + host,
 	} {
 		t.Run(server, func(t *testing.T) {
-			log, out := debugLogger()
+			log, out := logtest.Debug()
 			stream, prefix := unique(t)
 			s, err := New(Config{Servers: []string{server}, SubjectPrefix: prefix, Stream: StreamConfig{Name: stream}}, log)
 			if err != nil {
@@ -161,7 +134,7 @@ func TestReconnectLogIsRedacted(t *testing.T) {
 	srv := natstest.StartEmbedded(t)
 	host := strings.TrimPrefix(srv.ClientURL(), "nats://")
 	for _, server := range []string{"nats://natsuser:Pa55-w0rd@" + host, "nats://S3cretT0ken@" + host} {
-		log, out := debugLogger()
+		log, out := logtest.Debug()
 		stream, prefix := unique(t)
 		s, err := New(Config{Servers: []string{server}, SubjectPrefix: prefix,
 			Stream: StreamConfig{Name: stream, Create: true, Storage: "memory"}}, log)
