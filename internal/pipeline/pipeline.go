@@ -354,9 +354,11 @@ func (p *Pipeline) open(ctx context.Context) error {
 			return err
 		}
 		p.log.Info("created replication slot", zap.String("slot", slot.Name), zap.Stringer("consistent_point", slot.ConfirmedFlush))
-		if start, err = p.store.Reconcile(cp, found, checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName,
-			Slot: slot.Name, SlotExists: true, SlotCreated: true, SlotConfirmedFlush: slot.ConfirmedFlush,
-			WALEnd: sys.XLogPos, Timeline: sys.Timeline}); err != nil {
+		srv, err := ServerState(ctx, conn, sys, slot, cp, found)
+		if err != nil {
+			return err
+		}
+		if start, err = p.store.Reconcile(cp, found, srv); err != nil {
 			return err
 		}
 	}
