@@ -158,7 +158,15 @@ func (c *Cluster) init(opts Options) error {
 	if err := c.appendConf(sb.String()); err != nil {
 		return err
 	}
-	// Two clusters starting at once may pick the same port: the one that loses picks another.
+	if err := c.startOnFreePort(); err != nil {
+		return err
+	}
+	return c.readVersion()
+}
+
+// startOnFreePort starts the cluster on a free port. Two clusters starting at once may pick the
+// same port: the one that loses picks another.
+func (c *Cluster) startOnFreePort() error {
 	for attempt := 1; ; attempt++ {
 		port, err := pickPort()
 		if err != nil {
@@ -177,6 +185,10 @@ func (c *Cluster) init(opts Options) error {
 			return err
 		}
 	}
+	return nil
+}
+
+func (c *Cluster) readVersion() error {
 	ver, err := c.Query("postgres", "SHOW server_version_num")
 	if err != nil {
 		return err
@@ -355,4 +367,89 @@ func (c *Cluster) Promote() error {
 		return fmt.Errorf("pg_ctl promote: %v: %s", err, out)
 	}
 	return nil
+}
+
+// StandbyOptions configure a physical standby of a cluster.
+type StandbyOptions struct {
+	// Slot is the physical replication slot on the primary that the standby streams from
+	// (primary_slot_name); it is created when missing. "" means "standby".
+	Slot string
+	// Settings are extra postgresql.conf lines of the standby, e.g. {"sync_replication_slots": "on"}.
+	Settings map[string]string
+}
+
+// StartStandby makes a hot standby of c from a cold copy of its data directory: c is stopped
+// (fast), copied and started again, and the copy starts as a standby streaming from c through a
+// physical slot, with hot_standby_feedback on. Close the standby like any cluster. Settings of c
+// carry over to the standby unless opts overrides them.
+func (c *Cluster) StartStandby(opts StandbyOptions) (*Cluster, error) {
+	slot := opts.Slot
+	if slot == "" {
+		slot = "standby"
+	}
+	if err := c.Exec("postgres", "SELECT pg_create_physical_replication_slot('"+slot+"', true) "+
+		"WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '"+slot+"')"); err != nil {
+		return nil, fmt.Errorf("create physical slot %s: %w", slot, err)
+	}
+	dir, err := os.MkdirTemp("", "pgstream-pg-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Cluster{Dir: dir, BinDir: c.BinDir, cred: c.cred}
+	fail := func(err error) (*Cluster, error) {
+		s.Close()
+		return nil, err
+	}
+	if s.cred != nil {
+		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			return fail(err)
+		}
+	}
+	if err := c.Stop("fast"); err != nil {
+		return fail(err)
+	}
+	out, cpErr := exec.Command("cp", "-a", c.DataDir(), s.DataDir()).CombinedOutput()
+	if err := c.Start(); err != nil {
+		return fail(err)
+	}
+	if cpErr != nil {
+		return fail(fmt.Errorf("copy the data directory: %v: %s", cpErr, out))
+	}
+	sig := filepath.Join(s.DataDir(), "standby.signal")
+	if err := os.WriteFile(sig, nil, 0o600); err != nil {
+		return fail(err)
+	}
+	if s.cred != nil {
+		_ = os.Chown(sig, int(s.cred.Uid), int(s.cred.Gid))
+	}
+	conf := map[string]string{
+		"unix_socket_directories": "'" + dir + "'",
+		"hot_standby":             "on",
+		"hot_standby_feedback":    "on",
+		"primary_slot_name":       "'" + slot + "'",
+		"primary_conninfo": fmt.Sprintf("'host=127.0.0.1 port=%d user=%s password=%s dbname=postgres application_name=%s'",
+			c.Port, User, Password, slot),
+	}
+	for k, v := range opts.Settings {
+		conf[k] = v
+	}
+	keys := make([]string, 0, len(conf))
+	for k := range conf {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var sb strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&sb, "%s = %s\n", k, conf[k])
+	}
+	if err := s.appendConf(sb.String()); err != nil {
+		return fail(err)
+	}
+	if err := s.startOnFreePort(); err != nil {
+		return fail(err)
+	}
+	if err := s.readVersion(); err != nil {
+		return fail(err)
+	}
+	return s, nil
 }

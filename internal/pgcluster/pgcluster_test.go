@@ -107,3 +107,46 @@ func TestRestartWaitsForItsPort(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A standby replays what the primary writes after it was made, answers reads while in recovery,
+// and accepts writes once promoted.
+func TestStandbyReplaysAndPromotes(t *testing.T) {
+	p := start(t, Options{})
+	if err := p.Exec("postgres", "CREATE TABLE t (id int); INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.StartStandby(StandbyOptions{})
+	if err != nil {
+		t.Fatalf("start standby: %v", err)
+	}
+	t.Cleanup(s.Close)
+	if s.Port == p.Port || s.Version != p.Version {
+		t.Fatalf("standby port %d version %d, primary port %d version %d", s.Port, s.Version, p.Port, p.Version)
+	}
+	if err := p.Exec("postgres", "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n, err := s.Query("postgres", "SELECT count(*) FROM t")
+		if err == nil && n == "2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("standby never replayed the second row: count %q, %v", n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rec, err := s.Query("postgres", "SELECT pg_is_in_recovery()"); err != nil || rec != "t" {
+		t.Fatalf("pg_is_in_recovery on the standby = %q, %v", rec, err)
+	}
+	if err := s.Exec("postgres", "INSERT INTO t VALUES (3)"); err == nil {
+		t.Fatal("a standby accepted a write")
+	}
+	if err := s.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Exec("postgres", "INSERT INTO t VALUES (3)"); err != nil {
+		t.Fatalf("write after promotion: %v", err)
+	}
+}

@@ -4,6 +4,9 @@
 package pgtest
 
 import (
+	"fmt"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/pgstream/pgstream/internal/pgcluster"
@@ -26,11 +29,19 @@ type Cluster struct {
 // BinDir finds the PostgreSQL server binaries.
 func BinDir() (string, error) { return pgcluster.BinDir() }
 
-// Start creates and starts a cluster. Call Close to stop it and remove its directory.
+// Start creates and starts a cluster. Call Close to stop it and remove its directory. When
+// PGSTREAM_PG_MAJOR is set (make test-versions sets it), a server of another major version is an
+// error, so that a run meant for one version never passes on another.
 func Start(opts Options) (*Cluster, error) {
 	c, err := pgcluster.Start(opts)
 	if err != nil {
 		return nil, err
+	}
+	if want := os.Getenv("PGSTREAM_PG_MAJOR"); want != "" {
+		if n, _ := strconv.Atoi(want); n != c.Version {
+			c.Close()
+			return nil, fmt.Errorf("PGSTREAM_PG_MAJOR is %s but the server binaries in %s are PostgreSQL %d", want, c.BinDir, c.Version)
+		}
 	}
 	return &Cluster{c}, nil
 }
