@@ -19,7 +19,7 @@ type SlotInfo struct {
 	ActivePID              int32   // 0 when not active
 	ConfirmedFlush         lsn.LSN // after creation: the consistent point
 	RestartLSN             lsn.LSN
-	WALStatus              string // reserved, extended, unreserved, lost ("" before PostgreSQL 13)
+	WALStatus              string // reserved, extended, unreserved, lost
 	Created                bool   // EnsureSlot created it just now
 }
 
@@ -33,13 +33,9 @@ type Problem struct {
 // SlotInfo reads the configured slot from pg_replication_slots. A missing slot is not an error:
 // Exists is false.
 func (c *Conn) SlotInfo(ctx context.Context) (SlotInfo, error) {
-	walStatus := "wal_status"
-	if c.pg.ParameterStatus("server_version") != "" && ServerMajor(c.pg) < 13 {
-		walStatus = "NULL"
-	}
 	rows, err := c.query(ctx, "SELECT slot_name, coalesce(plugin, ''), coalesce(database::text, ''), active::text, "+
-		"coalesce(active_pid, 0), coalesce(confirmed_flush_lsn::text, ''), coalesce(restart_lsn::text, ''), coalesce("+
-		walStatus+", '') FROM pg_replication_slots WHERE slot_name = "+quoteLiteral(c.cfg.Slot))
+		"coalesce(active_pid, 0), coalesce(confirmed_flush_lsn::text, ''), coalesce(restart_lsn::text, ''), "+
+		"coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = "+quoteLiteral(c.cfg.Slot))
 	if err != nil {
 		return SlotInfo{}, fmt.Errorf("read slot %s: %w", c.cfg.Slot, err)
 	}

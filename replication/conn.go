@@ -58,7 +58,26 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, connectErr(pc, err)
 	}
+	if err := checkServerVersion(pg); err != nil {
+		pg.Close(ctx)
+		return nil, err
+	}
 	return &Conn{pg: pg, cfg: cfg, user: pc.User, db: pc.Database}, nil
+}
+
+// MinServerMajor is the oldest PostgreSQL major version pgstream runs against.
+const MinServerMajor = 14
+
+// checkServerVersion refuses a server older than MinServerMajor, from the version it reported at
+// startup, before anything deeper fails in a way that does not say why.
+func checkServerVersion(pg *pgconn.PgConn) error {
+	v := pg.ParameterStatus("server_version")
+	if major := parseMajor(v); major < MinServerMajor {
+		return &Error{Kind: ErrServerVersion, Check: "server_version",
+			Msg: fmt.Sprintf("the server at %s runs PostgreSQL %s; pgstream needs PostgreSQL %d or newer", pg.Conn().RemoteAddr(), v, MinServerMajor),
+			Fix: fmt.Sprintf("upgrade the server to PostgreSQL %d or newer (every version before %d is past its end of life)", MinServerMajor, MinServerMajor)}
+	}
+	return nil
 }
 
 // NewSQLConn opens an ordinary (non-replication) connection with the same address, credentials, TLS
@@ -75,6 +94,10 @@ func NewSQLConn(ctx context.Context, cfg Config) (*pgconn.PgConn, error) {
 	pg, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, connectErr(pc, err)
+	}
+	if err := checkServerVersion(pg); err != nil {
+		pg.Close(ctx)
+		return nil, err
 	}
 	return pg, nil
 }

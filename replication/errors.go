@@ -49,6 +49,7 @@ var (
 	ErrUnreachable       = errors.New("server unreachable")
 	ErrTLS               = errors.New("TLS setup failed")
 	ErrDatabaseMissing   = errors.New("database does not exist")
+	ErrServerVersion     = errors.New("PostgreSQL version not supported")
 )
 
 // Error is a failure with its cause and the fix spelled out. Kind is one of the sentinels above.

@@ -87,6 +87,31 @@ func TestServerWithoutLogicalWAL(t *testing.T) {
 	_ = context.Background
 }
 
+// PostgreSQL 13 is past its end of life and lacks what pgstream asks of pgoutput: check and run
+// refuse it at once, naming the version found and the minimum, instead of failing deep inside
+// START_REPLICATION.
+func TestServerOlderThan14IsRefused(t *testing.T) {
+	c := pgtest.New(t, pgtest.Options{BinDir: pgtest.BinDirFor(t, 13)})
+	if c.Version != 13 {
+		t.Fatalf("the cluster runs PostgreSQL %d, want 13", c.Version)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("source:\n  url: "+c.URL("postgres")+"\ncheckpoint:\n  path: "+filepath.Join(dir, "ck")+"\nsinks:\n  - type: stdout\n"), 0o600)
+	for _, cmd := range []string{"check", "run"} {
+		out, code := runBinary(t, 60*time.Second, cmd, "--config", cfg)
+		if code == 0 {
+			t.Fatalf("%s: exit 0 against PostgreSQL 13:\n%s", cmd, out)
+		}
+		if !strings.Contains(out, "PostgreSQL 13.") || !strings.Contains(out, "PostgreSQL 14 or newer") {
+			t.Fatalf("%s: the error does not name the version found and the minimum:\n%s", cmd, out)
+		}
+	}
+	if n, err := c.Query("postgres", "SELECT count(*) FROM pg_replication_slots"); err != nil || n != "0" {
+		t.Fatalf("a slot was created on PostgreSQL 13: %q, %v", n, err)
+	}
+}
+
 func TestCheckCommandOnAHealthyServer(t *testing.T) {
 	db := newDB(t)
 	dir := t.TempDir()

@@ -44,6 +44,8 @@ type Options struct {
 	WalLevel string
 	// Settings are extra postgresql.conf lines, e.g. {"wal_sender_timeout": "2s"}.
 	Settings map[string]string
+	// BinDir holds the server binaries to use; "" means BinDir().
+	BinDir string
 }
 
 // Cluster is a running throwaway PostgreSQL server.
@@ -85,9 +87,12 @@ func versionOf(binDir string) int {
 
 // Start creates and starts a cluster. Call Close to stop it and remove its directory.
 func Start(opts Options) (*Cluster, error) {
-	bin, err := BinDir()
-	if err != nil {
-		return nil, err
+	bin := opts.BinDir
+	if bin == "" {
+		var err error
+		if bin, err = BinDir(); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp("", "pgstream-pg-")
 	if err != nil {

