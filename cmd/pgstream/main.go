@@ -103,6 +103,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return runCheck(ctx, cfg, log, stdout)
 		}
 		if err := runStream(ctx, cfg, log, stdout, bar); err != nil {
+			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+				// SIGINT or SIGTERM cut short something that was waiting, such as a sink still being
+				// reached at start-up: the stop was asked for, and nothing unacknowledged was confirmed.
+				log.Info("pgstream stopped", zap.String("interrupted", err.Error()))
+				return 0
+			}
 			log.Error("pgstream stopped with an error", zap.Error(err))
 			fmt.Fprintf(stderr, "pgstream: %v\n", err)
 			return 1

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -389,11 +390,11 @@ func TestSIGKILLWithKafkaAndNATS(t *testing.T) {
 		want += v + 1 // the insert, then one update per version
 	}
 	p := startBinary(t, "run", "--config", cfg)
+	// The kills may have left every change in JetStream already: the count alone does not show
+	// that this run has started streaming.
+	waitStreamingOn(t, cluster, slot, p)
 	waitStreamCount(t, url, stream, want, 180*time.Second)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-p.done; err != nil {
-		t.Fatalf("pgstream did not stop cleanly: %v\n%s", err, p.stderr)
-	}
+	stopBinary(t, p)
 
 	msgs := streamMessages(t, url, stream)
 	seen := map[string]bool{}
@@ -688,4 +689,43 @@ func refuseProduce(c *kfake.Cluster, down *atomic.Bool) {
 		}
 		return kafkatest.ProduceError(req, kerr.NotEnoughReplicas.Code), nil, true
 	})
+}
+
+// SIGTERM while pgstream is still reaching a sink at start-up (a Kafka broker that accepts the
+// connection and never answers) is a stop that was asked for: pgstream exits 0 at once instead of
+// reporting the interrupted wait as a failure.
+func TestStopWhileReachingASinkIsClean(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	defer func() {
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	}()
+	db := newDB(t)
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, db, "stop_"+db, fmt.Sprintf("  - type: kafka\n    brokers: [%s]\n    topic: t\n", ln.Addr()))
+	p := startBinary(t, "run", "--config", cfg)
+	select {
+	case c := <-accepted:
+		accepted <- c
+	case err := <-p.done:
+		t.Fatalf("pgstream exited before reaching the broker: %v\n%s", err, p.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("pgstream never connected to the broker\n%s", p.stderr)
+	}
+	stopBinary(t, p)
 }

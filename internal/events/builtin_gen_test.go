@@ -71,6 +71,11 @@ func TestBuiltinTypes(t *testing.T) {
 			continue
 		}
 		seen++
+		if got.Category == 'Z' && ti.Category == 'S' && sharedCluster(t).Version < 15 {
+			// PostgreSQL 15 gave the internal-use types their own category Z; before, they were
+			// strings. Only category A (arrays) changes how a value is encoded.
+			ti.Category = 'Z'
+		}
 		if got != ti {
 			t.Errorf("builtin type %d: table %+v, server %+v", ti.OID, got, ti)
 		}
