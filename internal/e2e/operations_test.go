@@ -259,6 +259,12 @@ func TestHeartbeats(t *testing.T) {
 		t.Fatalf("the sink got an event although the tables were idle and heartbeat_to_sinks is off: %s", e.Raw)
 	}
 
+	if pg.Version < 15 {
+		// Before 15, pgoutput sends the empty BEGIN/COMMIT of a transaction that changed no
+		// published table, so such a heartbeat does come back.
+		t.Logf("PostgreSQL %d sends empty transactions: the heartbeat into an unpublished table comes back", pg.Version)
+		return
+	}
 	dir = t.TempDir()
 	b = startOpsBinaryWith(t, pg, dir, "hb_outside", "  tables: [public.t]\n"+
 		"  heartbeat_interval: 1s\n  heartbeat_query: INSERT INTO outside VALUES (now())\n")
