@@ -2,7 +2,7 @@ GO      ?= go
 BIN     := bin/pgstream
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all setup build demo test test-short test-stress vet fuzz bench bench-quick clean
+.PHONY: all setup build demo test test-versions test-short test-stress vet fuzz bench bench-quick clean
 
 all: build
 
@@ -16,11 +16,19 @@ build:
 demo: setup
 	$(GO) run ./cmd/pgstream demo --duration 20s
 
-# The whole suite, with the race detector. Tests start their own PostgreSQL clusters, an in-process
-# Kafka, and use the local nats-server or an embedded one.
+# The whole suite, with the race detector, on the machine's PostgreSQL (Debian's 15), then the
+# contract tests on PostgreSQL 14, 16, 17 and 18 (test-versions). Tests start their own PostgreSQL
+# clusters, an in-process Kafka, and use the local nats-server or an embedded one.
 test: setup
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m -p 2 ./...
+	bash scripts/test-versions.sh
+
+# The protocol, catalog and snapshot packages and the end-to-end contract tests against each of
+# PostgreSQL 14, 16, 17 and 18, whose server binaries scripts/postgres.sh installs into a cache.
+# PG_VERSIONS="17 18" and VERSION_RUN='^TestFailover' narrow it.
+test-versions: setup
+	bash scripts/test-versions.sh
 
 # The timing-sensitive packages, each test run STRESS_COUNT times (default 3) with one core kept
 # busy: a test that passes only on a quiet machine fails here. STRESS_PKGS and STRESS_RUN narrow it,

@@ -317,7 +317,11 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 		fmt.Fprintf(out, "ok    %s\n", name)
 	}
 	conn, err := replication.Connect(ctx, cfg.Source.Config)
-	report("connect to "+replication.RedactURL(cfg.Source.URL)+" in replication mode", err)
+	what := "connect to " + replication.RedactURL(cfg.Source.URL) + " in replication mode"
+	if err == nil {
+		what += ": PostgreSQL " + conn.PgConn().ParameterStatus("server_version")
+	}
+	report(what, err)
 	if err == nil {
 		defer conn.Close(context.Background())
 		sys, err := conn.IdentifySystem(ctx)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the tests that prove pgstream's contract against every supported PostgreSQL version other
+# than the default suite's: each version's server binaries come from scripts/postgres.sh, and
+# PGSTREAM_PG_MAJOR makes a test fail if it met another version.
+#
+#   PG_VERSIONS   the major versions (default "14 16 17 18"; the default suite runs on 15)
+#   VERSION_RUN   the -run pattern of the end-to-end tests (default: the contract below)
+#   VERSION_PKGS  the packages run whole (default: replication, events and snapshot; "" for none)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+versions="${PG_VERSIONS:-14 16 17 18}"
+# Every op and value, TOAST and both replica identities, schema changes, transactions, crash safety
+# under SIGKILL, snapshot + stream, the database gone back in time, and what only some versions
+# have (failover slots, decoding from a standby). The protocol, catalog and snapshot packages run
+# whole.
+contract='^(TestEveryOperation|TestValueMapping|TestReplicaIdentityFullAndToast|TestSchemaChangeMidStream|TestRollbackAndSavepointsAreInvisible|TestCopyRowsGetTheirOwnIDs|TestCrashSafety|TestSnapshotConsistentUnderLoad|TestSnapshotSurvivesSIGKILL|TestOnlineResnapshot|TestDatabaseWentBackInTime|TestCheckCommandOnAHealthyServer|TestFailover.*|TestStandbyDecoding.*)$'
+run="${VERSION_RUN:-$contract}"
+pkgs="${VERSION_PKGS-./replication/ ./internal/events/ ./internal/snapshot/}"
+
+failed=""
+for major in $versions; do
+  bin="$(bash scripts/postgres.sh "$major")"
+  echo "== PostgreSQL $major ($bin)"
+  start=$SECONDS
+  export PGSTREAM_PG_BIN="$bin" PGSTREAM_PG_MAJOR="$major"
+  # shellcheck disable=SC2086
+  if { [ -z "$pkgs" ] || go test -race -count=1 -timeout 20m -p 2 $pkgs; } &&
+    { [ -z "$run" ] || go test -race -count=1 -timeout 20m -run "$run" ./internal/e2e/; }; then
+    echo "== PostgreSQL $major: ok ($((SECONDS - start)) s)"
+  else
+    echo "== PostgreSQL $major: FAILED ($((SECONDS - start)) s)"
+    failed="$failed $major"
+  fi
+done
+if [ -n "$failed" ]; then
+  echo "test-versions: failed on PostgreSQL$failed" >&2
+  exit 1
+fi
