@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,5 +120,40 @@ func TestCheckCommandOnAHealthyServer(t *testing.T) {
 	out, code := runBinary(t, 60*time.Second, "check", "--config", cfg)
 	if code != 0 || strings.Contains(out, "FAIL") {
 		t.Fatalf("check failed on a healthy server (exit %d):\n%s", code, out)
+	}
+}
+
+// A role that may not call pg_logical_emit_message cannot write heartbeats: run refuses at start
+// with the GRANT for the signature this server has (PostgreSQL 17 added a fourth parameter) and
+// the options that avoid it.
+func TestHeartbeatWithoutGrantIsRefused(t *testing.T) {
+	db := newDB(t)
+	slot := "hbgrant_" + db
+	role := "hb_" + db
+	exec1(t, db, fmt.Sprintf(`CREATE TABLE t (id int PRIMARY KEY);
+CREATE PUBLICATION pgs_%s FOR ALL TABLES;
+CREATE ROLE %s LOGIN REPLICATION PASSWORD 'pw';
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s;
+DO $$ BEGIN EXECUTE format('REVOKE EXECUTE ON FUNCTION %%s FROM PUBLIC', coalesce(
+  to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text,boolean)'),
+  to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text)'))); END $$`, slot, role, role))
+	t.Cleanup(func() {
+		_ = cluster.Exec("postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE); DROP ROLE IF EXISTS "+role)
+	})
+	want := "GRANT EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean,text,text)"
+	if cluster.Version >= 17 {
+		want = "GRANT EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean,text,text,boolean)"
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("source:\n  url: %s\n  slot: %s\n  publication: pgs_%s\n  heartbeat_interval: 1s\n"+
+		"snapshot:\n  mode: never\ncheckpoint:\n  path: %s\nsinks:\n  - type: stdout\n",
+		cluster.URLAs(role, "pw", db), slot, slot, filepath.Join(dir, "ck"))), 0o600)
+	out, code := runBinary(t, 60*time.Second, "run", "--config", cfg)
+	if code == 0 || !strings.Contains(out, want) || !strings.Contains(out, "heartbeat_interval") {
+		t.Fatalf("run as a role without EXECUTE on pg_logical_emit_message: exit %d, want the error to name %q:\n%s", code, want, out)
+	}
+	if n, err := cluster.Query(db, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+slot+"'"); err != nil || n != "0" {
+		t.Fatalf("a slot was created although heartbeats were refused: %q, %v", n, err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,15 +59,27 @@ func newHeartbeater(p *Pipeline) *heartbeater {
 // check refuses heartbeats the role may not write, naming the grant or the option, and reports
 // whether heartbeats can run here (not on a standby, where nothing can be written).
 func (h *heartbeater) check(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
+	// PostgreSQL 17 added a fourth parameter (flush, with a default): the function is looked up by
+	// whichever signature the server has.
 	v, err := replication.Value(ctx, conn, "SELECT pg_is_in_recovery()::text || ' ' || "+
-		"has_function_privilege('pg_catalog.pg_logical_emit_message(boolean,text,text)', 'EXECUTE')::text || ' ' || current_user")
+		"coalesce(has_function_privilege(f::oid, 'EXECUTE'), false)::text || ' ' || coalesce(f::text, '-') || ' ' || current_user "+
+		"FROM coalesce(to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text,boolean)'), "+
+		"to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text)')) f")
 	if err != nil {
 		return false, fmt.Errorf("check heartbeats: %w", err)
 	}
 	var recovery, allowed bool
-	var user string
-	if _, err := fmt.Sscanf(v, "%t %t %s", &recovery, &allowed, &user); err != nil {
-		return false, fmt.Errorf("check heartbeats: %q: %w", v, err)
+	recStr, rest, _ := strings.Cut(v, " ")
+	allowedStr, rest, _ := strings.Cut(rest, " ")
+	fn, user, _ := strings.Cut(rest, " ") // the user name last: it may hold spaces
+	if recovery, err = strconv.ParseBool(recStr); err == nil {
+		allowed, err = strconv.ParseBool(allowedStr)
+	}
+	if err != nil || user == "" || fn == "" {
+		return false, fmt.Errorf("check heartbeats: unexpected answer %q", v)
+	}
+	if !strings.HasPrefix(fn, "pg_catalog.") {
+		fn = "pg_catalog." + fn
 	}
 	if recovery {
 		h.p.log.Warn("the source is a standby, where no heartbeat can be written: heartbeats are off")
@@ -73,8 +87,8 @@ func (h *heartbeater) check(ctx context.Context, conn *pgconn.PgConn) (bool, err
 	}
 	if h.cfg.Query == "" && !allowed {
 		return false, fmt.Errorf("source.heartbeat_interval: role %s may not call pg_logical_emit_message: "+
-			"GRANT EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean, text, text) TO %s, set source.heartbeat_query, "+
-			"or turn heartbeats off with a negative source.heartbeat_interval", user, replication.QuoteIdent(user))
+			"GRANT EXECUTE ON FUNCTION %s TO %s, set source.heartbeat_query, "+
+			"or turn heartbeats off with a negative source.heartbeat_interval", user, fn, replication.QuoteIdent(user))
 	}
 	return true, nil
 }

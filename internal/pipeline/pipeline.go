@@ -339,6 +339,23 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if err := conn.EnsurePublication(ctx); err != nil {
 		return err
 	}
+	p.catalog = &lazyCatalog{cfg: p.src}
+	// Heartbeats the role may not write are refused before a slot is created for nothing.
+	var beats *heartbeater
+	if p.cfg.Heartbeat.Interval > 0 {
+		conn, err := p.catalog.pg(ctx)
+		if err != nil {
+			return err
+		}
+		hb := newHeartbeater(p)
+		ok, err := hb.check(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if ok {
+			beats = hb
+		}
+	}
 	cp, found, start := st.Checkpoint, st.Found, st.Start
 	snapshotNow := st.Snapshot
 	if st.CreateSlot {
@@ -364,7 +381,6 @@ func (p *Pipeline) open(ctx context.Context) error {
 	}
 	p.ck.ident = checkpoint.Checkpoint{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, Slot: p.src.Slot}
 	pos := checkpoint.Position{CommitLSN: start.SkipThrough, EndLSN: start.From}
-	p.catalog = &lazyCatalog{cfg: p.src}
 	p.sn.db, p.sn.push, p.sn.catalog, p.sn.save = sys.DBName, p.push, p.catalog, p.ck.save
 	// The snapshot state is read by SnapshotProgress from other goroutines from the start.
 	tables := cp.Snapshot
@@ -411,19 +427,8 @@ func (p *Pipeline) open(ctx context.Context) error {
 		enc:       events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog),
 		maxEvents: p.cfg.MaxBatchEvents, maxBytes: p.cfg.MaxBatchBytes, endLSN: p.cfg.EndLSN}
 	p.app.heartbeatToSinks = p.cfg.Heartbeat.ToSinks
-	if p.cfg.Heartbeat.Interval > 0 {
-		conn, err := p.catalog.pg(ctx)
-		if err != nil {
-			return err
-		}
-		hb := newHeartbeater(p)
-		ok, err := hb.check(ctx, conn)
-		if err != nil {
-			return err
-		}
-		if ok {
-			p.beats, p.app.onHeartbeat = hb, hb.received
-		}
+	if beats != nil {
+		p.beats, p.app.onHeartbeat = beats, beats.received
 	}
 	if p.cfg.TransactionMarkers {
 		p.app.markers = events.NewMarkers(events.Options{Database: sys.DBName, Now: p.now})
