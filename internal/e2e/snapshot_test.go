@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgstream/pgstream/internal/pgtest"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/sinks"
@@ -782,4 +783,88 @@ WHERE backend_type = 'walsender' AND datname = '%s'`, db))
 	if ops["r"] != 20000 {
 		t.Fatalf("events by op %v, want 20000 snapshot reads", ops)
 	}
+}
+
+// useCluster makes the package's helpers talk to pg for the rest of the test.
+func useCluster(t *testing.T, pg *pgtest.Cluster) {
+	prev := cluster
+	cluster = pg
+	t.Cleanup(func() { cluster = prev })
+}
+
+// TestResnapshotSeesATransactionCommittingAtItsLowWatermark reads chunks between watermarks while
+// a transaction T sits between its commit record and becoming visible: a synchronous standby that
+// never answers holds it there, as any commit is held for an instant. The stream delivers T's
+// updates before the next low watermark, so the chunk read after that watermark must see them; a
+// read that does not wait for T delivers T's rows stale, after their updates. T is the newest
+// transaction, which txid_current_snapshot()'s list of running transactions leaves out.
+func TestResnapshotSeesATransactionCommittingAtItsLowWatermark(t *testing.T) {
+	pg := pgtest.New(t, pgtest.Options{Settings: map[string]string{
+		// Nothing but T may end a transaction while it waits: that would put T on the list.
+		"autovacuum": "off", "synchronous_commit": "local"}})
+	useCluster(t, pg)
+	db := newDB(t)
+	// Room on every page, so that T's new row versions stay on their pages (HOT) instead of going
+	// to the table's end, where a later chunk would read them again and hide a stale one.
+	exec1(t, db, `CREATE TABLE live (id int PRIMARY KEY, v int NOT NULL, pad text) WITH (fillfactor = 50);
+INSERT INTO live SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, 30000) i;`)
+	r := startPipeline(t, db, runOpts{tables: []string{"public.live"}, pcfg: pipeline.Config{
+		Snapshot:  pipeline.SnapshotConfig{Mode: pipeline.SnapshotNever, ChunkPages: 8, Workers: 1, MaxRowsPerSecond: 2000},
+		Heartbeat: pipeline.HeartbeatConfig{Interval: -1}}})
+	r.waitStreaming()
+	pg.MustExec(t, "postgres", "ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+	pg.MustExec(t, "postgres", "SELECT pg_reload_conf()")
+	release := func() {
+		_ = pg.Exec("postgres", "ALTER SYSTEM RESET synchronous_standby_names")
+		_ = pg.Exec("postgres", "SELECT pg_reload_conf()")
+	}
+	t.Cleanup(release)
+	exec1(t, db, `SELECT pg_logical_emit_message(true, 'pgstream.snapshot', '{"tables":["public.live"]}')`)
+	waitUntil(t, 120*time.Second, "the re-snapshot's first rows", nil, func() bool {
+		for _, e := range readWrittenEvents(t, r.path) {
+			if e.Op == "r" {
+				return true
+			}
+		}
+		return false
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	tconn, err := pg.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tconn.Close(context.Background())
+	tDone := make(chan error, 1)
+	go func() {
+		_, err := tconn.Exec(ctx, "SET synchronous_commit = on; UPDATE live SET v = v + 1 WHERE id % 10 = 0").ReadAll()
+		tDone <- err
+	}()
+	tPID := tconn.PID()
+	var waitStart string
+	waitUntil(t, 120*time.Second, "T to wait for the synchronous standby after its commit record", nil, func() bool {
+		v, err := pg.Query("postgres", fmt.Sprintf("SELECT state_change::text FROM pg_stat_activity WHERE pid = %d AND wait_event = 'SyncRep'", tPID))
+		waitStart = v
+		return err == nil && v != ""
+	})
+	// Release T once a chunk's low watermark has certainly been written after T's commit record:
+	// the reader waits for T, or (one reader, one chunk after another) two more chunks are done.
+	doneAtWait := r.p.SnapshotProgress().ChunksDone
+	waitUntil(t, 180*time.Second, "a chunk read begun after T's commit record", nil, func() bool {
+		if r.p.SnapshotProgress().ChunksDone >= doneAtWait+2 {
+			return true
+		}
+		v, err := pg.Query("postgres", fmt.Sprintf(`SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'
+AND application_name = 'pgstream' AND query LIKE '%%pg_locks%%' AND query_start > '%s'::timestamptz`, db, waitStart))
+		return err == nil && v != "0"
+	})
+	release()
+	if err := <-tDone; err != nil {
+		t.Fatalf("T: %v", err)
+	}
+	evs := markDone(t, db, r.path, r.ckpt, 300*time.Second)
+	got, ops := materialize(t, evs)
+	compareState(t, got, dbState(t, db, []string{"live"}))
+	t.Logf("events by op: %v; chunks done since T began to wait: %d", ops, r.p.SnapshotProgress().ChunksDone-doneAtWait)
 }

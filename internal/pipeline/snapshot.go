@@ -729,34 +729,30 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, r *s
 	// A transaction whose commit record precedes the low watermark may not be visible yet when the
 	// watermark is written (between its commit record and its removal from the process array, which
 	// a synchronous standby can make long): the chunk's snapshot would miss it while the stream
-	// delivers it before the window. So the chunk is read in a snapshot in which every transaction
-	// running after the watermark has ended; txid_status cannot tell, as it reports a transaction
-	// committed from the commit log before other snapshots see it. The txid_ functions exist on every
-	// supported server (the pg_snapshot ones only from 13 on).
-	xip, err := replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM txid_snapshot_xip(txid_current_snapshot()) x")
+	// delivers it before the window. So the chunk is read in a snapshot taken once every
+	// transaction running after the watermark has ended. pg_locks names them all: each holds an
+	// exclusive lock on its own xid until after it has become visible. txid_current_snapshot() does
+	// not: its xip leaves out running transactions newer than the newest completed one (they lie
+	// at or past its xmax), which is the common case of a transaction committing just then.
+	const runningXIDs = "SELECT transactionid FROM pg_catalog.pg_locks WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted"
+	running, err := replication.Value(ctx, conn, "SELECT coalesce(array_agg(transactionid)::text, '{}') FROM ("+runningXIDs+") r")
 	if err != nil {
 		return fmt.Errorf("read running transactions: %w", err)
 	}
-	for {
-		// The first statement of the transaction takes its snapshot, which the check then reads.
-		if err := replication.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
-			return fmt.Errorf("begin chunk read: %w", err)
-		}
-		if xip, err = replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::int8[]) x "+
-			"WHERE NOT txid_visible_in_snapshot(x, txid_current_snapshot())", xip); err != nil {
-			return fmt.Errorf("wait for running transactions: %w", err)
-		}
-		if xip == "{}" {
-			break
-		}
-		if err := replication.Exec(ctx, conn, "ROLLBACK"); err != nil {
-			return fmt.Errorf("wait for running transactions: %w", err)
-		}
+	for running != "{}" {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
+		if running, err = replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::xid[]) x "+
+			"WHERE x IN ("+runningXIDs+")", running); err != nil {
+			return fmt.Errorf("wait for running transactions: %w", err)
+		}
+	}
+	// Every one of them ended before this snapshot is taken, so it sees them all.
+	if err := replication.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
+		return fmt.Errorf("begin chunk read: %w", err)
 	}
 	var rows *batch
 	err = sn.readChunk(ctx, conn, r, pt, j, nil, 0, 0, func(b *batch) bool { rows = b; return true })
