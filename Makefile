@@ -48,6 +48,9 @@ fuzz:
 # BENCH_FLAGS adds flags, e.g. make bench BENCH_FLAGS="-repeats 5" or BENCH_FLAGS="-phases snapshot".
 # make bench BENCH_FLAGS="-baseline REV" also builds pgstream at git revision REV and measures it in
 # the same run, with current/baseline ratios and a "no regression against REV" target per phase.
+# The mixed and bigtx phases also measure pgstream with its metrics endpoint on and scraped every
+# second beside the same client with it off, with on/off ratios and a "metrics endpoint costs < 5%"
+# target; BENCH_FLAGS="-endpoint=false" leaves that out.
 bench: setup
 	$(GO) run ./bench/cmd/pgbench -out bench/out $(BENCH_FLAGS)
 

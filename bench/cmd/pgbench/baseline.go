@@ -15,7 +15,8 @@ import (
 
 // The "no regression against REV" targets: the current build's median throughput (changes or rows
 // per second) is at least minThroughputRatio of the baseline's, and its median CPU per change at most
-// maxCPURatio of the baseline's.
+// maxCPURatio of the baseline's. The metrics endpoint's cost target holds the endpoint-on client to
+// the same ratios of the endpoint-off one.
 const (
 	minThroughputRatio = 0.95
 	maxCPURatio        = 1.05
@@ -157,8 +158,9 @@ func (b *baseline) drop(key string) {
 	}
 }
 
-// versus is the current build's medians over the baseline's: throughput (changes or rows per
-// second), CPU per change and peak RSS. A ratio whose baseline figure is 0 is NaN.
+// versus is one client's medians over another's (the current build's over the baseline's, the
+// endpoint-on client's over the file-sink client's): throughput (changes or rows per second), CPU
+// per change and peak RSS. A ratio whose reference figure is 0 is NaN.
 type versus struct {
 	throughput, cpu, rss float64
 }
@@ -170,8 +172,13 @@ func ratio(cur, base float64) float64 {
 	return cur / base
 }
 
-// ok reports whether the current build shows no regression: throughput ratio ≥ minThroughputRatio and
-// CPU ratio ≤ maxCPURatio. A NaN ratio is not ok.
+// streamFigures are the ratios in the words of the streaming phases.
+func (v versus) streamFigures() string {
+	return fmt.Sprintf("throughput %.2f×, CPU per change %.2f×, peak RSS %.2f×", v.throughput, v.cpu, v.rss)
+}
+
+// ok reports whether the client shows no regression against its reference: throughput ratio ≥
+// minThroughputRatio and CPU ratio ≤ maxCPURatio. A NaN ratio is not ok.
 func (v versus) ok() bool { return v.throughput >= minThroughputRatio && v.cpu <= maxCPURatio }
 
 // noRegression is the first column of the "no regression" row of the Targets table for a phase:

@@ -107,6 +107,7 @@ func TestExampleNamesTemplateKeys(t *testing.T) {
 		streamConfig("postgres://x", "s", "/ck", "  - type: file\n    path: /out\n", pipeline),
 		streamConfig("postgres://x", "s", "/ck", "  - type: stdout\n", pipeline),
 		snapshotConfig("postgres://x", "s", "/ck", "/out", pipeline, 2),
+		streamConfig("postgres://x", "s", "/ck", fileSink("/out"), pipeline) + (&scraper{listen: "127.0.0.1:10001"}).config(),
 	} {
 		if got := b.config(cfg); got != cfg {
 			t.Errorf("config changed:\n%s\nto\n%s", cfg, got)
@@ -117,20 +118,44 @@ func TestExampleNamesTemplateKeys(t *testing.T) {
 	}
 }
 
-// Every client runs once a repeat; the baseline runs next to the current file-sink client, each
-// of the two first in turn.
+// Every client runs once a repeat; the baseline and the endpoint-on client run next to the
+// current file-sink client, the group turning by one place each repeat.
 func TestRunOrder(t *testing.T) {
-	clients := streamClients(&baseline{rev: "old"})
+	clients := streamClients(&baseline{rev: "old"}, false)
 	if want := []string{clientRecv, clientFile, clientStdout, "pgstream@old file"}; !slices.Equal(clients, want) {
 		t.Fatalf("clients %q, want %q", clients, want)
 	}
 	for r, want := range [][]int{{0, 1, 3, 2}, {0, 3, 1, 2}, {0, 1, 3, 2}} {
-		if got := runOrder(len(clients), r); !slices.Equal(got, want) {
+		if got := runOrder(clients, r); !slices.Equal(got, want) {
 			t.Errorf("repeat %d: order %v, want %v", r, got, want)
 		}
 	}
-	if got := runOrder(len(streamClients(nil)), 1); !slices.Equal(got, []int{0, 1, 2}) {
+	if got := runOrder(streamClients(nil, false), 1); !slices.Equal(got, []int{0, 1, 2}) {
 		t.Errorf("without a baseline: order %v", got)
+	}
+	if got := runOrder(streamClients(nil, true), 1); !slices.Equal(got, []int{0, 3, 1, 2}) {
+		t.Errorf("with the endpoint: order %v", got)
+	}
+	clients = streamClients(&baseline{rev: "old"}, true)
+	if want := []string{clientRecv, clientFile, clientStdout, "pgstream@old file", clientEndpoint}; !slices.Equal(clients, want) {
+		t.Fatalf("clients %q, want %q", clients, want)
+	}
+	for r, want := range [][]int{{0, 1, 3, 4, 2}, {0, 3, 4, 1, 2}, {0, 4, 1, 3, 2}, {0, 1, 3, 4, 2}} {
+		if got := runOrder(clients, r); !slices.Equal(got, want) {
+			t.Errorf("baseline and endpoint, repeat %d: order %v, want %v", r, got, want)
+		}
+	}
+}
+
+// Every client of a repeat has its own slot.
+func TestSlotNames(t *testing.T) {
+	got := slotNames("mixed", 2, streamClients(&baseline{rev: "old"}, true))
+	want := [][]string{
+		{"mixed_recv_1", "mixed_file_1", "mixed_stdout_1", "mixed_base_1", "mixed_endpoint_1"},
+		{"mixed_recv_2", "mixed_file_2", "mixed_stdout_2", "mixed_base_2", "mixed_endpoint_2"},
+	}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("slots %q, want %q", got, want)
 	}
 }
 

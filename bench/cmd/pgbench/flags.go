@@ -29,6 +29,7 @@ type options struct {
 	snapWork   []int    // snapshot.workers of the measured snapshot runs
 	pipeline   listFlag // extra key: value lines of the pgstream pipeline section
 	baseline   string   // a git revision to build and measure beside the current tree; "": none
+	endpoint   bool     // also measure the file-sink client with its operations endpoint on, scraped
 }
 
 // listFlag collects the values of a repeated flag.
@@ -61,6 +62,7 @@ func parseOptions() (options, error) {
 	snapWorkers := flag.String("snapshot-workers", "2,1", "comma-separated snapshot.workers values, one measured pgstream snapshot run each per repeat")
 	flag.Var(&o.pipeline, "pipeline", "key=value added to the pipeline section of pgstream's configuration (repeatable), e.g. max_in_flight_bytes=8388608")
 	flag.StringVar(&o.baseline, "baseline", "", "a git revision of this repository (e.g. main or HEAD~1) to build and measure beside the current tree in the mixed, bigtx and snapshot phases, with its current/baseline ratios in the report (empty: none)")
+	flag.BoolVar(&o.endpoint, "endpoint", true, "also measure, in the mixed and bigtx phases, pgstream with the file sink and its operations endpoint on (http.listen on 127.0.0.1, GET /metrics scraped every second), beside the same client with it off, with on/off ratios and a \"metrics endpoint costs < 5%\" target in the report; -endpoint=false leaves it out")
 	flag.Parse()
 	o.phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {

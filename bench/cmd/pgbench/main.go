@@ -4,10 +4,12 @@
 // micro-benchmarks. It also measures an initial snapshot of a table (snapshot.mode: initial_only,
 // file sink) against a plain COPY of the same table. With -baseline REV it also builds pgstream at
 // that git revision and measures it beside the current tree in the same run (the mixed, bigtx and
-// snapshot phases), so that a change is compared with its base. It prints a Markdown report and
-// writes it to <out>/results.md.
+// snapshot phases), so that a change is compared with its base. With -endpoint (the default) it
+// also measures, in the mixed and bigtx phases, pgstream with its operations endpoint on and
+// scraped every second, beside the same client with it off, so that what the metrics cost shows.
+// It prints a Markdown report and writes it to <out>/results.md.
 //
-//	go run ./bench/cmd/pgbench [-rows N] [-bigtx-rows N] [-snapshot-rows N] [-repeats R] [-out DIR] [-baseline REV]
+//	go run ./bench/cmd/pgbench [-rows N] [-bigtx-rows N] [-snapshot-rows N] [-repeats R] [-out DIR] [-baseline REV] [-endpoint=false]
 //
 // The program is laid out by phase. run builds pgstream, starts PostgreSQL and runs the phases in
 // order; each phase is a method of measurer in its own file, beside the code that writes the
@@ -17,6 +19,7 @@
 //	run.go        run, measurer and what the phases share
 //	baseline.go   -baseline: building pgstream at a revision, its configuration, the ratios and thresholds
 //	streaming.go  phases mixed and bigtx: pgstream against pg_recvlogical on sibling slots
+//	endpoint.go   -endpoint: the endpoint-on client, its scrapes and check run, its ratios and target
 //	snapshot.go   phase snapshot: an initial snapshot against psql COPY
 //	latency.go    phase latency: commit-to-acknowledged latency at a steady rate
 //	profile.go    the CPU and allocation profiles of an in-process run on the mixed workload

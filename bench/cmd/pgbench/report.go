@@ -30,7 +30,8 @@ type results struct {
 	loadavg    map[string]string // 1, 5 and 15 minute load averages when each phase started
 	microAlloc map[string]float64
 	snap       snapResult
-	base       *baseline // nil without -baseline
+	base       *baseline       // nil without -baseline
+	endpoint   endpointResults // nil without -endpoint
 }
 
 func verdict(ok bool) string {

@@ -25,7 +25,7 @@ func everyPhase() *results {
 		snap:       snapResult{rows: 100, workers: []int{1}},
 	}
 	for _, wl := range []string{"mixed", "bigtx"} {
-		for _, c := range streamClients(nil) {
+		for _, c := range streamClients(nil, false) {
 			r.runs = append(r.runs, bench.Run{Workload: wl, Client: c, Repeat: 1, Changes: r.changes[wl], Usage: u})
 		}
 	}
@@ -242,6 +242,114 @@ func TestVersusThresholds(t *testing.T) {
 	} {
 		if got := tc.v.ok(); got != tc.ok {
 			t.Errorf("%+v ok = %v, want %v", tc.v, got, tc.ok)
+		}
+	}
+}
+
+// withEndpoint returns everyPhase's results with the endpoint-on client measured beside the
+// file-sink client: in mixed it costs 2% of the throughput, 4% more CPU per change and 10% more
+// peak RSS (met); in bigtx 10% more CPU (NOT met), and its check run did not complete.
+func withEndpoint() *results {
+	r := everyPhase()
+	r.endpoint = endpointResults{}
+	mixed := bench.Usage{Wall: 1020 * time.Millisecond, User: 520 * time.Millisecond, MaxRSS: 22 << 20}
+	big := bench.Usage{Wall: time.Second, User: 550 * time.Millisecond, MaxRSS: 20 << 20}
+	r.runs = append(r.runs,
+		bench.Run{Workload: "mixed", Client: clientEndpoint, Repeat: 1, Changes: r.changes["mixed"], Usage: mixed},
+		bench.Run{Workload: "bigtx", Client: clientEndpoint, Repeat: 1, Changes: r.changes["bigtx"], Usage: big})
+	*r.endpoint.of("mixed") = endpointFigures{scrapes: []int{3}, checked: true, checkScrapes: 4, checkEvents: 13}
+	*r.endpoint.of("bigtx") = endpointFigures{scrapes: []int{2}}
+	return r
+}
+
+// endpointRows returns the rows of the Targets table for the metrics endpoint's cost.
+func endpointRows(report string) []string {
+	_, table, _ := strings.Cut(report, "\n## Targets\n")
+	var out []string
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, "| metrics endpoint costs ") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// With -endpoint, the streaming section compares the endpoint-on client with the file-sink client
+// and lists what the scrapes counted, and the Targets table has a cost row per workload.
+func TestReportEndpoint(t *testing.T) {
+	var b bytes.Buffer
+	withEndpoint().write(&b)
+	report := b.String()
+	for _, want := range []string{
+		"### pgstream file, endpoint on against pgstream file (medians)",
+		"scraped (GET /metrics) every 1s by the benchmark while it runs",
+		"The endpoint costs less than 5%: throughput ratio ≥ 0.95 and CPU-per-change ratio ≤ 1.05.",
+		"| workload | changes/s: on / off | ratio | client CPU s / M changes: on / off | ratio | peak RSS MiB: on / off | ratio |\n",
+		"| mixed | 13 / 13 | 0.98× | 40000.00 / 38461.54 | 1.04× | 22.0 / 20.0 | 1.10× |\n",
+		"| bigtx | 10 / 10 | 1.00× | 55000.00 / 50000.00 | 1.10× | 20.0 / 20.0 | 1.00× |\n",
+		"| mixed | 3 | 4 | 13 | 13 |\n",
+		"| bigtx | 2 | not run | – | 10 |\n",
+		"| pgstream file, endpoint on | 1 | 1.02 |",         // one more client of the summary table
+		"| mixed | pgstream file, endpoint on | 1 | 1.02 |", // and of every run
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	want := []string{
+		"| metrics endpoint costs < 5% throughput/CPU (mixed, file sink scraped every 1s; met when throughput ≥ 0.95× and CPU per change ≤ 1.05× endpoint off, medians) | throughput 0.98×, CPU per change 1.04×, peak RSS 1.10× | met |",
+		"| metrics endpoint costs < 5% throughput/CPU (bigtx, file sink scraped every 1s; met when throughput ≥ 0.95× and CPU per change ≤ 1.05× endpoint off, medians) | throughput 1.00×, CPU per change 1.10×, peak RSS 1.00× | NOT met |",
+	}
+	if got := endpointRows(report); !slices.Equal(got, want) {
+		t.Errorf("endpoint targets:\n%q\nwant\n%q", got, want)
+	}
+	// Each workload's row follows its file-sink rows; the other targets are unchanged.
+	rowOf := func(line string) string { return strings.TrimPrefix(strings.Split(line, " | ")[0], "| ") }
+	if got := targets(report); len(got) != 12 || got[2] != rowOf(want[0]) || got[5] != rowOf(want[1]) {
+		t.Errorf("targets %q", got)
+	}
+
+	// With -baseline too, both comparisons are made, the baseline's first.
+	r := withEndpoint()
+	base := withBaseline()
+	r.base, r.runs = base.base, append(r.runs, base.runs[len(base.runs)-2:]...)
+	b.Reset()
+	r.write(&b)
+	report = b.String()
+	if i, j := strings.Index(report, "### pgstream file against pgstream@abc1234 file"), strings.Index(report, "### pgstream file, endpoint on against pgstream file"); i < 0 || j < i {
+		t.Errorf("versus sections at %d and %d:\n%s", i, j, report)
+	}
+	got := targets(report)
+	if len(got) != 15 || !strings.HasPrefix(got[2], "no regression against abc1234 (mixed") || !strings.HasPrefix(got[3], "metrics endpoint costs < 5% throughput/CPU (mixed") {
+		t.Errorf("targets with both %q", got)
+	}
+}
+
+// Without -endpoint nothing mentions the endpoint; with -endpoint but no endpoint-on figure, each
+// workload's row says so and is not met.
+func TestReportEndpointAbsent(t *testing.T) {
+	var b bytes.Buffer
+	everyPhase().write(&b)
+	for _, absent := range []string{"endpoint", "scrape"} {
+		if strings.Contains(b.String(), absent) {
+			t.Errorf("report without -endpoint holds %q:\n%s", absent, b.String())
+		}
+	}
+
+	r := everyPhase()
+	r.endpoint = endpointResults{}
+	b.Reset()
+	r.write(&b)
+	want := []string{
+		"| metrics endpoint costs < 5% throughput/CPU (mixed, file sink scraped every 1s; met when throughput ≥ 0.95× and CPU per change ≤ 1.05× endpoint off, medians) | no endpoint-on figure | NOT met |",
+		"| metrics endpoint costs < 5% throughput/CPU (bigtx, file sink scraped every 1s; met when throughput ≥ 0.95× and CPU per change ≤ 1.05× endpoint off, medians) | no endpoint-on figure | NOT met |",
+	}
+	if got := endpointRows(b.String()); !slices.Equal(got, want) {
+		t.Errorf("endpoint targets without its figures:\n%q\nwant\n%q", got, want)
+	}
+	for _, s := range []string{"| mixed | no figure | | | | | |\n", "| mixed |  | not run | – | 13 |\n"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("report lacks %q:\n%s", s, b.String())
 		}
 	}
 }

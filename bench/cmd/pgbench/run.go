@@ -61,7 +61,12 @@ func run(ctx context.Context, o options) (err error) {
 		res.base = base
 	}
 
-	slots := len(streamClients(base))*o.repeats + 4
+	if o.endpoint {
+		res.endpoint = endpointResults{}
+	}
+
+	// The measured slots of a workload, its profile or check slots, and the latency's and snapshot's.
+	slots := len(streamClients(base, o.endpoint))*o.repeats + 4
 	logf("starting PostgreSQL")
 	cl, err := pgcluster.Start(pgcluster.Options{Settings: map[string]string{
 		"max_replication_slots": strconv.Itoa(slots),
