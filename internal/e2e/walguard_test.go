@@ -167,6 +167,7 @@ func TestSnapshotGivesWayWhenSlotWALInDanger(t *testing.T) {
 INSERT INTO %[1]s SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, %d) i;`, table, rows))
 	pg.MustExec(t, "other", "CREATE TABLE filler (v text)")
 
+	start := time.Now()
 	logger, logs := logtest.Debug()
 	m := metrics.New("test")
 	r := startPipeline(t, db, runOpts{pg: pg, metrics: m, alsoLog: logger, pcfg: pipeline.Config{
@@ -203,6 +204,7 @@ INSERT INTO %[1]s SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, %
 	if pr := r.p.SnapshotProgress(); pr.ChunksDone >= pr.Chunks {
 		t.Fatalf("the snapshot gave way with every chunk done: %+v", pr)
 	}
+	t.Logf("the snapshot gave way to streaming %s in", time.Since(start).Round(time.Second))
 	// Twice the slot's budget: held at its position, the slot could not survive it.
 	from := slotWAL.walEnd.Load()
 	waitUntil(t, 300*time.Second, "twice max_slot_wal_keep_size of WAL written after the switch", writerFailed, func() bool {
@@ -212,6 +214,7 @@ INSERT INTO %[1]s SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, %
 	if err := <-writer; err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("twice the budget written after the switch %s in", time.Since(start).Round(time.Second))
 	statuses, minSafe, pollErr := slotWAL.seen()
 	t.Logf("slot polls by wal_status %v, smallest safe_wal_size %d bytes (last poll failure: %v)", statuses, minSafe, pollErr)
 	if statuses["lost"] > 0 {
@@ -219,6 +222,7 @@ INSERT INTO %[1]s SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, %
 	}
 
 	evs := markDoneOn(t, pg, db, r.path, r.ckpt, 300*time.Second)
+	t.Logf("the snapshot was complete and the sink caught up %s in", time.Since(start).Round(time.Second))
 	if msg, ok := r.exited(); ok {
 		t.Fatal(msg)
 	}
