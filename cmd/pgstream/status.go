@@ -526,6 +526,9 @@ func snapshotLine(pr pipeline.SnapshotProgress) string {
 	if pr.TablesPending > 0 {
 		s += fmt.Sprintf("; %d table(s) unfinished", pr.TablesPending)
 	}
+	if pr.GuardSwitched {
+		s += "; read while streaming since the slot's WAL was in danger"
+	}
 	return s
 }
 

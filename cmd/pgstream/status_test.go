@@ -200,7 +200,8 @@ func TestRenderStatus(t *testing.T) {
 		{name: "daemon not ready", r: func() *statusReport {
 			r := daemonReport(comp("sink:kafka", true, ""), comp("slot", true, ""), comp("source", false, "reconnecting: server closed the connection"))
 			r.Status.Connected, r.Status.Reconnects, r.Status.LastError = false, 3, "server closed the connection"
-			r.Status.Snapshot = pipeline.SnapshotProgress{Active: true, ChunksDone: 12, Chunks: 40, Rows: 120000, RowsPerSec: 8000, ETA: 35 * time.Second, TablesPending: 2}
+			r.Status.Snapshot = pipeline.SnapshotProgress{Active: true, ChunksDone: 12, Chunks: 40, Rows: 120000, RowsPerSec: 8000, ETA: 35 * time.Second, TablesPending: 2,
+				GuardSwitched: true}
 			return r
 		}(), want: `pgstream status: degraded (exit 1)
   - source not ready: reconnecting: server closed the connection
@@ -215,7 +216,7 @@ readiness    NOT READY
              ok   sink:kafka (since 2026-12-01 14:58:30Z, 1m30s ago)
              ok   slot (since 2026-12-01 14:58:30Z, 1m30s ago)
              FAIL source: reconnecting: server closed the connection (since 2026-12-01 14:58:30Z, 1m30s ago)
-snapshot     12 of 40 chunks, 120000 rows, 8000 rows/s, ETA 35s; 2 table(s) unfinished
+snapshot     12 of 40 chunks, 120000 rows, 8000 rows/s, ETA 35s; 2 table(s) unfinished; read while streaming since the slot's WAL was in danger
 server       PostgreSQL 17.2, primary, wal_sender_timeout 1min, max_slot_wal_keep_size 4096MB
 slot WAL     wal_status reserved, safe_wal_size 3.0 GiB, retained 1.5 KiB (polled 2026-12-01 14:59:56Z, 4s ago)
 `},

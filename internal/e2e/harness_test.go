@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/health"
+	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/pgtest"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/replication"
@@ -260,7 +262,10 @@ type runOpts struct {
 	dir     string
 	slot    string
 	noStart bool
-	health  *health.Board // observes the pipeline when set
+	health  *health.Board    // observes the pipeline when set
+	metrics *metrics.Metrics // observes the pipeline when set
+	pg      *pgtest.Cluster  // the cluster of db; nil: the shared one
+	alsoLog *zap.Logger      // gets every line the pipeline logs, besides the test's log
 }
 
 func sourceConfig(db, slot string, tables []string, status time.Duration) replication.Config {
@@ -300,13 +305,20 @@ func startPipeline(t testing.TB, db string, o runOpts) *runner {
 		status = 300 * time.Millisecond
 	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	p, err := pipeline.New(pcfg, sourceConfig(db, slot, o.tables, status), checkpoint.NewFileStore(r.ckpt, checkpoint.OSFS()), specs, log)
+	if o.alsoLog != nil {
+		log = zap.New(zapcore.NewTee(log.Core(), o.alsoLog.Core()))
+	}
+	src := sourceConfig(db, slot, o.tables, status)
+	if o.pg != nil {
+		src.URL = o.pg.URL(db)
+	}
+	p, err := pipeline.New(pcfg, src, checkpoint.NewFileStore(r.ckpt, checkpoint.OSFS()), specs, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.p = p
-	if o.health != nil {
-		p.Observe(nil, o.health)
+	if o.health != nil || o.metrics != nil {
+		p.Observe(o.metrics, o.health)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -336,18 +348,29 @@ func (r *runner) stop() error {
 	}
 }
 
+// exited reports, with a message, whether Run has returned; its result stays in r.result.
+func (r *runner) exited() (string, bool) {
+	if r.ended {
+		return fmt.Sprintf("pipeline ended: %v", r.result), true
+	}
+	select {
+	case err := <-r.done:
+		r.ended, r.result = true, err
+		return fmt.Sprintf("pipeline ended: %v", err), true
+	default:
+		return "", false
+	}
+}
+
 // waitStreaming waits until the pipeline is streaming: the slot's walsender has started replication.
 // With an initial snapshot, that is once the snapshot has been read.
 func (r *runner) waitStreaming() {
 	r.t.Helper()
 	waitSlotStreaming(r.t, r.slot, func() (string, bool) {
-		select {
-		case err := <-r.done:
-			r.ended, r.result = true, err
-			return fmt.Sprintf("pipeline ended before streaming: %v", err), true
-		default:
-			return "", false
+		if msg, ok := r.exited(); ok {
+			return msg + " (before streaming)", true
 		}
+		return "", false
 	})
 }
 

@@ -95,9 +95,15 @@ func materialize(t testing.TB, evs []event) (map[string]map[string]string, map[s
 // dbState reads the rows of the tables as the materialized state shows them.
 func dbState(t testing.TB, db string, tables []string) map[string]map[string]string {
 	t.Helper()
+	return dbStateOn(t, cluster, db, tables)
+}
+
+// dbStateOn is dbState on the cluster pg.
+func dbStateOn(t testing.TB, pg *pgtest.Cluster, db string, tables []string) map[string]map[string]string {
+	t.Helper()
 	out := map[string]map[string]string{}
 	for _, tbl := range tables {
-		rows, err := cluster.QueryRows(db, fmt.Sprintf("SELECT id::text, v::text, pad FROM %s", tbl))
+		rows, err := pg.QueryRows(db, fmt.Sprintf("SELECT id::text, v::text, pad FROM %s", tbl))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,8 +179,14 @@ func checkpointState(t testing.TB, path string) (commit lsn.LSN, pending int) {
 // it, and every snapshot requested before it.
 func markDone(t *testing.T, db, out, ckpt string, timeout time.Duration) []event {
 	t.Helper()
+	return markDoneOn(t, cluster, db, out, ckpt, timeout)
+}
+
+// markDoneOn is markDone on the cluster pg.
+func markDoneOn(t *testing.T, pg *pgtest.Cluster, db, out, ckpt string, timeout time.Duration) []event {
+	t.Helper()
 	nonce := fmt.Sprintf("done-%d", rand.Int64())
-	exec1(t, db, fmt.Sprintf("SELECT pg_logical_emit_message(true, 'e2e.done', '%s')", nonce))
+	pg.MustExec(t, db, fmt.Sprintf("SELECT pg_logical_emit_message(true, 'e2e.done', '%s')", nonce))
 	want := base64.StdEncoding.EncodeToString([]byte(nonce))
 	deadline := time.Now().Add(timeout)
 	for {

@@ -46,6 +46,7 @@ type Metrics struct {
 	writeSeconds *prometheus.HistogramVec
 	sinkErrors   *prometheus.CounterVec
 	snapshotRows *prometheus.CounterVec
+	guardSwitch  prometheus.Counter
 
 	slotRetained  prometheus.Gauge
 	slotSafe      prometheus.Gauge
@@ -82,6 +83,10 @@ func New(version string) *Metrics {
 			Name: "pgstream_snapshot_rows_total",
 			Help: "Snapshot rows handed to the sinks, by table.",
 		}, []string{"table"}),
+		guardSwitch: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgstream_snapshot_guard_switches_total",
+			Help: "Initial snapshots that stopped reading inside the slot's exported snapshot because the slot's WAL was in danger, and read the rest while streaming.",
+		}),
 		slotRetained: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pgstream_slot_retained_wal_bytes",
 			Help: "WAL the slot holds back: pg_current_wal_lsn() - restart_lsn (polled).",
@@ -105,7 +110,7 @@ func New(version string) *Metrics {
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		build, m.commitToAck, m.events, m.writeSeconds, m.sinkErrors, m.snapshotRows, m.slotRetained, m.slotStatus, m.heartbeatRTT)
+		build, m.commitToAck, m.events, m.writeSeconds, m.sinkErrors, m.snapshotRows, m.guardSwitch, m.slotRetained, m.slotStatus, m.heartbeatRTT)
 	return m
 }
 
@@ -162,6 +167,14 @@ func (m *Metrics) SinkWrite(sink string, seconds float64, ops *[256]int, failed 
 func (m *Metrics) SnapshotRows(table string, n int) {
 	if m != nil && n > 0 {
 		m.snapshotRows.WithLabelValues(table).Add(float64(n))
+	}
+}
+
+// SnapshotGuardSwitch counts an initial snapshot that gave way to streaming because the slot's WAL
+// was in danger.
+func (m *Metrics) SnapshotGuardSwitch() {
+	if m != nil {
+		m.guardSwitch.Inc()
 	}
 }
 

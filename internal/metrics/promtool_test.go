@@ -40,6 +40,7 @@ var contract = []string{
 	"pgstream_slot_wal_status",
 	"pgstream_snapshot_rows_total",
 	"pgstream_snapshot_chunks_remaining",
+	"pgstream_snapshot_guard_switches_total",
 	"pgstream_heartbeat_round_trip_seconds",
 	"pgstream_build_info",
 }
@@ -70,6 +71,7 @@ func exposition(t *testing.T) string {
 	m.SinkWrite("kafka", 0.5, &ops, true)
 	m.SinkWrite("nats", 0.002, &ops, false)
 	m.SnapshotRows("public.orders", 5000)
+	m.SnapshotGuardSwitch()
 	safe := float64(3 << 30)
 	m.Slot(1<<30, &safe, "extended")
 	m.HeartbeatRoundTrip(0.08)

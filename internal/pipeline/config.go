@@ -58,8 +58,9 @@ type WALGuardConfig struct {
 	// PollInterval is how often pg_replication_slots is read. Default 10s; 1s to 10m.
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	// MinSafeWALSize: while the slot's safe_wal_size (the WAL that can still be written before
-	// the server may invalidate the slot) is below this many bytes, the slot is not ready and a
-	// warning is logged. Default 0: a fifth of max_slot_wal_keep_size.
+	// the server may invalidate the slot) is below this many bytes, the slot is not ready, and an
+	// initial snapshot being read inside the slot's exported snapshot gives way to streaming (its
+	// remaining chunks are read while streaming). Default 0: a fifth of max_slot_wal_keep_size.
 	MinSafeWALSize int64 `mapstructure:"min_safe_wal_size"`
 }
 

@@ -100,7 +100,7 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 	p.sn = newSnapshotter(cfg, src, log, p.now)
 	p.ck = &checkpointer{store: store, snap: &p.sn.state, interval: cfg.CheckpointInterval, now: p.now, log: log, snapDone: &p.sn.done}
 	p.sess = &session{src: src, cfg: cfg, log: log, now: p.now, store: store, ck: p.ck, snapDone: &p.sn.done}
-	p.slots = &slotWatch{p: p, interval: cfg.WALGuard.PollInterval, minSafe: cfg.WALGuard.MinSafeWALSize}
+	p.slots = &slotWatch{p: p, interval: cfg.WALGuard.PollInterval, minSafe: cfg.WALGuard.MinSafeWALSize, endangered: p.sn.slotEndangered}
 	return p, nil
 }
 
@@ -445,17 +445,20 @@ func (p *Pipeline) open(ctx context.Context) error {
 }
 
 // run reads the snapshot exported at the slot's creation (if any), then streams; chunks of
-// unfinished or requested snapshots are read while streaming.
+// unfinished or requested snapshots, and those the exported snapshot left when the slot's WAL was
+// in danger, are read while streaming.
 func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc) error {
 	initialOnly := p.cfg.Snapshot.Mode == SnapshotInitialOnly
+	var rest []chunkJob // chunks the exported snapshot left to be read while streaming
 	if p.exported != "" {
-		if err := p.sn.snapshotExported(ctx, runCtx, p.exported, p.startFrom, p.sn.pendingSnapshot()); err != nil {
+		var err error
+		if rest, err = p.sn.snapshotExported(ctx, runCtx, p.exported, p.startFrom, p.sn.pendingSnapshot()); err != nil {
 			return err
 		}
 		if ctx.Err() != nil || runCtx.Err() != nil {
 			return nil
 		}
-		if initialOnly {
+		if initialOnly && len(rest) == 0 {
 			p.log.Info("snapshot.mode is initial_only: stopping; the next run streams from the consistent point", zap.Stringer("consistent_point", p.startFrom))
 			return nil
 		}
@@ -475,7 +478,10 @@ func (p *Pipeline) run(ctx, runCtx context.Context, fail context.CancelCauseFunc
 	} else if err := p.sess.startStreaming(ctx, p.startFrom); err != nil {
 		return err
 	}
-	if len(pending) > 0 {
+	switch {
+	case len(rest) > 0:
+		p.sn.jobs.add(rest...)
+	case len(pending) > 0:
 		p.log.Info("resuming snapshot while streaming", zap.Int("tables", len(pending)))
 		p.sn.jobs.add(p.sn.pendingJobs(ctx, pending)...)
 	}

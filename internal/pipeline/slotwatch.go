@@ -34,12 +34,15 @@ type SlotState struct {
 }
 
 // slotWatch polls the slot every interval on an ordinary connection of its own, reports it to
-// the metrics and the health board (component "slot"), and ends with ErrSlotLost when the server
-// invalidated the slot.
+// the metrics and the health board (component "slot"), tells endangered when the slot's WAL is in
+// danger, and ends with ErrSlotLost when the server invalidated the slot.
 type slotWatch struct {
 	p        *Pipeline
 	interval time.Duration
 	minSafe  int64 // safe_wal_size below this makes the slot not ready; 0: a fifth of max_slot_wal_keep_size
+	// endangered, when set, is called on the watch's goroutine after every poll that finds the
+	// slot's WAL in danger: wal_status unreserved, or safe_wal_size under margin.
+	endangered func(st SlotState, margin int64)
 
 	mu    sync.Mutex
 	state SlotState
@@ -116,7 +119,8 @@ func (w *slotWatch) margin(st SlotState) int64 {
 	return 0
 }
 
-// report publishes st and returns ErrSlotLost when the slot is lost.
+// report publishes st, tells endangered when the slot's WAL is in danger, and returns ErrSlotLost
+// when the slot is lost.
 func (w *slotWatch) report(st SlotState) error {
 	p := w.p
 	w.mu.Lock()
@@ -144,6 +148,10 @@ func (w *slotWatch) report(st SlotState) error {
 			"the server may soon remove WAL the slot needs", *st.SafeWALSize, w.margin(st)))
 	default:
 		p.health.Set(ComponentSlot, true, "")
+		return nil
+	}
+	if w.endangered != nil {
+		w.endangered(st, w.margin(st))
 	}
 	return nil
 }

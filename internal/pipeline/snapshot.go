@@ -106,6 +106,9 @@ type snapshotter struct {
 	jobs      jobQueue
 	wins      windows
 	windowSeq atomic.Uint64
+
+	guard         exportGuard // lets the slot watch end the reads inside the exported snapshot
+	guardSwitched atomic.Bool // the exported snapshot gave way to streaming (slotEndangered)
 }
 
 var _ streamHooks = (*snapshotter)(nil)
@@ -385,6 +388,60 @@ func (sn *snapshotter) publishedTables(ctx context.Context) ([]snapshot.Table, e
 	return tables, nil
 }
 
+// exportGuard lets the slot watch end the reads inside the exported snapshot while they run: the
+// slot cannot move before streaming starts, and streaming starts only after them. Safe for
+// concurrent use.
+type exportGuard struct {
+	mu     sync.Mutex
+	cancel context.CancelCauseFunc // ends the reads; nil while none run
+}
+
+// arm makes trip end the reads with cancel until disarm is called.
+func (g *exportGuard) arm(cancel context.CancelCauseFunc) (disarm func()) {
+	g.mu.Lock()
+	g.cancel = cancel
+	g.mu.Unlock()
+	return func() {
+		g.mu.Lock()
+		g.cancel = nil
+		g.mu.Unlock()
+	}
+}
+
+// trip ends the reads with cause, once; false when none run or they were ended already.
+func (g *exportGuard) trip(cause error) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cancel == nil {
+		return false
+	}
+	g.cancel(cause)
+	g.cancel = nil
+	return true
+}
+
+// slotDanger is why the reads inside the exported snapshot gave way to streaming: the slot watch
+// found the slot's WAL in danger.
+type slotDanger struct {
+	st     SlotState
+	margin int64
+}
+
+func (d *slotDanger) Error() string {
+	if d.st.SafeWALSize != nil && *d.st.SafeWALSize < d.margin {
+		return fmt.Sprintf("the slot's safe_wal_size %d bytes is under the margin of %d bytes (wal_status %s)", *d.st.SafeWALSize, d.margin, d.st.WALStatus)
+	}
+	return fmt.Sprintf("the slot's wal_status is %s: the server removes WAL the slot needs at its next checkpoint", d.st.WALStatus)
+}
+
+// slotEndangered is told by the slot watch that the slot's WAL is in danger (st, margin). While
+// the initial snapshot is read inside the slot's exported snapshot, the slot cannot move, so the
+// reads stop and snapshotExported leaves the chunks not read to be read between watermarks while
+// streaming. Otherwise there is nothing to do: streaming moves the slot. Safe for concurrent use.
+func (sn *snapshotter) slotEndangered(st SlotState, margin int64) {
+	sn.guard.trip(&slotDanger{st: st, margin: margin})
+}
+
 // pendingJobs returns a job for every chunk not done of the given tables, in table order, and
 // counts them in the progress statistics.
 func (sn *snapshotter) pendingJobs(ctx context.Context, tables []checkpoint.TableSnapshot) []chunkJob {
@@ -447,7 +504,13 @@ func (pt *pubTables) lookup(ctx context.Context, conn *pgconn.PgConn, oid uint32
 // point, so that the stream from there on adds every later change exactly once. It returns once
 // every sink holds every row and the checkpoint records the snapshot complete, or on shutdown (nil)
 // or failure.
-func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string, startFrom lsn.LSN, tables []checkpoint.TableSnapshot) error {
+//
+// When the slot watch finds the slot's WAL in danger meanwhile (slotEndangered), the reads stop at
+// once and it returns the chunks whose rows were not all handed over, to be read between
+// watermarks while streaming: chunks not started, and chunks being read, whose rows handed over
+// so far stay delivered (they precede every streamed change) and are read again. Streaming starts
+// at the consistent point, so that the slot moves while the rest is read.
+func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string, startFrom lsn.LSN, tables []checkpoint.TableSnapshot) (rest []chunkJob, err error) {
 	jobs := sn.pendingJobs(ctx, tables)
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -464,21 +527,22 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 	for range n {
 		c, err := replication.NewSQLConn(wctx, sn.src)
 		if err != nil {
-			return fmt.Errorf("open snapshot connection: %w", err)
+			return nil, fmt.Errorf("open snapshot connection: %w", err)
 		}
 		conns = append(conns, c)
 		if err := replication.ImportSnapshot(wctx, c, name); err != nil {
-			return fmt.Errorf("import the slot's exported snapshot %s: %w (the replication connection that exported it must stay open; restart pgstream to resume the snapshot while streaming)", name, err)
+			return nil, fmt.Errorf("import the slot's exported snapshot %s: %w (the replication connection that exported it must stay open; restart pgstream to resume the snapshot while streaming)", name, err)
 		}
 	}
 	sn.log.Info("snapshot started", zap.Int("tables", len(tables)), zap.Int("chunks", len(jobs)),
 		zap.Int("workers", n), zap.Stringer("consistent_point", startFrom), zap.String("exported_snapshot", name))
 	sn.stats.active.Add(1)
 	defer sn.stats.active.Add(-1)
+	defer sn.guard.arm(cancel)()
 
 	type item struct {
 		b    *batch
-		job  *chunkJob
+		job  int  // index in jobs
 		last bool // the chunk's last batch
 	}
 	items := make(chan item)
@@ -507,8 +571,8 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 					return
 				}
 				j := &jobs[i]
-				err := sn.readChunk(wctx, c, r, pt, *j, func(full *batch) bool { return send(item{b: full, job: j}) }, maxEvents, maxBytes,
-					func(last *batch) bool { return send(item{b: last, job: j, last: true}) })
+				err := sn.readChunk(wctx, c, r, pt, *j, func(full *batch) bool { return send(item{b: full, job: i}) }, maxEvents, maxBytes,
+					func(last *batch) bool { return send(item{b: last, job: i, last: true}) })
 				if err != nil {
 					if wctx.Err() == nil {
 						err = fmt.Errorf("snapshot of %s, chunk %d: %w", j.table.Name(), j.idx, err)
@@ -523,6 +587,7 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 	go func() { wg.Wait(); close(items) }()
 
 	var lastSeq uint64
+	handed := make([]bool, len(jobs)) // every row of the chunk is handed over
 	sn.health.Set(ComponentSource, true, "snapshotting")
 	defer sn.health.Done(LoopSnapshot)
 	for it := range items {
@@ -531,20 +596,35 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 			discard(it.b)
 			continue
 		}
+		j := &jobs[it.job]
 		sn.stats.rows.Add(int64(len(it.b.events)))
-		sn.metrics.SnapshotRows(it.job.table.Name(), len(it.b.events))
+		sn.metrics.SnapshotRows(j.table.Name(), len(it.b.events))
 		seq := sn.push(it.b)
 		lastSeq = seq
 		if it.last {
-			sn.state.mark(snapMark{seq: seq, gen: it.job.table.Gen, oid: it.job.table.OID, chunk: it.job.idx})
+			sn.state.mark(snapMark{seq: seq, gen: j.table.Gen, oid: j.table.OID, chunk: j.idx})
 			sn.stats.chunks.Add(1)
+			handed[it.job] = true
 		}
 	}
 	if e := firstErr.Load(); e != nil {
-		return *e
+		return nil, *e
 	}
 	if ctx.Err() != nil || runCtx.Err() != nil {
-		return nil
+		return nil, nil
+	}
+	var danger *slotDanger
+	if errors.As(context.Cause(wctx), &danger) {
+		for i, j := range jobs {
+			if !handed[i] {
+				rest = append(rest, j)
+			}
+		}
+		if len(rest) > 0 {
+			sn.gaveWay(danger, len(jobs)-len(rest), rest)
+			return rest, nil
+		}
+		// Every chunk was handed over before the reads were ended: the snapshot is complete.
 	}
 	// Every chunk is handed over: wait until every sink holds them and the checkpoint says so.
 	for {
@@ -554,19 +634,31 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 		select {
 		case <-sn.tracker.Changed():
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-runCtx.Done():
-			return nil
+			return nil, nil
 		}
 	}
 	if err := sn.save(); err != nil {
-		return err
+		return nil, err
 	}
 	for _, c := range conns {
 		_ = replication.Exec(ctx, c, "COMMIT")
 	}
 	sn.log.Info("snapshot complete", zap.Int64("rows", sn.stats.rows.Load()), zap.Int("chunks", len(jobs)))
-	return nil
+	return nil, nil
+}
+
+// gaveWay reports that the reads inside the exported snapshot stopped because the slot's WAL is in
+// danger, with done chunks handed over and rest left to be read while streaming.
+func (sn *snapshotter) gaveWay(danger *slotDanger, done int, rest []chunkJob) {
+	sn.guardSwitched.Store(true)
+	sn.metrics.SnapshotGuardSwitch()
+	sn.log.Warn("the replication slot's WAL is in danger and cannot be released while the initial snapshot is read: "+
+		"streaming starts now, and the snapshot's remaining chunks are read between watermarks while streaming",
+		zap.String("slot", sn.src.Slot), zap.String("why", danger.Error()), zap.String("wal_status", danger.st.WALStatus),
+		zap.Int64p("safe_wal_size", danger.st.SafeWALSize), zap.Int64("margin", danger.margin),
+		zap.Int64("retained_wal_bytes", danger.st.RetainedWAL), zap.Int("chunks_done", done), zap.Int("chunks_left", len(rest)))
 }
 
 // waitInFlight waits until the bytes in flight are below the bound; false when ctx ended first.
@@ -932,12 +1024,16 @@ type SnapshotProgress struct {
 	RowsPerSec    float64       `json:"rows_per_sec"`   // average since the snapshot started
 	ETA           time.Duration `json:"eta_ns"`         // estimate of the time left; 0 when unknown
 	TablesPending int           `json:"tables_pending"` // tables whose snapshot the checkpoint lists as unfinished
+	// GuardSwitched reports that this run's initial snapshot stopped reading inside the slot's
+	// exported snapshot because the slot's WAL was in danger, and reads the rest while streaming.
+	GuardSwitched bool `json:"guard_switched"`
 }
 
 // progress returns the progress of the snapshots being read. Safe for concurrent use.
 func (sn *snapshotter) progress() SnapshotProgress {
 	st := &sn.stats
-	pr := SnapshotProgress{ChunksDone: st.chunks.Load(), Chunks: st.totalChunks.Load(), Rows: st.rows.Load(), TablesPending: sn.pendingTables()}
+	pr := SnapshotProgress{ChunksDone: st.chunks.Load(), Chunks: st.totalChunks.Load(), Rows: st.rows.Load(), TablesPending: sn.pendingTables(),
+		GuardSwitched: sn.guardSwitched.Load()}
 	pr.Active = pr.Chunks > 0 && (pr.ChunksDone < pr.Chunks || st.active.Load() > 0)
 	started := st.started.Load()
 	if started == 0 || pr.Rows == 0 {
