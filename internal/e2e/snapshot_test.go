@@ -797,13 +797,6 @@ WHERE backend_type = 'walsender' AND datname = '%s'`, db))
 	}
 }
 
-// useCluster makes the package's helpers talk to pg for the rest of the test.
-func useCluster(t *testing.T, pg *pgtest.Cluster) {
-	prev := cluster
-	cluster = pg
-	t.Cleanup(func() { cluster = prev })
-}
-
 // TestResnapshotSeesATransactionCommittingAtItsLowWatermark reads chunks between watermarks while
 // a transaction T sits between its commit record and becoming visible: a synchronous standby that
 // never answers holds it there, as any commit is held for an instant. The stream delivers T's
@@ -814,13 +807,15 @@ func TestResnapshotSeesATransactionCommittingAtItsLowWatermark(t *testing.T) {
 	pg := pgtest.New(t, pgtest.Options{Settings: map[string]string{
 		// Nothing but T may end a transaction while it waits: that would put T on the list.
 		"autovacuum": "off", "synchronous_commit": "local"}})
-	useCluster(t, pg)
-	db := newDB(t)
+	db := "app"
+	if err := pg.CreateDB(db); err != nil {
+		t.Fatal(err)
+	}
 	// Room on every page, so that T's new row versions stay on their pages (HOT) instead of going
 	// to the table's end, where a later chunk would read them again and hide a stale one.
-	exec1(t, db, `CREATE TABLE live (id int PRIMARY KEY, v int NOT NULL, pad text) WITH (fillfactor = 50);
+	pg.MustExec(t, db, `CREATE TABLE live (id int PRIMARY KEY, v int NOT NULL, pad text) WITH (fillfactor = 50);
 INSERT INTO live SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, 30000) i;`)
-	r := startPipeline(t, db, runOpts{tables: []string{"public.live"}, pcfg: pipeline.Config{
+	r := startPipeline(t, db, runOpts{pg: pg, tables: []string{"public.live"}, pcfg: pipeline.Config{
 		Snapshot:  pipeline.SnapshotConfig{Mode: pipeline.SnapshotNever, ChunkPages: 8, Workers: 1, MaxRowsPerSecond: 2000},
 		Heartbeat: pipeline.HeartbeatConfig{Interval: -1}}})
 	r.waitStreaming()
@@ -831,7 +826,7 @@ INSERT INTO live SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, 30
 		_ = pg.Exec("postgres", "SELECT pg_reload_conf()")
 	}
 	t.Cleanup(release)
-	exec1(t, db, `SELECT pg_logical_emit_message(true, 'pgstream.snapshot', '{"tables":["public.live"]}')`)
+	pg.MustExec(t, db, `SELECT pg_logical_emit_message(true, 'pgstream.snapshot', '{"tables":["public.live"]}')`)
 	waitUntil(t, 120*time.Second, "the re-snapshot's first rows", nil, func() bool {
 		for _, e := range readWrittenEvents(t, r.path) {
 			if e.Op == "r" {
@@ -875,8 +870,8 @@ AND application_name = 'pgstream' AND query LIKE '%%pg_locks%%' AND query_start 
 	if err := <-tDone; err != nil {
 		t.Fatalf("T: %v", err)
 	}
-	evs := markDone(t, db, r.path, r.ckpt, 300*time.Second)
+	evs := markDoneOn(t, pg, db, r.path, r.ckpt, 300*time.Second)
 	got, ops := materialize(t, evs)
-	compareState(t, got, dbState(t, db, []string{"live"}))
+	compareState(t, got, dbStateOn(t, pg, db, []string{"live"}))
 	t.Logf("events by op: %v; chunks done since T began to wait: %d", ops, r.p.SnapshotProgress().ChunksDone-doneAtWait)
 }
