@@ -53,7 +53,7 @@ func TestComposeConfigAgainstLocalBrokers(t *testing.T) {
 	p := startBinaryEnv(t, []string{"PGSTREAM_SOURCE_URL=" + cluster.URL(db)},
 		"run", "--config", path, "--checkpoint.path", filepath.Join(dir, "ck.json"), "--source.slot", slot, "--source.publication", "pub_"+slot)
 	// The slot is active from the start of its creation, before the changes it will hold begin.
-	waitSlotStreaming(t, slot, p.exited)
+	waitSlotStreaming(t, cluster, slot, p.exited)
 	exec1(t, db, `INSERT INTO invoices SELECT g, 'cust-' || (g % 17), g * 1.25, g % 3 = 0, jsonb_build_array(g, 'x') FROM generate_series(1, 300) g`)
 	exec1(t, db, `UPDATE invoices SET paid = true, total = total + 0.01 WHERE id % 5 = 0`)
 	exec1(t, db, `DELETE FROM invoices WHERE id % 7 = 0`)

@@ -251,6 +251,7 @@ type runner struct {
 	ckpt   string
 	slot   string
 	db     string
+	pg     *pgtest.Cluster // the cluster of db
 }
 
 type runOpts struct {
@@ -309,8 +310,9 @@ func startPipeline(t testing.TB, db string, o runOpts) *runner {
 		log = zap.New(zapcore.NewTee(log.Core(), o.alsoLog.Core()))
 	}
 	src := sourceConfig(db, slot, o.tables, status)
+	r.pg = cluster
 	if o.pg != nil {
-		src.URL = o.pg.URL(db)
+		src.URL, r.pg = o.pg.URL(db), o.pg
 	}
 	p, err := pipeline.New(pcfg, src, checkpoint.NewFileStore(r.ckpt, checkpoint.OSFS()), specs, log)
 	if err != nil {
@@ -366,7 +368,7 @@ func (r *runner) exited() (string, bool) {
 // With an initial snapshot, that is once the snapshot has been read.
 func (r *runner) waitStreaming() {
 	r.t.Helper()
-	waitSlotStreaming(r.t, r.slot, func() (string, bool) {
+	waitSlotStreaming(r.t, r.pg, r.slot, func() (string, bool) {
 		if msg, ok := r.exited(); ok {
 			return msg + " (before streaming)", true
 		}
@@ -378,7 +380,7 @@ func (r *runner) waitStreaming() {
 // active while it is being created (and while its snapshot is exported), before its consistent
 // point: a change committed then is not in the slot. Streaming has started once its walsender is
 // past START_REPLICATION. ended reports, with a message, that the client gave up.
-func waitSlotStreaming(t testing.TB, slot string, ended func() (string, bool)) {
+func waitSlotStreaming(t testing.TB, pg *pgtest.Cluster, slot string, ended func() (string, bool)) {
 	t.Helper()
 	const timeout = 120 * time.Second // an initial snapshot is read first, under -race on a busy machine
 	deadline := time.Now().Add(timeout)
@@ -386,7 +388,7 @@ func waitSlotStreaming(t testing.TB, slot string, ended func() (string, bool)) {
 		if msg, ok := ended(); ok {
 			t.Fatal(msg)
 		}
-		v, err := cluster.Query("postgres", fmt.Sprintf(`SELECT r.state FROM pg_replication_slots s
+		v, err := pg.Query("postgres", fmt.Sprintf(`SELECT r.state FROM pg_replication_slots s
 JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = '%s'`, slot))
 		if err == nil && (v == "streaming" || v == "catchup") {
 			return
