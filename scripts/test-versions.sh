@@ -24,9 +24,21 @@ for major in $versions; do
   echo "== PostgreSQL $major ($bin)"
   start=$SECONDS
   export PGSTREAM_PG_BIN="$bin" PGSTREAM_PG_MAJOR="$major"
-  # shellcheck disable=SC2086
-  if { [ -z "$pkgs" ] || go test -race -count=1 -timeout 20m -p 2 $pkgs; } &&
-    { [ -z "$run" ] || go test -race -count=1 -timeout 20m -run "$run" ./internal/e2e/; }; then
+  # The packages run whole beside the end-to-end tests: two processes for the two cores.
+  pkgs_ok=0
+  if [ -n "$pkgs" ]; then
+    # shellcheck disable=SC2086
+    go test -race -count=1 -timeout 20m -p 1 $pkgs &
+    pid=$!
+  fi
+  e2e_ok=0
+  if [ -n "$run" ]; then
+    go test -race -count=1 -timeout 20m -run "$run" ./internal/e2e/ || e2e_ok=$?
+  fi
+  if [ -n "$pkgs" ]; then
+    wait "$pid" || pkgs_ok=$?
+  fi
+  if [ "$pkgs_ok" -eq 0 ] && [ "$e2e_ok" -eq 0 ]; then
     echo "== PostgreSQL $major: ok ($((SECONDS - start)) s)"
   else
     echo "== PostgreSQL $major: FAILED ($((SECONDS - start)) s)"
