@@ -23,7 +23,10 @@ import (
 type Config struct {
 	// URL is a postgres:// URL or a libpq key=value string. sslmode, sslrootcert, sslcert, sslkey,
 	// target_session_attrs and the other libpq keys work as in libpq; PGHOST, PGPASSWORD, ~/.pgpass
-	// and the other libpq environment variables fill what the URL leaves out. Required.
+	// and the other libpq environment variables fill what the URL leaves out. Several hosts
+	// (postgres://a:5432,b:5432/db) are tried in turn, at every connection and reconnection; they
+	// need target_session_attrs=read-write or primary, so that the one connected to is the primary.
+	// Required.
 	URL string `mapstructure:"url"`
 	// PasswordFile names a file whose first line is the password. It overrides the URL, PGPASSWORD
 	// and ~/.pgpass. Default "": not used.
@@ -109,8 +112,13 @@ func (c Config) Validate() error {
 	if strings.TrimSpace(c.URL) == "" {
 		return fmt.Errorf("%w: source.url is required (for example postgres://user@host:5432/db?sslmode=verify-full)", ErrConfig)
 	}
-	if _, err := parseURL(c.URL); err != nil {
+	pc, err := parseURL(c.URL)
+	if err != nil {
 		return err
+	}
+	if hosts := hostGroups(pc); len(hosts) > 1 && !targetsPrimary(pc) {
+		return fmt.Errorf("%w: source.url names %d hosts (%s) without target_session_attrs=read-write or primary: "+
+			"pgstream could connect to a standby; add target_session_attrs=read-write to the URL", ErrConfig, len(hosts), strings.Join(hostAddrs(hosts), ", "))
 	}
 	c = c.WithDefaults()
 	if !slotNameRE.MatchString(c.Slot) {
@@ -291,22 +299,10 @@ func parseConfigReason(e *pgconn.ParseConfigError) string {
 	return "malformed"
 }
 
-// connectErr turns a pgconn connection failure into an *Error naming the address and the fix.
+// connectErr turns a pgconn connection failure into an *Error naming the address (every host of
+// a multi-host URL) and the fix.
 func connectErr(pc *pgconn.Config, err error) error {
-	addr := displayHost(pc.Host)
-	if !strings.HasPrefix(addr, "/") {
-		addr = net.JoinHostPort(addr, fmt.Sprint(pc.Port))
-	}
-	for _, fb := range pc.Fallbacks {
-		a := displayHost(fb.Host)
-		if !strings.HasPrefix(a, "/") {
-			a = net.JoinHostPort(a, fmt.Sprint(fb.Port))
-		}
-		if a != addr && !strings.Contains(addr, a) {
-			addr += ", " + a
-		}
-	}
-	return classifyConnect(addr, pc.User, pc.Database, err)
+	return classifyConnect(strings.Join(hostAddrs(hostGroups(pc)), ", "), pc.User, pc.Database, err)
 }
 
 // displayHost is a host name as messages show it: anything up to a last '@' is left out, as it

@@ -172,6 +172,11 @@ func roleFix(user string) string {
 // classifyConnect explains a failed connection attempt to addr.
 func classifyConnect(addr, user, db string, err error) error {
 	where := fmt.Sprintf("connect to %s as %s (database %s)", addr, user, db)
+	// target_session_attrs turned every server that answered away as a standby (or read-only):
+	// during a failover, until the standby is promoted. Worth waiting for.
+	notPrimary := &Error{Kind: ErrUnreachable, Check: "connect", Msg: where + ": no server that answered is the primary (target_session_attrs)", Err: err,
+		Fix: "promote a standby, or name the primary in source.url; pgstream retries"}
+	standby := errors.Is(err, pgconn.ErrReadOnlyConnection) || errors.Is(err, pgconn.ErrStandbyConnection)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
@@ -199,7 +204,13 @@ func classifyConnect(addr, user, db string, err error) error {
 			return &Error{Kind: ErrUnreachable, Check: "connect", Msg: where + ": the server is starting up or shutting down", Err: err,
 				Fix: "wait for PostgreSQL to finish starting; pgstream retries"}
 		}
+		if standby {
+			return notPrimary
+		}
 		return fmt.Errorf("%s: %w", where, err)
+	}
+	if standby {
+		return notPrimary
 	}
 	if isTLSError(err) {
 		return &Error{Kind: ErrTLS, Check: "tls", Msg: where + ": TLS failed", Err: err,
