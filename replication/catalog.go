@@ -21,6 +21,9 @@ type SlotInfo struct {
 	RestartLSN             lsn.LSN
 	WALStatus              string // reserved, extended, unreserved, lost
 	Created                bool   // EnsureSlot created it just now
+	// Failover reports a failover slot, one that standbys with sync_replication_slots keep a copy
+	// of (the failover column, PostgreSQL 17 and newer; false before).
+	Failover bool
 }
 
 // Problem is one preflight finding with the fix spelled out.
@@ -33,9 +36,10 @@ type Problem struct {
 // SlotInfo reads the configured slot from pg_replication_slots. A missing slot is not an error:
 // Exists is false.
 func (c *Conn) SlotInfo(ctx context.Context) (SlotInfo, error) {
+	// The failover column exists from PostgreSQL 17 on; to_jsonb of the row has it only there.
 	rows, err := c.query(ctx, "SELECT slot_name, coalesce(plugin, ''), coalesce(database::text, ''), active::text, "+
 		"coalesce(active_pid, 0), coalesce(confirmed_flush_lsn::text, ''), coalesce(restart_lsn::text, ''), "+
-		"coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = "+quoteLiteral(c.cfg.Slot))
+		"coalesce(wal_status, ''), coalesce(to_jsonb(s) ->> 'failover', '') FROM pg_replication_slots s WHERE slot_name = "+quoteLiteral(c.cfg.Slot))
 	if err != nil {
 		return SlotInfo{}, fmt.Errorf("read slot %s: %w", c.cfg.Slot, err)
 	}
@@ -44,11 +48,11 @@ func (c *Conn) SlotInfo(ctx context.Context) (SlotInfo, error) {
 		return si, nil
 	}
 	r := rows[0]
-	if len(r) != 8 {
+	if len(r) != 9 {
 		return SlotInfo{}, fmt.Errorf("read slot %s: %w: %d columns", c.cfg.Slot, ErrProtocol, len(r))
 	}
 	si.Exists = true
-	si.Plugin, si.Database, si.Active, si.WALStatus = r[1], r[2], r[3] == "true", r[7]
+	si.Plugin, si.Database, si.Active, si.WALStatus, si.Failover = r[1], r[2], r[3] == "true", r[7], r[8] == "true"
 	pid, err := strconv.ParseInt(r[4], 10, 32)
 	if err != nil {
 		return SlotInfo{}, fmt.Errorf("read slot %s: active_pid %q: %w", c.cfg.Slot, r[4], err)
@@ -80,6 +84,70 @@ func parseMajor(v string) int {
 	}
 	n, _ := strconv.Atoi(v[:end])
 	return n
+}
+
+// FailoverMinVersion is the first server_version_num with failover slots (PostgreSQL 17).
+const FailoverMinVersion = 170000
+
+// ServerVersionNum returns the server's server_version_num (150004 for 15.4), read once per
+// connection.
+func (c *Conn) ServerVersionNum(ctx context.Context) (int, error) {
+	if c.versionNum != 0 {
+		return c.versionNum, nil
+	}
+	v, err := c.queryValue(ctx, "SHOW server_version_num")
+	if err != nil {
+		return 0, fmt.Errorf("read server_version_num: %w", err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("read server_version_num: %w: %q", ErrProtocol, v)
+	}
+	c.versionNum = n
+	return n, nil
+}
+
+// checkFailover refuses source.failover on a server without failover slots.
+func (c *Conn) checkFailover(ctx context.Context) error {
+	if !c.cfg.Failover {
+		return nil
+	}
+	n, err := c.ServerVersionNum(ctx)
+	if err != nil {
+		return err
+	}
+	if n >= FailoverMinVersion {
+		return nil
+	}
+	return &Error{Kind: ErrFailoverUnsupported, Check: "failover",
+		Msg: fmt.Sprintf("source.failover needs PostgreSQL 17 or newer (failover slots), the server runs PostgreSQL %s (server_version_num %d, at least %d needed)",
+			c.pg.ParameterStatus("server_version"), n, FailoverMinVersion),
+		Fix: "upgrade the server to PostgreSQL 17 or newer, or set source.failover: false (a promoted standby then has no copy of the slot, and pgstream refuses to resume on it)"}
+}
+
+// EnsureFailover makes the existing slot si a failover slot when source.failover asks for one
+// and it is not one yet (ALTER_REPLICATION_SLOT name (FAILOVER true)), and returns the slot as it
+// is then. Without source.failover, or for a failover slot already, it changes nothing.
+func (c *Conn) EnsureFailover(ctx context.Context, si SlotInfo) (SlotInfo, error) {
+	if !c.cfg.Failover || !si.Exists || si.Failover {
+		return si, nil
+	}
+	if err := c.checkFailover(ctx); err != nil {
+		return si, err
+	}
+	what := "ALTER_REPLICATION_SLOT " + quoteIdent(c.cfg.Slot) + " (FAILOVER true)"
+	if _, err := c.query(ctx, what); err != nil {
+		return si, c.classifyCommand(ctx, what, err)
+	}
+	after, err := c.SlotInfo(ctx)
+	if err != nil {
+		return si, err
+	}
+	if !after.Failover {
+		return si, fmt.Errorf("%s: %w: the slot's failover column is still false", what, ErrProtocol)
+	}
+	after.Created = si.Created
+	return after, nil
 }
 
 // currentDB is the database this connection is attached to.
@@ -126,18 +194,20 @@ func (c *Conn) ensureSlotInner(ctx context.Context, export bool) (SlotInfo, erro
 		return si, err
 	}
 	if si.Exists {
-		return si, c.CheckSlot(ctx, si)
+		if err := c.CheckSlot(ctx, si); err != nil {
+			return si, err
+		}
+		return c.EnsureFailover(ctx, si)
 	}
 	if !*c.cfg.CreateSlot {
 		return si, &Error{Kind: ErrSlotMissing, Check: "slot", Msg: "replication slot " + c.cfg.Slot + " does not exist and source.create_slot is false",
 			Fix: c.createSlotFix()}
 	}
 	what := "create replication slot " + c.cfg.Slot
-	snap := " NOEXPORT_SNAPSHOT"
-	if export {
-		snap = " EXPORT_SNAPSHOT"
+	if err := c.checkFailover(ctx); err != nil {
+		return si, err
 	}
-	rows, err := c.query(ctx, "CREATE_REPLICATION_SLOT "+quoteIdent(c.cfg.Slot)+" LOGICAL pgoutput"+snap)
+	rows, err := c.query(ctx, c.createSlotCommand(export))
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created concurrently
@@ -145,7 +215,10 @@ func (c *Conn) ensureSlotInner(ctx context.Context, export bool) (SlotInfo, erro
 			if err != nil {
 				return si, err
 			}
-			return si, c.CheckSlot(ctx, si)
+			if err := c.CheckSlot(ctx, si); err != nil {
+				return si, err
+			}
+			return c.EnsureFailover(ctx, si)
 		}
 		return si, c.classifyCommand(ctx, what, err)
 	}
@@ -171,6 +244,24 @@ func (c *Conn) ensureSlotInner(ctx context.Context, export bool) (SlotInfo, erro
 	si.Created = true
 	si.ConfirmedFlush = cp
 	return si, nil
+}
+
+// createSlotCommand is the CREATE_REPLICATION_SLOT command for the configured slot. A failover
+// slot needs the option list of PostgreSQL 15 and newer, where FAILOVER is an option (17+); the
+// snapshot keywords are its SNAPSHOT option there.
+func (c *Conn) createSlotCommand(export bool) string {
+	head := "CREATE_REPLICATION_SLOT " + quoteIdent(c.cfg.Slot) + " LOGICAL pgoutput"
+	if c.cfg.Failover {
+		snap := "'nothing'"
+		if export {
+			snap = "'export'"
+		}
+		return head + " (SNAPSHOT " + snap + ", FAILOVER true)"
+	}
+	if export {
+		return head + " EXPORT_SNAPSHOT"
+	}
+	return head + " NOEXPORT_SNAPSHOT"
 }
 
 // CheckSlot checks that an existing slot (as SlotInfo read it) can be streamed from: it uses
@@ -364,6 +455,9 @@ func (c *Conn) Preflight(ctx context.Context) []Problem {
 		add(err)
 	} else if level != "logical" {
 		add(&Error{Kind: ErrWALLevel, Check: "wal_level", Msg: "wal_level is " + level + ", logical decoding needs logical", Fix: walLevelFix})
+	}
+	if err := c.checkFailover(ctx); err != nil {
+		add(err)
 	}
 	super := false
 	if rows, err := c.query(ctx, "SELECT rolsuper::text, rolreplication::text FROM pg_roles WHERE rolname = current_user"); err != nil {

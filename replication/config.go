@@ -50,6 +50,13 @@ type Config struct {
 	StatusInterval time.Duration `mapstructure:"status_interval"`
 	// ConnectTimeout bounds each connection attempt (TCP, TLS and authentication). Default 10s.
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	// Failover makes the slot a failover slot (PostgreSQL 17 or newer): it is created with FAILOVER,
+	// and an existing slot without it gets it (ALTER_REPLICATION_SLOT … (FAILOVER true)), so that
+	// standbys with sync_replication_slots keep a copy of it to stream from after a promotion. An
+	// older server is refused at start-up. List the standbys in URL too (postgres://a:5432,b:5432/db
+	// with target_session_attrs=read-write) so that pgstream reconnects to the promoted one.
+	// Default false.
+	Failover bool `mapstructure:"failover"`
 
 	// wrapConn, when set, wraps every dialed network connection (below TLS). Tests use it to
 	// split reads and inject timeouts at chosen points.

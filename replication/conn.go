@@ -38,6 +38,8 @@ type Conn struct {
 	copyData pgproto3.CopyData // reused wrapper of status
 	deadline time.Time         // the read deadline last set on the socket
 	exported string            // snapshot exported by the slot creation, until the next command
+	// versionNum is the server's server_version_num once read (ServerVersionNum).
+	versionNum int
 }
 
 // Connect opens a replication connection described by cfg, with its defaults applied (WithDefaults)

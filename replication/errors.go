@@ -50,6 +50,8 @@ var (
 	ErrTLS               = errors.New("TLS setup failed")
 	ErrDatabaseMissing   = errors.New("database does not exist")
 	ErrServerVersion     = errors.New("PostgreSQL version not supported")
+	// ErrFailoverUnsupported: source.failover on a server older than PostgreSQL 17.
+	ErrFailoverUnsupported = errors.New("failover slots need PostgreSQL 17 or newer")
 )
 
 // Error is a failure with its cause and the fix spelled out. Kind is one of the sentinels above.

@@ -386,3 +386,66 @@ func streamTinyDeadlines(t *testing.T, pg *pgtest.Cluster, cfg Config, n int) {
 		t.Fatal("no timeout hit a partly read message: the connection wrapper did not split the stream")
 	}
 }
+
+// TestEnsureSlotFailover: with source.failover, a created slot is a failover slot and an existing
+// one is made one (PostgreSQL 17+); on an older server both are refused, as is the preflight,
+// naming the version and the minimum.
+func TestEnsureSlotFailover(t *testing.T) {
+	pg := mainCluster(t)
+	ctx := ctxT(t, 60*time.Second)
+	created, existing := slotName(t)+"_c", slotName(t)+"_e"
+	dropSlotLater(t, pg, created)
+	dropSlotLater(t, pg, existing)
+	pg.MustExec(t, "postgres", "SELECT pg_create_logical_replication_slot('"+existing+"', 'pgoutput')")
+
+	cfg := testConfig(pg, created, "pub_all")
+	cfg.Failover = true
+	c := connect(t, cfg)
+	cfgE := testConfig(pg, existing, "pub_all")
+	cfgE.Failover = true
+	e := connect(t, cfgE)
+	if pg.Version < 17 {
+		_, err := c.EnsureSlot(ctx)
+		wantKind(t, err, ErrFailoverUnsupported, fmt.Sprintf("the server runs PostgreSQL %d.", pg.Version), "at least 170000", "source.failover: false")
+		_, err = e.EnsureSlot(ctx)
+		wantKind(t, err, ErrFailoverUnsupported)
+		probs := c.Preflight(ctx)
+		if len(probs) != 1 || probs[0].Check != "failover" || !strings.Contains(probs[0].Message, "needs PostgreSQL 17 or newer") {
+			t.Fatalf("preflight = %+v; want the failover problem only", probs)
+		}
+		if n, _ := pg.Query("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+created+"'"); n != "0" {
+			t.Fatal("a refused EnsureSlot created the slot")
+		}
+		return
+	}
+	failover := func(slot string) string {
+		v, err := pg.Query("postgres", "SELECT failover::text FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	si, err := c.EnsureSlot(ctx)
+	if err != nil || !si.Created || !si.Failover || failover(created) != "true" {
+		t.Fatalf("created slot = %+v, %v; failover column %q", si, err, failover(created))
+	}
+	if si, _, err = c.EnsureSlotExport(ctx); err != nil || si.Created || !si.Failover {
+		t.Fatalf("EnsureSlotExport of the failover slot = %+v, %v", si, err)
+	}
+	before, err := e.SlotInfo(ctx)
+	if err != nil || before.Failover {
+		t.Fatalf("slot created without failover = %+v, %v", before, err)
+	}
+	si, err = e.EnsureSlot(ctx)
+	if err != nil || si.Created || !si.Failover || failover(existing) != "true" || si.ConfirmedFlush != before.ConfirmedFlush {
+		t.Fatalf("existing slot after EnsureSlot = %+v, %v; failover column %q", si, err, failover(existing))
+	}
+	if probs := c.Preflight(ctx); len(probs) != 0 {
+		t.Fatalf("preflight = %+v", probs)
+	}
+	// Without source.failover nothing changes a slot's failover.
+	plain := connect(t, testConfig(pg, existing, "pub_all"))
+	if si, err := plain.EnsureFailover(ctx, si); err != nil || !si.Failover {
+		t.Fatalf("EnsureFailover without source.failover = %+v, %v", si, err)
+	}
+}
