@@ -120,13 +120,7 @@ func rewound(cp Checkpoint, srv Server, file string) error {
 	case cp.Timeline > srv.Timeline:
 		what = fmt.Sprintf("the checkpoint was taken on timeline %d but the server is on the older timeline %d", cp.Timeline, srv.Timeline)
 	default:
-		end, ok := lsn.LSN(0), false
-		for _, h := range srv.History {
-			if h.Timeline == cp.Timeline {
-				end, ok = h.End, true
-				break
-			}
-		}
+		end, ok := forkPoint(cp.Timeline, srv)
 		switch {
 		case !ok:
 			what = fmt.Sprintf("the checkpoint was taken on timeline %d, which is not in the history of the server's timeline %d", cp.Timeline, srv.Timeline)
@@ -136,10 +130,60 @@ func rewound(cp Checkpoint, srv Server, file string) error {
 			return nil // a promotion after everything the checkpoint holds: nothing delivered is missing
 		}
 	}
+	return rewoundErr(what, file)
+}
+
+// forkPoint returns where the server's timeline history left timeline tli: the end of its WAL on
+// the server's timeline.
+func forkPoint(tli int32, srv Server) (lsn.LSN, bool) {
+	for _, h := range srv.History {
+		if h.Timeline == tli {
+			return h.End, true
+		}
+	}
+	return 0, false
+}
+
+func rewoundErr(what, file string) error {
 	return fmt.Errorf("%w: %s. The database went back in time: it was restored from a backup, or failed over to a "+
 		"standby that had not received everything pgstream delivered; the sinks hold changes the database no longer has, "+
 		"and resuming would skip the database's new changes up to the old position. Ways out: point source.url at the "+
 		"server the checkpoint belongs to; or remove %s (after setting aside what the sinks hold past this point, if it "+
 		"matters): the next run streams from the slot's position on this database and, with snapshot.mode initial, "+
 		"re-reads every published table", ErrRewound, what, file)
+}
+
+// Handed checks, at a reconnect that Reconcile accepted, what was handed to the sinks beyond the
+// checkpoint: the sinks may hold it durably before the checkpoint records it. reach is where the WAL
+// that it came from ends, at least (the end of the newest commit record or message handed over).
+// The server must have that WAL: up to its WAL end and, when the checkpoint was taken on another
+// timeline than the server's, up to the point where the server's timeline forked from it.
+// Otherwise the sinks hold changes the server does not have, and streaming on would skip the
+// server's own changes up to reach: ErrRewound.
+func Handed(cp Checkpoint, srv Server, reach lsn.LSN) error {
+	return handed(cp, srv, reach, anyFile)
+}
+
+// Handed is the package's Handed with the store's path named in the error's advice.
+func (s *FileStore) Handed(cp Checkpoint, srv Server, reach lsn.LSN) error {
+	return handed(cp, srv, reach, s.path)
+}
+
+func handed(cp Checkpoint, srv Server, reach lsn.LSN, file string) error {
+	what := ""
+	switch end, ok := forkPoint(cp.Timeline, srv); {
+	case reach > srv.WALEnd:
+		what = fmt.Sprintf("the sinks were handed changes from WAL up to %s but the server's WAL ends at %s (timeline %d)", reach, srv.WALEnd, srv.Timeline)
+	case cp.Timeline == 0 || cp.Timeline == srv.Timeline:
+		return nil
+	case !ok:
+		// Reconcile refuses a checkpoint whose timeline is not in the server's history first.
+		what = fmt.Sprintf("the changes handed to the sinks were read on timeline %d, which is not in the history of the server's timeline %d", cp.Timeline, srv.Timeline)
+	case reach > end:
+		what = fmt.Sprintf("the server's timeline %d forked from timeline %d at %s, before the end %s of the WAL whose changes the sinks were handed",
+			srv.Timeline, cp.Timeline, end, reach)
+	default:
+		return nil
+	}
+	return rewoundErr(what, file)
 }

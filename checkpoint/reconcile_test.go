@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/pgstream/pgstream/lsn"
 )
 
 func TestReconcileNamesFile(t *testing.T) {
@@ -182,6 +184,40 @@ func TestReconcile(t *testing.T) {
 			want: Start{From: cp.FlushLSN, SkipThrough: cp.CommitLSN},
 		},
 		{
+			name:  "promoted after the checkpoint, its copy of the slot behind it",
+			cp:    cp,
+			found: true,
+			srv: with(func(s *Server) {
+				s.Timeline = 2
+				s.History = []TimelineSwitch{{Timeline: 1, End: cp.FlushLSN + 1}}
+				s.SlotConfirmedFlush = cp.CommitLSN - 0x2000
+			}),
+			want: Start{From: cp.FlushLSN, SkipThrough: cp.CommitLSN},
+		},
+		{
+			name:  "promoted exactly at the checkpoint, its copy of the slot behind it",
+			cp:    cp,
+			found: true,
+			srv: with(func(s *Server) {
+				s.Timeline = 2
+				s.History = []TimelineSwitch{{Timeline: 1, End: cp.FlushLSN}}
+				s.SlotConfirmedFlush = 0x100
+			}),
+			want: Start{From: cp.FlushLSN, SkipThrough: cp.CommitLSN},
+		},
+		{
+			name:  "promoted one byte before the checkpoint",
+			cp:    cp,
+			found: true,
+			srv: with(func(s *Server) {
+				s.Timeline = 2
+				s.History = []TimelineSwitch{{Timeline: 1, End: cp.FlushLSN - 1}}
+				s.SlotConfirmedFlush = cp.CommitLSN
+			}),
+			err:      ErrRewound,
+			mentions: []string{"forked from timeline 1 at 1/16B3777, before the checkpoint's position 1/16B3778"},
+		},
+		{
 			name:  "promoted standby was behind the checkpoint",
 			cp:    cp,
 			found: true,
@@ -239,5 +275,54 @@ func TestReconcile(t *testing.T) {
 				t.Fatalf("Reconcile = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestHanded(t *testing.T) {
+	cp := sampleCheckpoint() // timeline 1, flush 1/16B3778
+	same := Server{SystemID: cp.SystemID, Database: cp.Database, Slot: cp.Slot, SlotExists: true, SlotConfirmedFlush: cp.FlushLSN,
+		WALEnd: 0x1_02000000, Timeline: 1}
+	promoted := same
+	promoted.Timeline = 2
+	promoted.History = []TimelineSwitch{{Timeline: 1, End: 0x1_01800000}}
+	for _, tc := range []struct {
+		name     string
+		srv      Server
+		reach    lsn.LSN
+		err      error
+		mentions []string
+	}{
+		{name: "nothing handed over", srv: same},
+		{name: "same timeline, at the WAL end", srv: same, reach: 0x1_02000000},
+		{name: "same timeline, past the WAL end", srv: same, reach: 0x1_02000001, err: ErrRewound,
+			mentions: []string{"handed changes from WAL up to 1/2000001", "WAL ends at 1/2000000", "remove the checkpoint file"}},
+		{name: "promoted after what was handed over", srv: promoted, reach: 0x1_017FFFFF},
+		{name: "promoted exactly where what was handed over ends", srv: promoted, reach: 0x1_01800000},
+		{name: "promoted one byte before its end", srv: promoted, reach: 0x1_01800001, err: ErrRewound,
+			mentions: []string{"timeline 2 forked from timeline 1 at 1/1800000, before the end 1/1800001", "failed over to a standby"}},
+		{name: "timeline not in the history", srv: func() Server { s := promoted; s.History = nil; return s }(), reach: 0x1_01000000,
+			err: ErrRewound, mentions: []string{"timeline 1, which is not in the history"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Handed(cp, tc.srv, tc.reach)
+			if tc.err == nil {
+				if err != nil {
+					t.Fatalf("Handed = %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("Handed = %v; want %v", err, tc.err)
+			}
+			for _, m := range tc.mentions {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("error %q does not mention %q", err, m)
+				}
+			}
+		})
+	}
+	s := NewFileStore("/var/lib/pgstream/cp.json", nil)
+	if err := s.Handed(cp, promoted, 0x1_01900000); !errors.Is(err, ErrRewound) || !strings.Contains(err.Error(), "remove /var/lib/pgstream/cp.json (") {
+		t.Fatalf("FileStore.Handed = %v; want ErrRewound naming the file", err)
 	}
 }
