@@ -25,6 +25,7 @@ type txState struct {
 	skipThrough    lsn.LSN   // transactions committed at or before this were delivered already
 	lastRegistered lsn.LSN   // commit LSN of the newest batch handed over that completes a transaction
 	partial        partialTx // the open transaction whose first events are already handed over
+	reach          lsn.LSN   // the WAL of what was handed over ends here at least; never goes back
 }
 
 type partialTx struct {
@@ -60,6 +61,8 @@ func (s *txState) keep(seq uint32) bool {
 func (s *txState) split() {
 	if s.open {
 		s.partial = partialTx{commit: s.tx.CommitLSN, seq: s.tx.Seq}
+		// Its commit record starts at CommitLSN: the WAL holding it ends past that.
+		s.reach = max(s.reach, s.tx.CommitLSN+1)
 	}
 }
 
@@ -77,8 +80,14 @@ func (s *txState) commit() bool {
 func (s *txState) handedOver(pos checkpoint.Position) {
 	if pos.CommitLSN != 0 {
 		s.lastRegistered = pos.CommitLSN
+		s.reach = max(s.reach, pos.EndLSN)
 	}
 }
+
+// handedReach returns where the WAL that the changes handed over came from ends, at least: the
+// end of the newest commit record or message handed over, or just past the start of the commit
+// record of a transaction whose first events were handed over before its commit.
+func (s *txState) handedReach() lsn.LSN { return s.reach }
 
 // deliverOutside reports whether a message decoded outside any transaction at at is handed over:
 // not when an earlier connection handed it over already.

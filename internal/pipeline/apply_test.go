@@ -211,3 +211,30 @@ func TestApplyStopsAtEndPosition(t *testing.T) {
 		handed{checkpoint.Position{CommitLSN: 0x100, EndLSN: 0x108}, ids(0x100, 0)},
 		handed{checkpoint.Position{CommitLSN: 0x200, EndLSN: 0x208}, ids(0x200, 0)})
 }
+
+// handedReach is where the WAL of what reached the sinks ends, at least: a commit handed over, a
+// transaction split into batches before its commit, a message outside any transaction.
+func TestApplyHandedReach(t *testing.T) {
+	r := newApplyRig(t, 2, 0x80)
+	check := func(want lsn.LSN) {
+		t.Helper()
+		if got := r.app.tx.handedReach(); got != want {
+			t.Fatalf("handedReach = %s, want %s", got, want)
+		}
+	}
+	check(0) // the checkpoint's position is Reconcile's to check
+	r.must(txn(0x100, 1)...)
+	check(0x108) // the end of its commit record
+	r.must(begin(0x200), insert(2), insert(3), insert(4))
+	check(0x201) // its first two events are handed over, its commit record starts at 0x200
+	r.app.reconnect()
+	check(0x201)
+	r.must(begin(0x200), insert(2), insert(3), insert(4))
+	r.app.reconnect()
+	r.must(begin(0x300), insert(5))
+	check(0x201)      // nothing of 0x300 is handed over yet
+	r.app.reconnect() // 0x200 is forgotten as a split transaction, not as handed over
+	check(0x201)
+	r.must(&walparse.LogicalMessage{LSN: 0x400, Prefix: []byte("app"), Content: []byte("x")})
+	check(0x400)
+}

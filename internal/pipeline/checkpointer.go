@@ -22,7 +22,8 @@ type checkpointer struct {
 	now      func() time.Time
 	log      *zap.Logger
 
-	// Set by the pipeline before the first save.
+	// Set by the pipeline before the first save. The session changes the timeline after a
+	// failover (setTimeline); saves read it under snap.saveMu.
 	ident   checkpoint.Checkpoint // identity fields of the checkpoint
 	tracker *checkpoint.Tracker
 	// snapDone is set when the list of unfinished snapshots becomes empty after having tables.
@@ -60,6 +61,14 @@ func (c *checkpointer) run(ctx context.Context, stop <-chan struct{}) error {
 			return c.save()
 		}
 	}
+}
+
+// setTimeline records that the checkpoint's positions are on timeline tli from now on: the server
+// was promoted from the timeline of the positions saved so far, after all of them.
+func (c *checkpointer) setTimeline(tli int32) {
+	c.snap.saveMu.Lock()
+	defer c.snap.saveMu.Unlock()
+	c.ident.Timeline = tli
 }
 
 // save saves the position every sink acknowledged with the snapshot progress of the same batches,

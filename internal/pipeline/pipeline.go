@@ -36,6 +36,8 @@ type Store interface {
 	Save(checkpoint.Checkpoint) error
 	// Reconcile applies checkpoint.Reconcile, naming the store in its errors.
 	Reconcile(cp checkpoint.Checkpoint, found bool, srv checkpoint.Server) (checkpoint.Start, error)
+	// Handed applies checkpoint.Handed, naming the store in its errors.
+	Handed(cp checkpoint.Checkpoint, srv checkpoint.Server, reach lsn.LSN) error
 }
 
 // Pipeline streams changes from one replication slot to the configured sinks. It is used once:
@@ -300,7 +302,7 @@ func Inspect(ctx context.Context, conn *replication.Conn, sys replication.System
 		return st, err
 	}
 	st.Start, err = store.Reconcile(st.Checkpoint, st.Found, srv)
-	return st, err
+	return st, promotedHint(err, st.Checkpoint, sys)
 }
 
 // ServerState describes the server and its slot as checkpoint.Reconcile needs them. It asks for
@@ -356,6 +358,12 @@ func (p *Pipeline) open(ctx context.Context) error {
 			beats = hb
 		}
 	}
+	if st.Slot.Exists && p.src.Failover && !st.Slot.Failover {
+		if st.Slot, err = conn.EnsureFailover(ctx, st.Slot); err != nil {
+			return err
+		}
+		p.log.Info("made the replication slot a failover slot", zap.String("slot", st.Slot.Name))
+	}
 	cp, found, start := st.Checkpoint, st.Found, st.Start
 	snapshotNow := st.Snapshot
 	if st.CreateSlot {
@@ -370,7 +378,8 @@ func (p *Pipeline) open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p.log.Info("created replication slot", zap.String("slot", slot.Name), zap.Stringer("consistent_point", slot.ConfirmedFlush))
+		p.log.Info("created replication slot", zap.String("slot", slot.Name), zap.Stringer("consistent_point", slot.ConfirmedFlush),
+			zap.Bool("failover", p.src.Failover))
 		srv, err := ServerState(ctx, conn, sys, slot, cp, found)
 		if err != nil {
 			return err

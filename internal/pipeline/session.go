@@ -177,7 +177,10 @@ func (s *session) stream(ctx, runCtx context.Context) error {
 }
 
 // reopen connects again after a failure and resumes from the durable position, dropping what was
-// already handed to the sinks.
+// already handed to the sinks. The server may be another one than before: a standby promoted
+// since (a new timeline of the same system), found among the hosts of source.url. Its timeline
+// history must hold everything the sinks were handed; its copy of the slot may be behind the
+// durable position, which is where streaming resumes all the same.
 func (s *session) reopen(ctx context.Context) error {
 	sys, err := s.dial(ctx)
 	if err != nil {
@@ -199,12 +202,46 @@ func (s *session) reopen(ctx context.Context) error {
 		return err
 	}
 	if _, err := s.store.Reconcile(cp, true, srv); err != nil {
+		return promotedHint(err, cp, sys)
+	}
+	if err := s.store.Handed(cp, srv, s.app.tx.handedReach()); err != nil {
 		return err
+	}
+	if s.src.Failover && !slot.Failover {
+		if _, err := conn.EnsureFailover(ctx, slot); err != nil {
+			return err
+		}
+		s.log.Info("made the replication slot a failover slot", zap.String("slot", slot.Name))
+	}
+	if sys.Timeline != cp.Timeline {
+		fork := lsn.LSN(0)
+		for _, h := range srv.History {
+			if h.Timeline == cp.Timeline {
+				fork = h.End
+			}
+		}
+		s.log.Warn("the server is on a new timeline: a standby was promoted; resuming on it from the checkpoint",
+			zap.Int32("timeline", sys.Timeline), zap.Int32("previous_timeline", cp.Timeline), zap.Stringer("fork_point", fork),
+			zap.Stringer("slot_confirmed_flush_lsn", slot.ConfirmedFlush), zap.Stringer("checkpoint_flush_lsn", d.EndLSN))
+		s.ck.setTimeline(sys.Timeline)
 	}
 	s.dec.Reset()
 	s.app.reconnect()
-	s.log.Info("resuming replication", zap.Stringer("from", d.EndLSN), zap.Stringer("skip_through", s.app.tx.skipThrough))
+	s.log.Info("resuming replication", zap.Stringer("from", d.EndLSN), zap.Stringer("skip_through", s.app.tx.skipThrough),
+		zap.String("server", conn.PgConn().Conn().RemoteAddr().String()), zap.Int32("timeline", sys.Timeline))
 	return s.startStreaming(ctx, d.EndLSN)
+}
+
+// promotedHint adds to a refusal to resume on a server whose slot is missing the likely cause
+// when the server is on a later timeline than the checkpoint: a promoted standby without a copy
+// of the slot.
+func promotedHint(err error, cp checkpoint.Checkpoint, sys replication.SystemInfo) error {
+	if !errors.Is(err, checkpoint.ErrSlotMissing) || cp.Timeline == 0 || sys.Timeline <= cp.Timeline {
+		return err
+	}
+	return fmt.Errorf("%w (the server is on timeline %d, the checkpoint on %d: it is a promoted standby without a usable copy of the slot; "+
+		"with source.failover on PostgreSQL 17 or newer and sync_replication_slots on the standby, pgstream check says whether a standby's copy is ready)",
+		err, sys.Timeline, cp.Timeline)
 }
 
 func (s *session) receiveLoop(ctx, runCtx context.Context) error {

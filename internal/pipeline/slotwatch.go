@@ -31,6 +31,11 @@ type SlotState struct {
 	// MaxSlotWALKeepBytes is max_slot_wal_keep_size in bytes; -1: unlimited.
 	MaxSlotWALKeepBytes int64 `json:"max_slot_wal_keep_bytes"`
 	InRecovery          bool  `json:"in_recovery"`
+	// Failover reports whether the slot is a failover slot; nil before PostgreSQL 17, which has none.
+	Failover *bool `json:"failover,omitempty"`
+	// SynchronizedStandbySlots is the server's synchronized_standby_slots (PostgreSQL 17+): the
+	// physical slots of the standbys that receive WAL before pgstream does.
+	SynchronizedStandbySlots string `json:"synchronized_standby_slots,omitempty"`
 }
 
 // slotWatch polls the slot every interval on an ordinary connection of its own, reports it to
@@ -162,7 +167,8 @@ func PollSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (SlotState,
   coalesce((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - s.restart_lsn)::bigint::text, '0'),
   current_setting('server_version'), current_setting('wal_sender_timeout'), current_setting('max_slot_wal_keep_size'),
   pg_is_in_recovery()::text,
-  (SELECT CASE WHEN setting::bigint < 0 THEN -1 ELSE setting::bigint * 1024 * 1024 END FROM pg_settings WHERE name = 'max_slot_wal_keep_size')::text
+  (SELECT CASE WHEN setting::bigint < 0 THEN -1 ELSE setting::bigint * 1024 * 1024 END FROM pg_settings WHERE name = 'max_slot_wal_keep_size')::text,
+  coalesce(to_jsonb(s) ->> 'failover', ''), coalesce(current_setting('synchronized_standby_slots', true), '')
 FROM pg_replication_slots s WHERE s.slot_name = $1`
 	res := conn.ExecParams(ctx, q, [][]byte{[]byte(slot)}, nil, nil, nil).Read()
 	if res.Err != nil {
@@ -173,7 +179,11 @@ FROM pg_replication_slots s WHERE s.slot_name = $1`
 	}
 	r := res.Rows[0]
 	st := SlotState{Polled: time.Now(), WALStatus: string(r[0]), ServerVersion: string(r[3]), WalSenderTimeout: string(r[4]),
-		MaxSlotWALKeepSize: string(r[5]), InRecovery: string(r[6]) == "true"}
+		MaxSlotWALKeepSize: string(r[5]), InRecovery: string(r[6]) == "true", SynchronizedStandbySlots: string(r[9])}
+	if len(r[8]) > 0 { // the failover column exists (PostgreSQL 17+)
+		f := string(r[8]) == "true"
+		st.Failover = &f
+	}
 	if len(r[1]) > 0 {
 		v, err := strconv.ParseInt(string(r[1]), 10, 64)
 		if err != nil {
