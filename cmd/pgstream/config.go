@@ -53,7 +53,7 @@ type sourceConfig struct {
 // file does not mention them (PGSTREAM_SOURCE_URL sets source.url).
 var envKeys = []string{
 	"source.url", "source.password_file", "source.slot", "source.publication", "source.create_slot",
-	"source.create_publication", "source.status_interval", "source.connect_timeout",
+	"source.create_publication", "source.status_interval", "source.connect_timeout", "source.failover",
 	"source.heartbeat_interval", "source.heartbeat_query", "source.heartbeat_to_sinks",
 	"wal_guard.poll_interval", "wal_guard.min_safe_wal_size",
 	"checkpoint.path", "log.level", "log.format", "http.listen",

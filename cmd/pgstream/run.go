@@ -306,6 +306,29 @@ func reportStart(out io.Writer, report func(string, error), cfg *Config, st pipe
 	}
 }
 
+// reportFailover prints what failover needs, as the servers of source.url show it: what is
+// ready, and what is not with its fix. What is missing is a warning: run works without it, but a
+// failover would stop pgstream (or, without synchronized_standby_slots, may).
+func reportFailover(out io.Writer, rep replication.FailoverReport) {
+	for _, f := range rep.Findings() {
+		if f.OK {
+			fmt.Fprintf(out, "ok    %s: %s\n", f.Subject, f.Message)
+			continue
+		}
+		fmt.Fprintf(out, "WARN  %s\n      %s\n      fix: %s\n", f.Subject, replication.RedactURL(f.Message), f.Fix)
+	}
+}
+
+// hasCheck reports whether a preflight finding is about check.
+func hasCheck(probs []replication.Problem, check string) bool {
+	for _, p := range probs {
+		if p.Check == check {
+			return true
+		}
+	}
+	return false
+}
+
 func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) int {
 	failed := false
 	report := func(name string, err error) {
@@ -336,6 +359,9 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 				report("preflight: "+p.Check, fmt.Errorf("%s\n      fix: %s", p.Message, p.Fix))
 			}
 			reportStart(out, report, cfg, st, err)
+			if cfg.Source.Failover && !hasCheck(st.Problems, "failover") {
+				reportFailover(out, replication.InspectFailover(ctx, cfg.Source.Config))
+			}
 		}
 	}
 	for i, raw := range cfg.Sinks {

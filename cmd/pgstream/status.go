@@ -102,11 +102,24 @@ type statusReport struct {
 	Refusal    error                 // what a run would stop with now (Inspect's error)
 	Problems   []replication.Problem // preflight findings a run refuses to start on
 	PollErr    error                 // the slot's WAL state could not be read
+
+	// Failover is what failover needs, as the servers of source.url show it; nil unless
+	// source.failover is on.
+	Failover []replication.Finding
 }
 
 // gatherStatus asks the operations endpoint when one is configured, and builds the picture from
 // the server and the checkpoint when there is none or it does not answer.
 func gatherStatus(ctx context.Context, cfg *Config) *statusReport {
+	r := gatherPicture(ctx, cfg)
+	if cfg.Source.Failover && r.Reach == nil {
+		r.Failover = replication.InspectFailover(ctx, cfg.Source.Config).Findings()
+	}
+	return r
+}
+
+// gatherPicture is gatherStatus without failover.
+func gatherPicture(ctx context.Context, cfg *Config) *statusReport {
 	why := "http.listen is not set"
 	if cfg.HTTP.Listen != "" {
 		base, err := endpointURL(cfg.HTTP.Listen)
@@ -344,6 +357,11 @@ func classify(r *statusReport, lim lagLimits) verdict {
 		v.add(statusDegraded, why(fmt.Sprintf("slot %s: wal_status extended: it holds more than max_wal_size of WAL, kept only within "+
 			"max_slot_wal_keep_size; pgstream is falling behind", s.Slot)))
 	}
+	for _, f := range r.Failover {
+		if !f.OK {
+			v.add(statusDegraded, f.Subject+": "+f.Message)
+		}
+	}
 	if lim.Bytes > 0 && s.Lag.Bytes > float64(lim.Bytes) {
 		v.add(statusDegraded, fmt.Sprintf("lag %s is over --max-lag-bytes %s", humanBytes(s.Lag.Bytes), humanBytes(float64(lim.Bytes))))
 	}
@@ -369,6 +387,17 @@ func renderStatus(w io.Writer, r *statusReport, v verdict, now time.Time) {
 		return
 	}
 	renderServer(line, r.Status.Server, now)
+	for i, f := range r.Failover {
+		label := ""
+		if i == 0 {
+			label = "failover"
+		}
+		mark := "ok  "
+		if !f.OK {
+			mark = "WARN"
+		}
+		line(label, "%s %s: %s", mark, f.Subject, f.Message)
+	}
 }
 
 // lineFunc prints one labelled line.
@@ -482,6 +511,9 @@ func renderServer(line lineFunc, srv pipeline.SlotState, now time.Time) {
 		role = "standby"
 	}
 	line("server", "PostgreSQL %s, %s, wal_sender_timeout %s, max_slot_wal_keep_size %s", srv.ServerVersion, role, srv.WalSenderTimeout, srv.MaxSlotWALKeepSize)
+	if srv.Failover != nil {
+		line("slot", "failover %t, synchronized_standby_slots %s", *srv.Failover, orNone(srv.SynchronizedStandbySlots, "(empty)"))
+	}
 	safe := "unlimited"
 	if srv.SafeWALSize != nil {
 		safe = humanBytes(float64(*srv.SafeWALSize))
@@ -544,9 +576,14 @@ func writeStatusJSON(w io.Writer, r *statusReport) error {
 			return fmt.Errorf("decode %s/status: %w", r.Endpoint, err)
 		}
 		m["readiness"] = bytes.TrimSpace(r.rawReady)
+		if r.Failover != nil {
+			if m["failover"], err = json.Marshal(failoverJSON(r.Failover)); err != nil {
+				return err
+			}
+		}
 		out, err = json.MarshalIndent(m, "", "  ")
 	} else {
-		out, err = json.MarshalIndent(offlineJSON{Status: r.Status, Offline: offlineDetail(r)}, "", "  ")
+		out, err = json.MarshalIndent(offlineJSON{Status: r.Status, Offline: offlineDetail(r), Failover: failoverJSON(r.Failover)}, "", "  ")
 	}
 	if err != nil {
 		return err
@@ -558,7 +595,24 @@ func writeStatusJSON(w io.Writer, r *statusReport) error {
 // offlineJSON is the offline picture as --json prints it.
 type offlineJSON struct {
 	pipeline.Status
-	Offline offlineDetails `json:"offline"`
+	Offline  offlineDetails `json:"offline"`
+	Failover []findingJSON  `json:"failover,omitempty"`
+}
+
+// findingJSON is a failover finding as --json prints it, under "failover".
+type findingJSON struct {
+	OK      bool   `json:"ok"`
+	Subject string `json:"subject"`
+	Message string `json:"message"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+func failoverJSON(fs []replication.Finding) []findingJSON {
+	var out []findingJSON
+	for _, f := range fs {
+		out = append(out, findingJSON{f.OK, f.Subject, f.Message, f.Fix})
+	}
+	return out
 }
 
 type offlineDetails struct {

@@ -465,3 +465,50 @@ func TestStatusStoreSavesNothing(t *testing.T) {
 		t.Errorf("the checkpoint file exists after a refused Save: %v", err)
 	}
 }
+
+// With source.failover on, what failover still lacks makes the state degraded, and the findings
+// are printed and carried in the JSON, for the daemon's picture and the offline one alike.
+func TestStatusFailover(t *testing.T) {
+	findings := []replication.Finding{
+		{OK: true, Subject: "failover: primary p:5432", Message: "slot pgstream is a failover slot"},
+		{Subject: "failover: standby s:5432", Message: "NOT READY FOR FAILOVER: the standby has no copy of slot pgstream", Fix: "wait"},
+	}
+	for name, r := range map[string]*statusReport{
+		"daemon":  daemonReport(comp("source", true, "")),
+		"offline": offlineReport(func(*statusReport) {}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r.Failover = findings
+			r.Status.Server.Failover = new(bool)
+			*r.Status.Server.Failover = true
+			v := classify(r, lagLimits{})
+			if v.Code != statusDegraded || len(v.Reasons) != 1 || !strings.Contains(v.Reasons[0], "standby s:5432: NOT READY FOR FAILOVER") {
+				t.Fatalf("verdict = %+v", v)
+			}
+			var b bytes.Buffer
+			renderStatus(&b, r, v, statusNow)
+			for _, want := range []string{"failover     ok   failover: primary p:5432: slot pgstream is a failover slot",
+				"WARN failover: standby s:5432: NOT READY FOR FAILOVER", "failover true, synchronized_standby_slots (empty)"} {
+				if !strings.Contains(b.String(), want) {
+					t.Errorf("status does not say %q:\n%s", want, b.String())
+				}
+			}
+			r.rawStatus, _ = json.Marshal(r.Status)
+			r.rawReady, _ = json.Marshal(r.Readiness)
+			b.Reset()
+			if err := writeStatusJSON(&b, r); err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Server   pipeline.SlotState `json:"server"`
+				Failover []findingJSON      `json:"failover"`
+			}
+			if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+				t.Fatalf("%v:\n%s", err, b.String())
+			}
+			if len(got.Failover) != 2 || got.Failover[1].OK || got.Failover[1].Fix != "wait" || got.Server.Failover == nil || !*got.Server.Failover {
+				t.Errorf("JSON:\n%s", b.String())
+			}
+		})
+	}
+}
