@@ -337,6 +337,79 @@ func TestFailoverResumesOnPromotedStandby(t *testing.T) {
 	t.Logf("%d rows, %d events before the failover", len(want), len(before))
 }
 
+// TestFailoverToAStandbyBehindIsRefused: without synchronized_standby_slots pgstream may deliver
+// changes that a standby does not have. Promoted after such changes, the standby's timeline forks
+// before what pgstream delivered: pgstream must stop, saying that the database went back in time,
+// rather than resume there and skip the new primary's own changes at those positions.
+func TestFailoverToAStandbyBehindIsRefused(t *testing.T) {
+	needFailoverSlots(t)
+	primary, standby := failoverPair(t, true)
+	const slot = "behind"
+	dir := t.TempDir()
+	out, ckpt := filepath.Join(dir, "changes.jsonl"), filepath.Join(dir, "checkpoint.json")
+	cfgPath := writeFailoverConfig(t, dir, failoverURL(primary.Port, standby.Port), slot)
+	p := startBinary(t, "run", "--config", cfgPath)
+	waitStreamingOn(t, primary, slot, p)
+
+	// The standby's copy becomes persistent once the primary's slot moves: write while waiting.
+	next := 0
+	waitUntil(t, 300*time.Second, "the standby's copy of the slot is synced and persistent", p.exited, func() bool {
+		next++
+		primary.MustExec(t, "postgres", fmt.Sprintf("INSERT INTO items VALUES (%d, 0)", next))
+		exists, synced, temporary := standbySlot(t, standby, slot)
+		return exists && synced && !temporary
+	})
+	// The standby stops receiving; pgstream delivers more, which only the primary has.
+	if err := standby.Stop("fast"); err != nil {
+		t.Fatal(err)
+	}
+	primary.MustExec(t, "postgres", "INSERT INTO items SELECT g, 0 FROM generate_series(1000001, 1000100) g")
+	waitUntil(t, 120*time.Second, "pgstream delivers the rows the standby does not have", p.exited, every(200*time.Millisecond, func() bool {
+		for _, e := range readWrittenEvents(t, out) {
+			if id, _ := itemVersion(t, e); id == 1000100 {
+				return true
+			}
+		}
+		return false
+	}))
+	_, delivered := readCheckpoint(t, ckpt)
+	if err := primary.Stop("immediate"); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Exec("postgres", "INSERT INTO items SELECT g, 1 FROM generate_series(2000001, 2000100) g"); err != nil {
+		t.Fatal(err)
+	}
+
+	select {
+	case err := <-p.done:
+		text := p.stderr.String()
+		// Its WAL ends before the checkpoint, or (once written past it) forked before it.
+		if err == nil || !strings.Contains(text, "went back in time") || !strings.Contains(text, "timeline 2") {
+			t.Fatalf("pgstream (%v) did not refuse the promoted standby that lacks what it delivered up to %s:\n%s", err, delivered, text)
+		}
+	case <-time.After(300 * time.Second):
+		t.Fatalf("pgstream still runs 300s after the promotion of a standby behind it:\n%s", p.stderr)
+	}
+	for _, e := range readEvents(t, out) {
+		if id, _ := itemVersion(t, e); id > 2000000 {
+			t.Fatalf("a change of the new primary was delivered past the gap: %s", e.Raw)
+		}
+	}
+	if cp, found, err := checkpoint.NewFileStore(ckpt, checkpoint.OSFS()).Load(); err != nil || !found || cp.Timeline != 1 {
+		t.Fatalf("checkpoint after the refusal = %+v, %v, %v; want it still on timeline 1", cp, found, err)
+	}
+	text, code := runBinary(t, 60*time.Second, "check", "--config", cfgPath)
+	if code == 0 || !strings.Contains(text, "went back in time") {
+		t.Fatalf("check (exit %d) does not refuse the promoted standby:\n%s", code, text)
+	}
+}
+
 // TestFailoverCheckReportsStandbyNotReady: pgstream check, with source.failover on, names what a
 // failover still lacks (a slot that is no failover slot, an empty synchronized_standby_slots, a
 // standby without sync_replication_slots and without a copy of the slot) as warnings, says so
