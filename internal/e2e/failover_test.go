@@ -65,7 +65,6 @@ func writeFailoverConfig(t *testing.T, dir, url, slot string) string {
   failover: true
   status_interval: 200ms
   connect_timeout: 5s
-  heartbeat_interval: -1s
 checkpoint:
   path: %s
 sinks:
