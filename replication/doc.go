@@ -1,8 +1,9 @@
 // Package replication is the client side of one PostgreSQL logical replication session: it opens a
 // connection in replication=database mode on top of github.com/jackc/pgx/v5/pgconn (which handles
 // startup, TLS and authentication), checks that the server is ready (wal_level, role, slot,
-// publication, tables), creates the publication and the pgoutput slot when allowed, starts streaming
-// and exchanges CopyData frames with the walsender.
+// publication, tables), creates the publication and the pgoutput slot when allowed (a failover slot
+// on PostgreSQL 17+ when asked), starts streaming and exchanges CopyData frames with the walsender.
+// InspectFailover reads, server by server, what a failover of the source needs.
 //
 // It implements the frontend side of the Streaming Replication Protocol and the Logical Streaming
 // Replication Protocol (https://www.postgresql.org/docs/current/protocol-replication.html and
