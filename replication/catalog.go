@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgstream/pgstream/lsn"
 )
 
-// SlotInfo describes the configured replication slot as pg_replication_slots shows it.
+// SlotInfo describes the configured replication slot as pg_replication_slots shows it. A column the
+// server's version lacks is left zero: conflicting before PostgreSQL 16, inactive_since and
+// invalidation_reason before 17.
 type SlotInfo struct {
 	Name, Plugin, Database string
 	Exists, Active         bool
@@ -20,10 +23,23 @@ type SlotInfo struct {
 	ConfirmedFlush         lsn.LSN // after creation: the consistent point
 	RestartLSN             lsn.LSN
 	WALStatus              string // reserved, extended, unreserved, lost
-	Created                bool   // EnsureSlot created it just now
+	// SafeWALSize is how much more WAL the server can write before the slot is in danger of being
+	// lost; nil when max_slot_wal_keep_size is -1 (unlimited) and for a lost slot.
+	SafeWALSize *int64
+	// Conflicting reports, from PostgreSQL 16 on, whether the server invalidated the slot for a
+	// conflict with recovery (rows_removed, wal_level_insufficient); nil before 16.
+	Conflicting *bool
+	// InvalidationReason is why the server invalidated the slot (PostgreSQL 17 and later):
+	// wal_removed, rows_removed, wal_level_insufficient or, from 18 on, idle_timeout; "" while the
+	// slot is valid. Invalidated derives it for older servers.
+	InvalidationReason string
+	// InactiveSince is when the slot was last released by its consumer (PostgreSQL 17 and later);
+	// zero while a consumer streams from it, and before 17.
+	InactiveSince time.Time
 	// Failover reports a failover slot, one that standbys with sync_replication_slots keep a copy
 	// of (the failover column, PostgreSQL 17 and newer; false before).
 	Failover bool
+	Created  bool // EnsureSlot created it just now
 }
 
 // Problem is one preflight finding with the fix spelled out.
@@ -34,39 +50,22 @@ type Problem struct {
 }
 
 // SlotInfo reads the configured slot from pg_replication_slots. A missing slot is not an error:
-// Exists is false.
+// Exists is false. The row is read whole (SlotRowSQL), so every column the server's version has
+// is seen and none it lacks is asked for.
 func (c *Conn) SlotInfo(ctx context.Context) (SlotInfo, error) {
-	// The failover column exists from PostgreSQL 17 on; to_jsonb of the row has it only there.
-	rows, err := c.query(ctx, "SELECT slot_name, coalesce(plugin, ''), coalesce(database::text, ''), active::text, "+
-		"coalesce(active_pid, 0), coalesce(confirmed_flush_lsn::text, ''), coalesce(restart_lsn::text, ''), "+
-		"coalesce(wal_status, ''), coalesce(to_jsonb(s) ->> 'failover', '') FROM pg_replication_slots s WHERE slot_name = "+quoteLiteral(c.cfg.Slot))
+	rows, err := c.query(ctx, "SELECT "+SlotRowSQL+" FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = "+quoteLiteral(c.cfg.Slot))
 	if err != nil {
 		return SlotInfo{}, fmt.Errorf("read slot %s: %w", c.cfg.Slot, err)
 	}
-	si := SlotInfo{Name: c.cfg.Slot}
 	if len(rows) == 0 {
-		return si, nil
+		return SlotInfo{Name: c.cfg.Slot}, nil
 	}
-	r := rows[0]
-	if len(r) != 9 {
-		return SlotInfo{}, fmt.Errorf("read slot %s: %w: %d columns", c.cfg.Slot, ErrProtocol, len(r))
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		return SlotInfo{}, fmt.Errorf("read slot %s: %w: %d rows", c.cfg.Slot, ErrProtocol, len(rows))
 	}
-	si.Exists = true
-	si.Plugin, si.Database, si.Active, si.WALStatus, si.Failover = r[1], r[2], r[3] == "true", r[7], r[8] == "true"
-	pid, err := strconv.ParseInt(r[4], 10, 32)
+	si, err := ParseSlotRow([]byte(rows[0][0]))
 	if err != nil {
-		return SlotInfo{}, fmt.Errorf("read slot %s: active_pid %q: %w", c.cfg.Slot, r[4], err)
-	}
-	si.ActivePID = int32(pid)
-	if r[5] != "" {
-		if si.ConfirmedFlush, err = lsn.Parse(r[5]); err != nil {
-			return SlotInfo{}, fmt.Errorf("read slot %s: confirmed_flush_lsn: %w", c.cfg.Slot, err)
-		}
-	}
-	if r[6] != "" {
-		if si.RestartLSN, err = lsn.Parse(r[6]); err != nil {
-			return SlotInfo{}, fmt.Errorf("read slot %s: restart_lsn: %w", c.cfg.Slot, err)
-		}
+		return SlotInfo{}, fmt.Errorf("read slot %s: %w", c.cfg.Slot, err)
 	}
 	return si, nil
 }
@@ -285,16 +284,19 @@ func (c *Conn) CheckSlot(ctx context.Context, si SlotInfo) error {
 			Msg: fmt.Sprintf("replication slot %s belongs to database %s, pgstream streams database %s", si.Name, si.Database, db),
 			Fix: drop + " (a slot is dropped from its own database or with the function above)"}
 	}
-	if si.WALStatus == "lost" {
+	if si.Invalidated() != "" {
 		return c.slotLostError(si, nil)
 	}
 	return nil
 }
 
+// slotLostError refuses a slot the server invalidated, naming why and the way out.
 func (c *Conn) slotLostError(si SlotInfo, cause error) error {
+	reason := si.Invalidated()
+	what, avoid := Invalidation(reason)
 	return &Error{Kind: ErrSlotLost, Check: "slot", Err: cause,
-		Msg: fmt.Sprintf("replication slot %s is lost: the server removed WAL it still needed, so changes since %s are gone", si.Name, si.ConfirmedFlush),
-		Fix: fmt.Sprintf("drop the slot (SELECT pg_drop_replication_slot(%s)), delete the checkpoint, re-snapshot the tables into the sinks and start again (a new slot is created); raise max_slot_wal_keep_size to avoid it", quoteLiteral(si.Name))}
+		Msg: fmt.Sprintf("replication slot %s is lost (invalidated: %s): %s, so the changes since %s are gone from it", si.Name, reason, what, si.ConfirmedFlush),
+		Fix: fmt.Sprintf("drop the slot (SELECT pg_drop_replication_slot(%s)), delete the checkpoint, re-snapshot the tables into the sinks and start again (a new slot is created); to avoid it: %s", quoteLiteral(si.Name), avoid)}
 }
 
 func (c *Conn) slotActiveError(what string, pid int32, cause error) error {

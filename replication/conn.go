@@ -301,6 +301,9 @@ func quoteLiteral(s string) string {
 	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
 }
 
+// QuoteLiteral is quoteLiteral for the statements other packages spell out in their messages.
+func QuoteLiteral(s string) string { return quoteLiteral(s) }
+
 // qualified returns the quoted schema.table for a configured table name.
 func qualified(t string) string {
 	schema, table, _ := SplitTable(t)

@@ -258,7 +258,7 @@ func (c *Conn) classifyCommand(ctx context.Context, what string, err error) erro
 		if level, qerr := c.queryValue(ctx, "SHOW wal_level"); qerr == nil && level != "logical" {
 			return &Error{Kind: ErrWALLevel, Check: "wal_level", Msg: what + ": wal_level is " + level + ", logical decoding needs logical", Err: err, Fix: walLevelFix}
 		}
-		if si, qerr := c.SlotInfo(ctx); qerr == nil && si.Exists && si.WALStatus == "lost" {
+		if si, qerr := c.SlotInfo(ctx); qerr == nil && si.Exists && si.Invalidated() != "" {
 			return c.slotLostError(si, err)
 		}
 	case "42501":

@@ -285,16 +285,88 @@ func TestSlotLost(t *testing.T) {
 	if status != "lost" {
 		t.Fatalf("slot wal_status = %q; the server did not invalidate it", status)
 	}
-	_, err := c.EnsureSlot(ctx)
-	wantKind(t, err, ErrSlotLost, "are gone", "re-snapshot", "pg_drop_replication_slot('"+slot+"')")
-	if probs := c.Preflight(ctx); len(probs) != 1 || probs[0].Check != "slot" {
+	si, err := c.SlotInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The columns of each version: conflicting from 16 on, invalidation_reason from 17 on.
+	if (pg.Version >= 16) != (si.Conflicting != nil) || si.Conflicting != nil && *si.Conflicting ||
+		(pg.Version >= 17) != (si.InvalidationReason == "wal_removed") || si.Invalidated() != "wal_removed" {
+		t.Fatalf("PostgreSQL %d: lost slot = %+v (conflicting %v)", pg.Version, si, si.Conflicting)
+	}
+	_, err = c.EnsureSlot(ctx)
+	wantKind(t, err, ErrSlotLost, "(invalidated: wal_removed)", "max_slot_wal_keep_size", "are gone", "re-snapshot", "pg_drop_replication_slot('"+slot+"')")
+	if probs := c.Preflight(ctx); len(probs) != 1 || probs[0].Check != "slot" || !strings.Contains(probs[0].Message, "wal_removed") {
 		t.Fatalf("preflight = %+v", probs)
 	}
 	err = c.StartReplication(ctx, 0, 1)
-	wantKind(t, err, ErrSlotLost, "re-snapshot")
+	wantKind(t, err, ErrSlotLost, "re-snapshot", "wal_removed")
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || IsRetryable(err) {
 		t.Fatalf("START_REPLICATION on a lost slot: %v", err)
 	}
 	t.Logf("server said: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+}
+
+// TestSlotIdleTimeout lets PostgreSQL 18 invalidate an inactive slot for idle_replication_slot_timeout:
+// SlotInfo reads invalidation_reason and inactive_since, and EnsureSlot, Preflight and
+// START_REPLICATION refuse the slot naming idle_timeout and the setting to change.
+func TestSlotIdleTimeout(t *testing.T) {
+	if v := mainCluster(t).Version; v < 18 {
+		t.Skipf("PostgreSQL %d has no idle_replication_slot_timeout (18 and later)", v)
+	}
+	// A cluster of its own: the timeout invalidates every idle slot of the cluster.
+	pg := cluster(t, "idle", pgtest.Options{})
+	ctx := ctxT(t, 120*time.Second)
+	slot := slotName(t)
+	dropSlotLater(t, pg, slot)
+	c := connect(t, testConfig(pg, slot, "pub_all"))
+	if _, err := c.EnsureSlot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	si, err := c.SlotInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.Active || si.InactiveSince.IsZero() || si.Invalidated() != "" || si.Conflicting == nil {
+		t.Fatalf("a new slot, never streamed from: %+v", si)
+	}
+	pg.MustExec(t, "postgres", "ALTER SYSTEM SET idle_replication_slot_timeout = '1s'")
+	pg.MustExec(t, "postgres", "SELECT pg_reload_conf()")
+	t.Cleanup(func() {
+		_ = pg.Exec("postgres", "ALTER SYSTEM RESET idle_replication_slot_timeout")
+		_ = pg.Exec("postgres", "SELECT pg_reload_conf()")
+	})
+	// The checkpointer invalidates a slot idle for longer than the timeout, as the server's clock
+	// and its reloaded setting see it.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		idle, err := pg.Query("postgres", "SELECT (current_setting('idle_replication_slot_timeout') = '1s' AND clock_timestamp() - inactive_since > '2s')::text "+
+			"FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if idle == "true" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slot was not idle for 2s with the timeout in effect within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pg.MustExec(t, "postgres", "CHECKPOINT")
+	si, err = c.SlotInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.InvalidationReason != "idle_timeout" || si.WALStatus != "lost" || si.Invalidated() != "idle_timeout" {
+		t.Fatalf("slot after the checkpoint: %+v", si)
+	}
+	_, err = c.EnsureSlot(ctx)
+	wantKind(t, err, ErrSlotLost, "(invalidated: idle_timeout)", "raise idle_replication_slot_timeout", "pg_drop_replication_slot('"+slot+"')")
+	if probs := c.Preflight(ctx); len(probs) != 1 || probs[0].Check != "slot" || !strings.Contains(probs[0].Message, "idle_timeout") {
+		t.Fatalf("preflight = %+v", probs)
+	}
+	err = c.StartReplication(ctx, 0, 1)
+	wantKind(t, err, ErrSlotLost, "idle_timeout", "re-snapshot")
 }

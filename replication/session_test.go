@@ -449,3 +449,61 @@ func TestEnsureSlotFailover(t *testing.T) {
 		t.Fatalf("EnsureFailover without source.failover = %+v, %v", si, err)
 	}
 }
+
+// TestPublicationDroppedWhileStreaming drops the publication under a running stream. Messages
+// still come through (pgoutput sends them whatever the publication), and the first change after
+// the drop ends the stream with ErrPublication naming the way out: before PostgreSQL 18 the
+// walsender fails on it, from 18 on it warns and would leave the change out.
+func TestPublicationDroppedWhileStreaming(t *testing.T) {
+	pg := mainCluster(t)
+	ctx := ctxT(t, 120*time.Second)
+	slot := slotName(t)
+	dropSlotLater(t, pg, slot)
+	pg.MustExec(t, "postgres", `CREATE TABLE IF NOT EXISTS pd_t (id int)`) // -count runs it again on the same cluster
+	cfg := testConfig(pg, slot, "pub_pd")
+	cfg.Tables = []string{"pd_t"}
+	c := connect(t, cfg)
+	if err := c.EnsurePublication(ctx); err != nil {
+		t.Fatal(err)
+	}
+	si, err := c.EnsureSlot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartReplication(ctx, si.ConfirmedFlush, 1); err != nil {
+		t.Fatal(err)
+	}
+	pg.MustExec(t, "postgres", `DROP PUBLICATION pub_pd`)
+	pg.MustExec(t, "postgres", `SELECT pg_logical_emit_message(true, 'pd', 'after the drop')`)
+	receiveUntil(t, c, 60*time.Second, func(f Frame) bool {
+		return f.Kind == KindXLogData && f.Data[0] == 'M' && bytes.Contains(f.Data, []byte("after the drop"))
+	})
+	pg.MustExec(t, "postgres", `INSERT INTO pd_t VALUES (1)`)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		f, err := c.Receive(time.Now().Add(200 * time.Millisecond))
+		if errors.Is(err, ErrDeadline) {
+			if time.Now().After(deadline) {
+				t.Fatal("the stream went on for 60s after a change past the publication's drop")
+			}
+			continue
+		}
+		if err != nil {
+			e := wantKind(t, err, ErrPublication, "publication pub_pd was dropped", "pg_drop_replication_slot('"+slot+"')",
+				"CREATE PUBLICATION \"pub_pd\" FOR TABLE", "snapshot.mode initial", `"pub_pd"`)
+			if IsRetryable(err) || e.Check != "publication" {
+				t.Fatalf("the dropped publication's error is retryable or mislabelled: %v", err)
+			}
+			t.Logf("PostgreSQL %d: %v", pg.Version, err)
+			return
+		}
+		if f.Kind == KindXLogData && f.Data[0] == 'I' {
+			t.Fatalf("a change committed after the publication was dropped came through: %q", f.Data)
+		}
+		if f.Kind == KindKeepalive && f.ReplyRequested {
+			if err := c.SendStatus(f.ServerWALEnd, 0, 0, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -95,7 +96,9 @@ func (c *Conn) StartReplication(ctx context.Context, start lsn.LSN, protoVersion
 // ErrDeadline; the connection stays usable and a message partly read resumes at the next call.
 // A zero deadline waits forever. A server ErrorResponse is returned as a wrapped *pgconn.PgError; a
 // CopyDone (or CommandComplete) from the server as ErrStreamEnded; malformed frames as *FrameError
-// (errors.Is ErrProtocol).
+// (errors.Is ErrProtocol). A publication the server cannot find where it decodes (dropped while
+// streaming: an error before PostgreSQL 18, a warning from 18 on) ends the stream with an *Error
+// of kind ErrPublication.
 func (c *Conn) Receive(deadline time.Time) (Frame, error) {
 	switch c.state {
 	case stateIdle:
@@ -149,14 +152,52 @@ func (c *Conn) Receive(deadline time.Time) (Frame, error) {
 			return Frame{}, ErrStreamEnded
 		case *pgproto3.ErrorResponse:
 			c.state = stateBroken
-			return Frame{}, fmt.Errorf("replication stream: server error: %w", pgconn.ErrorResponseToPgError(m))
-		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+			pgErr := pgconn.ErrorResponseToPgError(m)
+			if c.publicationMissing(pgErr) {
+				return Frame{}, c.publicationGone(pgErr)
+			}
+			return Frame{}, fmt.Errorf("replication stream: server error: %w", pgErr)
+		case *pgproto3.NoticeResponse:
+			if n := pgconn.ErrorResponseToPgError((*pgproto3.ErrorResponse)(m)); c.publicationMissing(n) {
+				c.state = stateBroken
+				return Frame{}, c.publicationGone(n)
+			}
+			continue
+		case *pgproto3.ParameterStatus:
 			continue
 		default:
 			c.state = stateBroken
 			return Frame{}, fmt.Errorf("replication stream: %w: unexpected %T", ErrProtocol, msg)
 		}
 	}
+}
+
+// publicationMissing reports whether e, an error or a warning the walsender sent while streaming,
+// is pgoutput not finding the publication at the position it decodes: it was dropped (or renamed)
+// while pgstream streamed. Before PostgreSQL 18 that is an ERROR with SQLSTATE 42704
+// (undefined_object) at the first change after the drop, repeated at every start from a position
+// before it, even once the publication exists again. From 18 on it is a WARNING with SQLSTATE
+// 55000 (object_not_in_prerequisite_state), after which pgoutput leaves out every change until the
+// publication exists again. Both name the publication.
+func (c *Conn) publicationMissing(e *pgconn.PgError) bool {
+	switch {
+	case e.Code == "42704":
+	case e.Code == "55000" && e.SeverityUnlocalized == "WARNING":
+	default:
+		return false
+	}
+	return strings.Contains(e.Message, c.cfg.Publication)
+}
+
+// publicationGone is the error for a publication that does not exist at a position the server
+// decodes (publicationMissing). The stream ends with it rather than skip changes silently.
+func (c *Conn) publicationGone(cause error) error {
+	return &Error{Kind: ErrPublication, Check: "publication", Err: cause,
+		Msg: fmt.Sprintf("replication stream: publication %s was dropped (or renamed) while pgstream streamed from slot %s: "+
+			"the changes committed while it did not exist cannot be streamed from the slot", c.cfg.Publication, c.cfg.Slot),
+		Fix: fmt.Sprintf("start over: drop the slot (SELECT pg_drop_replication_slot(%s)), delete the checkpoint and start pgstream with snapshot.mode initial: "+
+			"it creates the publication (or run %s when source.create_publication is false) and a new slot, and reads the tables again. "+
+			"To change what is published, ALTER PUBLICATION it instead of dropping it", quoteLiteral(c.cfg.Slot), c.publicationSQL())}
 }
 
 // parseFrame decodes one CopyData payload of the replication stream. Data aliases b.

@@ -287,3 +287,53 @@ func BenchmarkAppendStatus(b *testing.B) {
 		_ = appendStatus(buf[:0], lsn.LSN(i), lsn.LSN(i), lsn.LSN(i), now, false)
 	}
 }
+
+func TestParseSlotRow(t *testing.T) {
+	// pg_replication_slots rows as PostgreSQL 14 and 18 render them (to_jsonb).
+	si, err := ParseSlotRow([]byte(`{"xmin": null, "active": true, "datoid": "13695", "plugin": "pgoutput", "database": "app", "slot_name": "s", "slot_type": "logical", "temporary": false, "two_phase": false, "active_pid": 4242, "wal_status": "reserved", "restart_lsn": "0/15C49F8", "catalog_xmin": "733", "safe_wal_size": null, "confirmed_flush_lsn": "0/15C4A30"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !si.Exists || si.Name != "s" || si.Plugin != "pgoutput" || si.Database != "app" || !si.Active || si.ActivePID != 4242 ||
+		si.RestartLSN != 0x15C49F8 || si.ConfirmedFlush != 0x15C4A30 || si.WALStatus != "reserved" || si.SafeWALSize != nil ||
+		si.Conflicting != nil || si.InvalidationReason != "" || !si.InactiveSince.IsZero() || si.Invalidated() != "" {
+		t.Fatalf("PostgreSQL 14 row: %+v", si)
+	}
+	si, err = ParseSlotRow([]byte(`{"xmin": null, "active": false, "datoid": "5", "plugin": "pgoutput", "synced": false, "database": "postgres", "failover": false, "slot_name": "s", "slot_type": "logical", "temporary": false, "two_phase": false, "active_pid": null, "wal_status": "lost", "conflicting": false, "restart_lsn": "0/174B340", "catalog_xmin": "752", "two_phase_at": null, "safe_wal_size": null, "inactive_since": "2026-12-01T17:16:01.155294+00:00", "confirmed_flush_lsn": "0/174B378", "invalidation_reason": "idle_timeout"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 12, 1, 17, 16, 1, 155294000, time.UTC)
+	if si.Active || si.ActivePID != 0 || si.Conflicting == nil || *si.Conflicting || si.InvalidationReason != "idle_timeout" ||
+		!si.InactiveSince.Equal(since) || si.Invalidated() != "idle_timeout" {
+		t.Fatalf("PostgreSQL 18 row: %+v", si)
+	}
+	for _, bad := range []string{`{"slot_name": "s", "confirmed_flush_lsn": "x"}`, `{"plugin": "pgoutput"}`, `[1]`, ``} {
+		if si, err := ParseSlotRow([]byte(bad)); !errors.Is(err, ErrProtocol) {
+			t.Errorf("ParseSlotRow(%q) = %+v, %v; want ErrProtocol", bad, si, err)
+		}
+	}
+}
+
+func TestInvalidationCause(t *testing.T) {
+	for _, tc := range []struct {
+		walStatus, reason string
+		conflicting       bool
+		want              string
+	}{
+		{"reserved", "", false, ""},
+		{"unreserved", "", false, ""},                                // at risk, not yet invalidated
+		{"lost", "", false, "wal_removed"},                           // 13 to 16
+		{"lost", "", true, "rows_removed or wal_level_insufficient"}, // 16
+		{"lost", "idle_timeout", false, "idle_timeout"},              // 17 and later name it
+		{"unreserved", "rows_removed", true, "rows_removed"},
+	} {
+		got := InvalidationCause(tc.walStatus, tc.reason, tc.conflicting)
+		if got != tc.want {
+			t.Errorf("InvalidationCause(%q, %q, %v) = %q, want %q", tc.walStatus, tc.reason, tc.conflicting, got, tc.want)
+		}
+		if what, avoid := Invalidation(got); got != "" && (what == "the server invalidated it" || avoid == "") {
+			t.Errorf("Invalidation(%q) explains nothing", got)
+		}
+	}
+}

@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 versions="${PG_VERSIONS:-14 16 17 18}"
 # Every op and value, TOAST and both replica identities, schema changes, transactions, crash safety
 # under SIGKILL, snapshot + stream, the database gone back in time, and what only some versions
-# have (failover slots, decoding from a standby). The protocol, catalog and snapshot packages run
+# have (failover slots, decoding from a standby, the slot's columns and idle timeout, a lost slot's
+# cause, a dropped publication's error or warning). The protocol, catalog and snapshot packages run
 # whole.
-contract='^(TestEveryOperation|TestValueMapping|TestReplicaIdentityFullAndToast|TestSchemaChangeMidStream|TestRollbackAndSavepointsAreInvisible|TestCopyRowsGetTheirOwnIDs|TestCrashSafety|TestSnapshotConsistentUnderLoad|TestOnlineResnapshot|TestDatabaseWentBackInTime|TestCheckCommandOnAHealthyServer|TestFailover.*|TestStandbyDecoding.*)$'
+contract='^(TestEveryOperation|TestValueMapping|TestReplicaIdentityFullAndToast|TestSchemaChangeMidStream|TestRollbackAndSavepointsAreInvisible|TestCopyRowsGetTheirOwnIDs|TestCrashSafety|TestSnapshotConsistentUnderLoad|TestOnlineResnapshot|TestDatabaseWentBackInTime|TestCheckCommandOnAHealthyServer|TestFailover.*|TestStandbyDecoding.*|TestSlotFieldsByVersion|TestLostSlotRefused|TestHeartbeatsOutliveADroppedPublication)$'
 run="${VERSION_RUN:-$contract}"
 pkgs="${VERSION_PKGS-./replication/ ./internal/events/ ./internal/snapshot/}"
 

@@ -334,7 +334,7 @@ func classify(r *statusReport, lim lagLimits) verdict {
 		case !slot.Exists:
 			v.add(statusDegraded, fmt.Sprintf("nothing streams: slot %s does not exist yet; pgstream run creates it", s.Slot))
 		case !slot.Active:
-			v.add(statusDegraded, fmt.Sprintf("nothing streams: slot %s is inactive, no pgstream is connected to it; start pgstream run", s.Slot))
+			v.add(statusDegraded, fmt.Sprintf("nothing streams: slot %s is inactive, no pgstream is connected to it; start pgstream run%s", s.Slot, idleDeadline(s.Server)))
 		}
 		if r.PollErr != nil {
 			v.add(statusDegraded, "cannot read the slot's WAL state: "+r.PollErr.Error())
@@ -346,14 +346,15 @@ func classify(r *statusReport, lim lagLimits) verdict {
 		}
 		return msg
 	}
-	switch s.Server.WALStatus {
-	case "lost":
-		v.add(statusBroken, why(fmt.Sprintf("slot %s is lost (wal_status lost): the server removed WAL it still needed; "+
-			"drop the slot and the checkpoint, then start again with snapshot.mode initial", s.Slot)))
-	case "unreserved":
+	switch cause := s.Server.Invalidated(); {
+	case cause != "":
+		what, avoid := replication.Invalidation(cause)
+		v.add(statusBroken, why(fmt.Sprintf("slot %s is lost (invalidated: %s): %s; "+
+			"drop the slot and the checkpoint, then start again with snapshot.mode initial; to avoid it: %s", s.Slot, cause, what, avoid)))
+	case s.Server.WALStatus == "unreserved":
 		v.add(statusDegraded, why(fmt.Sprintf("slot %s: wal_status unreserved: the server removes WAL the slot needs at its next checkpoint "+
 			"unless pgstream catches up", s.Slot)))
-	case "extended":
+	case s.Server.WALStatus == "extended":
 		v.add(statusDegraded, why(fmt.Sprintf("slot %s: wal_status extended: it holds more than max_wal_size of WAL, kept only within "+
 			"max_slot_wal_keep_size; pgstream is falling behind", s.Slot)))
 	}
@@ -369,6 +370,16 @@ func classify(r *statusReport, lim lagLimits) verdict {
 		v.add(statusDegraded, fmt.Sprintf("lag %s is over --max-lag %s", seconds(s.Lag.Seconds), lim.Seconds))
 	}
 	return v
+}
+
+// idleDeadline says, for an inactive slot on a server with idle_replication_slot_timeout set, when
+// the server invalidates it; "" otherwise.
+func idleDeadline(srv pipeline.SlotState) string {
+	if srv.IdleTimeout() <= 0 || srv.InactiveSince == nil {
+		return ""
+	}
+	return fmt.Sprintf("; idle_replication_slot_timeout is %s: the server invalidates the slot at its first checkpoint after %s",
+		srv.IdleReplicationSlotTimeout, srv.InactiveSince.Add(srv.IdleTimeout()).UTC().Format("2006-01-02 15:04:05Z"))
 }
 
 // renderStatus prints the picture for people. now is the time "ago" is measured from.
@@ -510,7 +521,12 @@ func renderServer(line lineFunc, srv pipeline.SlotState, now time.Time) {
 	if srv.InRecovery {
 		role = "standby"
 	}
-	line("server", "PostgreSQL %s, %s, wal_sender_timeout %s, max_slot_wal_keep_size %s", srv.ServerVersion, role, srv.WalSenderTimeout, srv.MaxSlotWALKeepSize)
+	idle := ""
+	if srv.IdleReplicationSlotTimeout != "" {
+		idle = ", idle_replication_slot_timeout " + srv.IdleReplicationSlotTimeout
+	}
+	line("server", "PostgreSQL %s, %s, wal_sender_timeout %s, max_slot_wal_keep_size %s%s", srv.ServerVersion, role, srv.WalSenderTimeout,
+		srv.MaxSlotWALKeepSize, idle)
 	if srv.Failover != nil {
 		line("slot", "failover %t, synchronized_standby_slots %s", *srv.Failover, orNone(srv.SynchronizedStandbySlots, "(empty)"))
 	}
@@ -520,6 +536,12 @@ func renderServer(line lineFunc, srv pipeline.SlotState, now time.Time) {
 	}
 	line("slot WAL", "wal_status %s, safe_wal_size %s, retained %s (polled %s)", orNone(srv.WALStatus, "unknown"), safe,
 		humanBytes(float64(srv.RetainedWAL)), ago(now, srv.Polled))
+	if cause := srv.Invalidated(); cause != "" {
+		line("invalidated", "%s", cause)
+	}
+	if srv.InactiveSince != nil {
+		line("inactive", "since %s", ago(now, *srv.InactiveSince))
+	}
 }
 
 // startLine says where a run would start, as reportStart does for check, or why it would refuse.

@@ -172,7 +172,17 @@ func TestClassifyStatus(t *testing.T) {
 			r.Status.Server = polledSlot("lost")
 		}), code: 2, reasons: []string{"replication slot pgstream is lost"}},
 		{name: "offline, wal_status lost before a run sees it", r: offlineReport(func(r *statusReport) { r.Status.Server = polledSlot("lost") }),
-			code: 2, reasons: []string{"slot pgstream is lost (wal_status lost)"}},
+			code: 2, reasons: []string{"slot pgstream is lost (invalidated: wal_removed): the server removed WAL"}},
+		{name: "offline, invalidated for idle time before a run sees it", r: offlineReport(func(r *statusReport) {
+			r.Status.Server = polledSlot("lost")
+			r.Status.Server.InvalidationReason = "idle_timeout"
+		}), code: 2, reasons: []string{"slot pgstream is lost (invalidated: idle_timeout): no consumer streamed from it for longer than idle_replication_slot_timeout; " +
+			"drop the slot and the checkpoint, then start again with snapshot.mode initial; to avoid it: raise idle_replication_slot_timeout"}},
+		{name: "offline, inactive under an idle timeout", r: offlineReport(func(r *statusReport) {
+			r.Start.Slot.Active, r.Start.Slot.ActivePID = false, 0
+			since := statusNow.Add(-10 * time.Minute)
+			r.Status.Server.InactiveSince, r.Status.Server.IdleReplicationSlotTimeout, r.Status.Server.IdleTimeoutSeconds = &since, "1h", 3600
+		}), code: 1, reasons: []string{"start pgstream run; idle_replication_slot_timeout is 1h: the server invalidates the slot at its first checkpoint after 2026-12-01 15:50:00Z"}},
 		{name: "offline, preflight refuses", r: offlineReport(func(r *statusReport) {
 			r.Problems = []replication.Problem{{Check: "wal_level", Message: "wal_level is replica", Fix: "set wal_level = logical"}}
 		}), code: 2, reasons: []string{"a run would refuse to start: wal_level: wal_level is replica; fix: set wal_level = logical"}},
@@ -236,6 +246,31 @@ lag          56 B (server WAL end − checkpoint flush)
 snapshot     public.orders unfinished: 2 of 4 chunks done
 server       PostgreSQL 17.2, primary, wal_sender_timeout 1min, max_slot_wal_keep_size 4096MB
 slot WAL     wal_status reserved, safe_wal_size 3.0 GiB, retained 1.5 KiB (polled 2026-12-01 14:59:56Z, 4s ago)
+`},
+		{name: "offline, PostgreSQL 18, slot invalidated for idle time", r: offlineReport(func(r *statusReport) {
+			r.Start.Slot.Active, r.Start.Slot.ActivePID, r.Start.Slot.WALStatus, r.Start.Slot.InvalidationReason = false, 0, "lost", "idle_timeout"
+			r.Refusal = &replication.Error{Kind: replication.ErrSlotLost, Check: "slot", Msg: "replication slot pgstream is lost (invalidated: idle_timeout)"}
+			since := statusNow.Add(-2 * time.Hour)
+			srv := polledSlot("lost")
+			srv.ServerVersion, srv.SafeWALSize, srv.Conflicting, srv.InactiveSince = "18.4", nil, new(bool), &since
+			srv.InvalidationReason, srv.IdleReplicationSlotTimeout, srv.IdleTimeoutSeconds = "idle_timeout", "1h", 3600
+			r.Status.Server = srv
+		}), want: `pgstream status: broken (exit 2)
+  - a run would refuse to start: replication slot pgstream is lost (invalidated: idle_timeout)
+
+from         the server and the checkpoint; http.listen is not set
+source       postgres://pgstream:xxxxx@db:5432/app
+system       7301234567890123456, timeline 1, database app
+slot         pgstream, publication pgstream: inactive: nothing streams from it
+checkpoint   /var/lib/pgstream/checkpoint.json: flush 0/1A2B3C8, commit 0/1A2B3A0, taken 2026-12-01 14:59:58Z, 2s ago
+start        a run would refuse to start (see above)
+positions    durable 0/1A2B3C8 (newest commit 0/1A2B3A0), slot confirmed 0/1A2B3C8, server WAL end 0/1A2B400
+lag          56 B (server WAL end − checkpoint flush)
+snapshot     none unfinished
+server       PostgreSQL 18.4, primary, wal_sender_timeout 1min, max_slot_wal_keep_size 4096MB, idle_replication_slot_timeout 1h
+slot WAL     wal_status lost, safe_wal_size unlimited, retained 1.5 KiB (polled 2026-12-01 14:59:56Z, 4s ago)
+invalidated  idle_timeout
+inactive     since 2026-12-01 13:00:00Z, 2h0m0s ago
 `},
 		{name: "offline, slot dropped", r: offlineReport(func(r *statusReport) {
 			r.Offline = "the operations endpoint (http.listen :9187) did not answer: connection refused"

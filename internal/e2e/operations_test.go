@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -36,14 +37,24 @@ func startOpsBinary(t *testing.T, pg *pgtest.Cluster, dir string) *opsBinary {
 // for the source section.
 func startOpsBinaryWith(t *testing.T, pg *pgtest.Cluster, dir, slot, source string) *opsBinary {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		cfg := fmt.Sprintf(`source:
+	return startOpsBinaryOpts(t, pg, dir, opsOpts{slot: slot, source: source})
+}
+
+// opsOpts configure the binary startOpsBinaryOpts runs.
+type opsOpts struct {
+	slot         string // publication pgs_<slot>
+	source       string // extra lines for the source section
+	reconnectMax string // pipeline.reconnect_max; 1s when empty
+}
+
+// writeOpsConfig writes dir/pgstream.yaml for a binary on pg as o says, with the endpoint on addr,
+// and returns its path.
+func writeOpsConfig(t *testing.T, pg *pgtest.Cluster, dir, addr string, o opsOpts) string {
+	t.Helper()
+	if o.reconnectMax == "" {
+		o.reconnectMax = "1s"
+	}
+	cfg := fmt.Sprintf(`source:
   url: %s
   slot: %s
   publication: pgs_%s
@@ -56,7 +67,7 @@ sinks:
 pipeline:
   checkpoint_interval: 50ms
   reconnect_min: 100ms
-  reconnect_max: 1s
+  reconnect_max: %s
 snapshot:
   mode: never
 http:
@@ -64,11 +75,25 @@ http:
 log:
   level: info
   format: json
-`, pg.URL("postgres"), slot, slot, source, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), addr)
-		path := filepath.Join(dir, "pgstream.yaml")
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+`, pg.URL("postgres"), o.slot, o.slot, o.source, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), o.reconnectMax, addr)
+	path := filepath.Join(dir, "pgstream.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startOpsBinaryOpts is startOpsBinary as o says.
+func startOpsBinaryOpts(t *testing.T, pg *pgtest.Cluster, dir string, o opsOpts) *opsBinary {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
 			t.Fatal(err)
 		}
+		addr := ln.Addr().String()
+		ln.Close()
+		path := writeOpsConfig(t, pg, dir, addr, o)
 		b := &opsBinary{t: t, p: startBinary(t, "run", "--config", path), addr: addr}
 		deadline := time.Now().Add(60 * time.Second)
 		for {
@@ -89,6 +114,34 @@ log:
 			time.Sleep(50 * time.Millisecond)
 		}
 	again:
+	}
+}
+
+// runRefused starts the binary with the configuration in dir and the extra flags, expecting it to
+// refuse to start: it returns what it printed. The endpoint listens on a port of the system's
+// choosing, so that no port taken meanwhile stands in for the refusal.
+func runRefused(t *testing.T, dir string, flags ...string) string {
+	t.Helper()
+	p := startBinary(t, append([]string{"run", "--config", filepath.Join(dir, "pgstream.yaml"), "--http.listen", "127.0.0.1:0"}, flags...)...)
+	select {
+	case err := <-p.done:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("pgstream ended with %v, want exit code 1:\n%s", err, p.stderr)
+		}
+	case <-time.After(120 * time.Second):
+		t.Fatalf("pgstream did not refuse to start within 120s:\n%s", p.stderr)
+	}
+	return p.stderr.String()
+}
+
+// wantAll fails the test unless out holds every string of want.
+func wantAll(t *testing.T, what, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Fatalf("%s lacks %q:\n%s", what, w, out)
+		}
 	}
 }
 

@@ -102,7 +102,8 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 	p.sn = newSnapshotter(cfg, src, log, p.now)
 	p.ck = &checkpointer{store: store, snap: &p.sn.state, interval: cfg.CheckpointInterval, now: p.now, log: log, snapDone: &p.sn.done}
 	p.sess = &session{src: src, cfg: cfg, log: log, now: p.now, store: store, ck: p.ck, snapDone: &p.sn.done}
-	p.slots = &slotWatch{p: p, interval: cfg.WALGuard.PollInterval, minSafe: cfg.WALGuard.MinSafeWALSize, endangered: p.sn.slotEndangered}
+	p.slots = &slotWatch{p: p, interval: cfg.WALGuard.PollInterval, minSafe: cfg.WALGuard.MinSafeWALSize, reconnectMax: cfg.ReconnectMax,
+		initialSnapshot: func() bool { return p.exported != "" && !p.sn.done.Load() }, endangered: p.sn.slotEndangered}
 	return p, nil
 }
 

@@ -303,11 +303,12 @@ func (s *session) sendStatus() error {
 	d := s.ck.Durable()
 	flushed := min(d.EndLSN, s.serverEnd)
 	written := min(max(s.written, d.EndLSN), s.serverEnd)
+	// Published first: what the metrics show as heard is never behind what the server was told.
+	s.publish()
 	if err := s.conn.SendStatus(written, flushed, flushed, false); err != nil {
 		return fmt.Errorf("send status update: %w", err)
 	}
 	s.confirmed.Store(uint64(flushed))
-	s.publish()
 	s.replyNow = false
 	s.nextStatus = s.now().Add(s.statusInterval)
 	return nil

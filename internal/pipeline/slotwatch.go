@@ -2,9 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,12 +16,13 @@ import (
 	"github.com/pgstream/pgstream/replication"
 )
 
-// ErrSlotLost is returned by Run when the server invalidated the slot (wal_status lost): the WAL
-// after the checkpoint is gone, and streaming on would skip it.
+// ErrSlotLost is returned by Run when the server invalidated the slot (wal_status lost, or an
+// invalidation_reason): streaming on would skip what the slot no longer holds.
 var ErrSlotLost = errors.New("replication slot lost")
 
 // SlotState is the replication slot and the server settings that decide whether it is safe, as
-// last polled.
+// last polled. A field of a column or setting the server's version lacks stays zero (and out of
+// the JSON where marked omitempty).
 type SlotState struct {
 	Polled             time.Time `json:"polled"`
 	WALStatus          string    `json:"wal_status"`              // reserved, extended, unreserved, lost
@@ -36,15 +39,41 @@ type SlotState struct {
 	// SynchronizedStandbySlots is the server's synchronized_standby_slots (PostgreSQL 17+): the
 	// physical slots of the standbys that receive WAL before pgstream does.
 	SynchronizedStandbySlots string `json:"synchronized_standby_slots,omitempty"`
+	// Conflicting (PostgreSQL 16 and later; nil before): the server invalidated the slot for a
+	// conflict with recovery.
+	Conflicting *bool `json:"conflicting,omitempty"`
+	// InactiveSince (PostgreSQL 17 and later) is when the slot was last released by its consumer;
+	// nil while one streams from it, and before 17.
+	InactiveSince *time.Time `json:"inactive_since,omitempty"`
+	// InvalidationReason (PostgreSQL 17 and later) is why the server invalidated the slot:
+	// wal_removed, rows_removed, wal_level_insufficient, idle_timeout; "" while it is valid.
+	InvalidationReason string `json:"invalidation_reason,omitempty"`
+	// IdleReplicationSlotTimeout is the setting as the server shows it (PostgreSQL 18 and later;
+	// "" before), IdleTimeoutSeconds the same in seconds; 0 disables it.
+	IdleReplicationSlotTimeout string `json:"idle_replication_slot_timeout,omitempty"`
+	IdleTimeoutSeconds         int64  `json:"idle_replication_slot_timeout_seconds,omitempty"`
+}
+
+// Invalidated returns why the server invalidated the slot, "" while it is usable
+// (replication.InvalidationCause).
+func (st SlotState) Invalidated() string {
+	return replication.InvalidationCause(st.WALStatus, st.InvalidationReason, st.Conflicting != nil && *st.Conflicting)
+}
+
+// IdleTimeout is idle_replication_slot_timeout; 0 when disabled or unknown to the server.
+func (st SlotState) IdleTimeout() time.Duration {
+	return time.Duration(st.IdleTimeoutSeconds) * time.Second
 }
 
 // slotWatch polls the slot every interval on an ordinary connection of its own, reports it to
 // the metrics and the health board (component "slot"), tells endangered when the slot's WAL is in
 // danger, and ends with ErrSlotLost when the server invalidated the slot.
 type slotWatch struct {
-	p        *Pipeline
-	interval time.Duration
-	minSafe  int64 // safe_wal_size below this makes the slot not ready; 0: a fifth of max_slot_wal_keep_size
+	p               *Pipeline
+	interval        time.Duration
+	minSafe         int64         // safe_wal_size below this makes the slot not ready; 0: a fifth of max_slot_wal_keep_size
+	reconnectMax    time.Duration // pipeline.reconnect_max: the longest the slot is idle between reconnect attempts
+	initialSnapshot func() bool   // reports whether the initial snapshot is being read, with the slot idle meanwhile
 	// endangered, when set, is called on the watch's goroutine after every poll that finds the
 	// slot's WAL in danger: wal_status unreserved, or safe_wal_size under margin.
 	endangered func(st SlotState, margin int64)
@@ -100,7 +129,7 @@ func (w *slotWatch) run(ctx context.Context) error {
 	}
 }
 
-// warnSettings logs, once, settings that make losing the slot likely.
+// warnSettings logs, once, settings that make losing the slot likely, each with what to change.
 func (w *slotWatch) warnSettings(st SlotState) {
 	log := w.p.log
 	if st.MaxSlotWALKeepSize == "-1" {
@@ -111,6 +140,32 @@ func (w *slotWatch) warnSettings(st SlotState) {
 		log.Warn("the slot is close to max_slot_wal_keep_size already: its WAL may be removed before pgstream catches up",
 			zap.Int64("safe_wal_size", *st.SafeWALSize), zap.Int64("margin", w.margin(st)))
 	}
+	for _, msg := range idleTimeoutRisks(st.IdleTimeout(), w.reconnectMax, w.initialSnapshot != nil && w.initialSnapshot()) {
+		log.Warn(msg, zap.String("idle_replication_slot_timeout", st.IdleReplicationSlotTimeout), zap.Duration("reconnect_max", w.reconnectMax))
+	}
+}
+
+// idleTimeoutRisks returns a warning for each way an idle_replication_slot_timeout of timeout (0:
+// disabled) may invalidate the slot of a pgstream that is working as configured: a wait between
+// reconnect attempts (up to reconnectMax) as long as the timeout, and an initial snapshot being
+// read (snapshotting), during which no walsender holds the slot. Each says what to change.
+func idleTimeoutRisks(timeout, reconnectMax time.Duration, snapshotting bool) []string {
+	if timeout <= 0 {
+		return nil
+	}
+	var risks []string
+	if timeout <= reconnectMax {
+		risks = append(risks, fmt.Sprintf("idle_replication_slot_timeout (%s) is not longer than pipeline.reconnect_max (%s): "+
+			"while pgstream waits to reconnect the slot is idle, and the server invalidates it at its next checkpoint once the timeout has passed; "+
+			"raise idle_replication_slot_timeout well above pipeline.reconnect_max (ALTER SYSTEM SET idle_replication_slot_timeout = '1d'; SELECT pg_reload_conf()), "+
+			"set it to 0, or lower pipeline.reconnect_max", timeout, reconnectMax))
+	}
+	if snapshotting {
+		risks = append(risks, fmt.Sprintf("idle_replication_slot_timeout (%s) is set while the initial snapshot is read: "+
+			"no walsender holds the slot until streaming starts after the snapshot, so a snapshot that takes longer than the timeout loses the slot; "+
+			"set idle_replication_slot_timeout to 0, or well above the snapshot's duration, until the snapshot is done (ALTER SYSTEM SET idle_replication_slot_timeout = 0; SELECT pg_reload_conf())", timeout))
+	}
+	return risks
 }
 
 // margin is the safe_wal_size under which the slot is not ready.
@@ -138,10 +193,8 @@ func (w *slotWatch) report(st SlotState) error {
 	}
 	p.metrics.Slot(float64(st.RetainedWAL), safe, st.WALStatus)
 	switch {
-	case st.WALStatus == "lost":
-		err := fmt.Errorf("%w: the server removed WAL that slot %s still needed (wal_status lost): the changes in it are gone. "+
-			"Ways out: drop the slot and remove the checkpoint, then start again with snapshot.mode initial to re-read every table",
-			ErrSlotLost, p.src.Slot)
+	case st.Invalidated() != "":
+		err := slotLostError(p.src.Slot, st.Invalidated())
 		p.health.SetErr(ComponentSlot, err)
 		return err
 	case st.WALStatus == "unreserved":
@@ -161,44 +214,95 @@ func (w *slotWatch) report(st SlotState) error {
 	return nil
 }
 
-// PollSlot reads the slot and the settings that matter for it on conn, an ordinary connection.
-func PollSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (SlotState, error) {
-	const q = `SELECT coalesce(s.wal_status, ''), coalesce(s.safe_wal_size::text, ''),
+// slotLostError is ErrSlotLost for slot, invalidated for cause (replication.InvalidationCause),
+// with what it means and the way out.
+func slotLostError(slot, cause string) error {
+	what, avoid := replication.Invalidation(cause)
+	return fmt.Errorf("%w: slot %s (invalidated: %s): %s; the changes after pgstream's checkpoint can no longer be streamed from it. "+
+		"Way out: drop the slot (SELECT pg_drop_replication_slot(%s)) and remove the checkpoint, then start again with snapshot.mode initial to re-read every table. "+
+		"To avoid it: %s", ErrSlotLost, slot, cause, what, replication.QuoteLiteral(slot), avoid)
+}
+
+// pollSlotSQL reads the slot (whole, so that the columns of every server version are seen) and the
+// settings that matter for it. current_setting(…, true) is NULL for a setting the server lacks.
+const pollSlotSQL = `SELECT ` + replication.SlotRowSQL + `,
   coalesce((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - s.restart_lsn)::bigint::text, '0'),
   current_setting('server_version'), current_setting('wal_sender_timeout'), current_setting('max_slot_wal_keep_size'),
   pg_is_in_recovery()::text,
   (SELECT CASE WHEN setting::bigint < 0 THEN -1 ELSE setting::bigint * 1024 * 1024 END FROM pg_settings WHERE name = 'max_slot_wal_keep_size')::text,
-  coalesce(to_jsonb(s) ->> 'failover', ''), coalesce(current_setting('synchronized_standby_slots', true), '')
+  coalesce(current_setting('idle_replication_slot_timeout', true), ''),
+  coalesce((SELECT setting || ' ' || coalesce(unit, '') FROM pg_settings WHERE name = 'idle_replication_slot_timeout'), ''),
+  coalesce(current_setting('synchronized_standby_slots', true), '')
 FROM pg_replication_slots s WHERE s.slot_name = $1`
-	res := conn.ExecParams(ctx, q, [][]byte{[]byte(slot)}, nil, nil, nil).Read()
+
+// PollSlot reads the slot and the settings that matter for it on conn, an ordinary connection.
+func PollSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (SlotState, error) {
+	res := conn.ExecParams(ctx, pollSlotSQL, [][]byte{[]byte(slot)}, nil, nil, nil).Read()
 	if res.Err != nil {
 		return SlotState{}, res.Err
 	}
 	if len(res.Rows) == 0 {
 		return SlotState{}, fmt.Errorf("slot %s does not exist", slot)
 	}
-	r := res.Rows[0]
-	st := SlotState{Polled: time.Now(), WALStatus: string(r[0]), ServerVersion: string(r[3]), WalSenderTimeout: string(r[4]),
-		MaxSlotWALKeepSize: string(r[5]), InRecovery: string(r[6]) == "true", SynchronizedStandbySlots: string(r[9])}
-	if len(r[8]) > 0 { // the failover column exists (PostgreSQL 17+)
-		f := string(r[8]) == "true"
-		st.Failover = &f
-	}
-	if len(r[1]) > 0 {
-		v, err := strconv.ParseInt(string(r[1]), 10, 64)
-		if err != nil {
-			return SlotState{}, fmt.Errorf("safe_wal_size %q: %w", r[1], err)
-		}
-		st.SafeWALSize = &v
-	}
-	var err error
-	if st.MaxSlotWALKeepBytes, err = strconv.ParseInt(string(r[7]), 10, 64); err != nil {
-		return SlotState{}, fmt.Errorf("max_slot_wal_keep_size %q: %w", r[7], err)
-	}
-	retained, err := strconv.ParseInt(string(r[2]), 10, 64)
+	st, err := parseSlotPoll(res.Rows[0])
 	if err != nil {
-		return SlotState{}, fmt.Errorf("retained WAL %q: %w", r[2], err)
+		return SlotState{}, fmt.Errorf("slot %s: %w", slot, err)
 	}
-	st.RetainedWAL = retained
+	st.Polled = time.Now()
 	return st, nil
+}
+
+// parseSlotPoll decodes a row of pollSlotSQL.
+func parseSlotPoll(r [][]byte) (SlotState, error) {
+	if len(r) != 10 {
+		return SlotState{}, fmt.Errorf("%d columns, want 10", len(r))
+	}
+	si, err := replication.ParseSlotRow(r[0])
+	if err != nil {
+		return SlotState{}, err
+	}
+	st := SlotState{WALStatus: si.WALStatus, SafeWALSize: si.SafeWALSize, Conflicting: si.Conflicting, InvalidationReason: si.InvalidationReason,
+		ServerVersion: string(r[2]), WalSenderTimeout: string(r[3]), MaxSlotWALKeepSize: string(r[4]), InRecovery: string(r[5]) == "true",
+		IdleReplicationSlotTimeout: string(r[7]), SynchronizedStandbySlots: string(r[9])}
+	var failover struct {
+		Failover *bool `json:"failover"` // the column exists from PostgreSQL 17 on
+	}
+	if err := json.Unmarshal(r[0], &failover); err == nil {
+		st.Failover = failover.Failover
+	}
+	if !si.InactiveSince.IsZero() {
+		since := si.InactiveSince
+		st.InactiveSince = &since
+	}
+	if st.RetainedWAL, err = strconv.ParseInt(string(r[1]), 10, 64); err != nil {
+		return SlotState{}, fmt.Errorf("retained WAL %q: %w", r[1], err)
+	}
+	if st.MaxSlotWALKeepBytes, err = strconv.ParseInt(string(r[6]), 10, 64); err != nil {
+		return SlotState{}, fmt.Errorf("max_slot_wal_keep_size %q: %w", r[6], err)
+	}
+	if len(r[8]) > 0 {
+		d, err := settingDuration(string(r[8]))
+		if err != nil {
+			return SlotState{}, fmt.Errorf("idle_replication_slot_timeout: %w", err)
+		}
+		st.IdleTimeoutSeconds = int64(d / time.Second)
+	}
+	return st, nil
+}
+
+// settingDuration reads a time setting from pg_settings' "setting unit" (for example "60 s",
+// "5 min", "200 ms"); a setting without a unit is in seconds.
+func settingDuration(v string) (time.Duration, error) {
+	num, unit, _ := strings.Cut(v, " ")
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("setting %q: %w", v, err)
+	}
+	per := map[string]time.Duration{"": time.Second, "us": time.Microsecond, "ms": time.Millisecond, "s": time.Second,
+		"min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
+	d, ok := per[unit]
+	if !ok {
+		return 0, fmt.Errorf("setting %q: unknown unit %q", v, unit)
+	}
+	return time.Duration(n) * d, nil
 }

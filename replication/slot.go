@@ -1,0 +1,107 @@
+package replication
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/pgstream/pgstream/lsn"
+)
+
+// SlotRowSQL selects a row of pg_replication_slots (aliased s) as one JSON object, for
+// ParseSlotRow. Every server version renders the columns it has and no others, so the columns
+// added over the versions (conflicting in PostgreSQL 16, inactive_since, invalidation_reason and
+// failover in 17) are read where they exist, without asking for the version.
+const SlotRowSQL = "to_jsonb(s)::text"
+
+// slotRow is a row of pg_replication_slots as to_jsonb renders it: a column the server lacks is
+// absent, a NULL is null.
+type slotRow struct {
+	SlotName           string    `json:"slot_name"`
+	Plugin             string    `json:"plugin"`
+	Database           string    `json:"database"`
+	Active             bool      `json:"active"`
+	ActivePID          int32     `json:"active_pid"`
+	ConfirmedFlush     string    `json:"confirmed_flush_lsn"`
+	RestartLSN         string    `json:"restart_lsn"`
+	WALStatus          string    `json:"wal_status"`
+	SafeWALSize        *int64    `json:"safe_wal_size"`
+	Conflicting        *bool     `json:"conflicting"`
+	InvalidationReason string    `json:"invalidation_reason"`
+	InactiveSince      time.Time `json:"inactive_since"`
+	Failover           bool      `json:"failover"`
+}
+
+// ParseSlotRow decodes a row of pg_replication_slots that SlotRowSQL selected. Columns the
+// server's version lacks are left zero (SlotInfo says which).
+func ParseSlotRow(data []byte) (SlotInfo, error) {
+	var r slotRow
+	if err := json.Unmarshal(data, &r); err != nil {
+		return SlotInfo{}, fmt.Errorf("%w: pg_replication_slots row %.200q: %v", ErrProtocol, data, err)
+	}
+	if r.SlotName == "" {
+		return SlotInfo{}, fmt.Errorf("%w: pg_replication_slots row without slot_name: %.200q", ErrProtocol, data)
+	}
+	si := SlotInfo{Name: r.SlotName, Exists: true, Plugin: r.Plugin, Database: r.Database, Active: r.Active, ActivePID: r.ActivePID,
+		WALStatus: r.WALStatus, SafeWALSize: r.SafeWALSize, Conflicting: r.Conflicting, InvalidationReason: r.InvalidationReason,
+		InactiveSince: r.InactiveSince, Failover: r.Failover}
+	var err error
+	if r.ConfirmedFlush != "" {
+		if si.ConfirmedFlush, err = lsn.Parse(r.ConfirmedFlush); err != nil {
+			return SlotInfo{}, fmt.Errorf("%w: confirmed_flush_lsn: %v", ErrProtocol, err)
+		}
+	}
+	if r.RestartLSN != "" {
+		if si.RestartLSN, err = lsn.Parse(r.RestartLSN); err != nil {
+			return SlotInfo{}, fmt.Errorf("%w: restart_lsn: %v", ErrProtocol, err)
+		}
+	}
+	return si, nil
+}
+
+// Invalidated returns why the server invalidated the slot, "" while the slot is usable
+// (InvalidationCause).
+func (si SlotInfo) Invalidated() string {
+	return InvalidationCause(si.WALStatus, si.InvalidationReason, si.Conflicting != nil && *si.Conflicting)
+}
+
+// InvalidationCause returns why the server invalidated a slot, "" while it is usable, from its
+// wal_status, invalidation_reason and conflicting columns ("" and false where the server lacks
+// them). PostgreSQL 17 and later name the cause in invalidation_reason. Before, it follows from
+// what each version can invalidate a slot for: PostgreSQL 14 and 15 only for removed WAL
+// (wal_status lost), and 16 also for a conflict with recovery, which sets conflicting and no longer
+// tells its two causes apart.
+func InvalidationCause(walStatus, reason string, conflicting bool) string {
+	switch {
+	case reason != "":
+		return reason
+	case conflicting:
+		return "rows_removed or wal_level_insufficient"
+	case walStatus == "lost":
+		return "wal_removed"
+	}
+	return ""
+}
+
+// Invalidation says what an invalidation cause (InvalidationCause) means and how to keep it from
+// happening again.
+func Invalidation(cause string) (what, avoid string) {
+	switch cause {
+	case "wal_removed":
+		return "the server removed WAL the slot still needed, because the slot retained more than max_slot_wal_keep_size",
+			"raise max_slot_wal_keep_size (or set it to -1) to cover the longest time pgstream may be stopped or behind at the peak WAL rate"
+	case "idle_timeout":
+		return "no consumer streamed from it for longer than idle_replication_slot_timeout",
+			"raise idle_replication_slot_timeout above the longest time pgstream may be stopped or disconnected (its initial snapshot included), or set it to 0"
+	case "rows_removed":
+		return "the primary removed catalog rows the slot still needed (a conflict with recovery on this standby)",
+			"turn hot_standby_feedback on and give the standby a physical replication slot on its primary"
+	case "wal_level_insufficient":
+		return "the primary no longer runs with wal_level = logical (a conflict with recovery on this standby)",
+			"keep wal_level = logical on the primary"
+	case "rows_removed or wal_level_insufficient":
+		return "it conflicted with recovery on this standby: the primary removed catalog rows it needed, or no longer runs with wal_level = logical",
+			"turn hot_standby_feedback on, give the standby a physical replication slot on its primary, and keep wal_level = logical there"
+	}
+	return "the server invalidated it", "find the cause in the server's log"
+}
