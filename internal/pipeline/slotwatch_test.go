@@ -156,16 +156,16 @@ func TestParseSlotPoll(t *testing.T) {
 		{name: "PostgreSQL 16, conflicting", row: pollRow(slotRow16, "", ""), want: SlotState{WALStatus: "lost", Conflicting: boolp(true)},
 			lost: "rows_removed or wal_level_insufficient"},
 		{name: "PostgreSQL 17, inactive", row: pollRow(slotRow17, "", ""),
-			want: SlotState{WALStatus: "reserved", Conflicting: boolp(false), InactiveSince: since("2026-12-01T17:20:52.190932Z")}},
+			want: SlotState{WALStatus: "reserved", Conflicting: boolp(false), InactiveSince: since("2026-12-01T17:20:52.190932Z"), Failover: boolp(false)}},
 		{name: "PostgreSQL 18, timeout off", row: pollRow(slotRow17, "0", "0 s"),
-			want: SlotState{WALStatus: "reserved", Conflicting: boolp(false), InactiveSince: since("2026-12-01T17:20:52.190932Z"), IdleReplicationSlotTimeout: "0"}},
+			want: SlotState{WALStatus: "reserved", Conflicting: boolp(false), InactiveSince: since("2026-12-01T17:20:52.190932Z"), IdleReplicationSlotTimeout: "0", Failover: boolp(false)}},
 		{name: "PostgreSQL 18, invalidated for idle time", row: pollRow(slotRow18, "1s", "1 s"),
 			want: SlotState{WALStatus: "lost", Conflicting: boolp(false), InactiveSince: since("2026-12-01T17:16:01.155294Z"), InvalidationReason: "idle_timeout",
-				IdleReplicationSlotTimeout: "1s", IdleTimeoutSeconds: 1},
+				IdleReplicationSlotTimeout: "1s", IdleTimeoutSeconds: 1, Failover: boolp(false)},
 			lost: "idle_timeout"},
 		{name: "a timeout in minutes", row: pollRow(slotRow17, "1d", "1440 min"),
 			want: SlotState{WALStatus: "reserved", Conflicting: boolp(false), InactiveSince: since("2026-12-01T17:20:52.190932Z"),
-				IdleReplicationSlotTimeout: "1d", IdleTimeoutSeconds: 86400}},
+				IdleReplicationSlotTimeout: "1d", IdleTimeoutSeconds: 86400, Failover: boolp(false)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseSlotPoll(tc.row)
