@@ -289,8 +289,9 @@ func TestSlotLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The columns of each version: conflicting from 16 on, invalidation_reason from 17 on.
-	if (pg.Version >= 16) != (si.Conflicting != nil) || si.Conflicting != nil && *si.Conflicting ||
+	// The columns of each version: conflicting from 16 on (16 sets it for removed WAL too; 17
+	// only for a conflict with recovery), invalidation_reason from 17 on.
+	if (pg.Version >= 16) != (si.Conflicting != nil) || pg.Version >= 17 && *si.Conflicting ||
 		(pg.Version >= 17) != (si.InvalidationReason == "wal_removed") || si.Invalidated() != "wal_removed" {
 		t.Fatalf("PostgreSQL %d: lost slot = %+v (conflicting %v)", pg.Version, si, si.Conflicting)
 	}

@@ -62,19 +62,21 @@ func ParseSlotRow(data []byte) (SlotInfo, error) {
 // Invalidated returns why the server invalidated the slot, "" while the slot is usable
 // (InvalidationCause).
 func (si SlotInfo) Invalidated() string {
-	return InvalidationCause(si.WALStatus, si.InvalidationReason, si.Conflicting != nil && *si.Conflicting)
+	return InvalidationCause(si.WALStatus, si.InvalidationReason, si.Conflicting != nil && *si.Conflicting, si.RestartLSN == 0)
 }
 
 // InvalidationCause returns why the server invalidated a slot, "" while it is usable, from its
-// wal_status, invalidation_reason and conflicting columns ("" and false where the server lacks
-// them). PostgreSQL 17 and later name the cause in invalidation_reason. Before, it follows from
-// what each version can invalidate a slot for: PostgreSQL 14 and 15 only for removed WAL
-// (wal_status lost), and 16 also for a conflict with recovery, which sets conflicting and no longer
-// tells its two causes apart.
-func InvalidationCause(walStatus, reason string, conflicting bool) string {
+// wal_status, invalidation_reason, conflicting and whether its restart_lsn is null ("" and false
+// where the server lacks a column). PostgreSQL 17 and later name the cause in invalidation_reason.
+// Before, it follows from what each version can invalidate a slot for: 14 and 15 only for removed
+// WAL (wal_status lost), and 16 also for a conflict with recovery. 16 sets conflicting for either
+// cause, but removing the WAL also clears restart_lsn.
+func InvalidationCause(walStatus, reason string, conflicting, restartNull bool) string {
 	switch {
 	case reason != "":
 		return reason
+	case walStatus == "lost" && restartNull:
+		return "wal_removed"
 	case conflicting:
 		return "rows_removed or wal_level_insufficient"
 	case walStatus == "lost":

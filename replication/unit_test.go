@@ -317,20 +317,21 @@ func TestParseSlotRow(t *testing.T) {
 
 func TestInvalidationCause(t *testing.T) {
 	for _, tc := range []struct {
-		walStatus, reason string
-		conflicting       bool
-		want              string
+		walStatus, reason        string
+		conflicting, restartNull bool
+		want                     string
 	}{
-		{"reserved", "", false, ""},
-		{"unreserved", "", false, ""},                                // at risk, not yet invalidated
-		{"lost", "", false, "wal_removed"},                           // 13 to 16
-		{"lost", "", true, "rows_removed or wal_level_insufficient"}, // 16
-		{"lost", "idle_timeout", false, "idle_timeout"},              // 17 and later name it
-		{"unreserved", "rows_removed", true, "rows_removed"},
+		{"reserved", "", false, false, ""},
+		{"unreserved", "", false, false, ""},                                // at risk, not yet invalidated
+		{"lost", "", false, true, "wal_removed"},                            // 14 and 15
+		{"lost", "", true, true, "wal_removed"},                             // 16 sets conflicting for removed WAL too
+		{"lost", "", true, false, "rows_removed or wal_level_insufficient"}, // 16, a conflict with recovery
+		{"lost", "idle_timeout", false, false, "idle_timeout"},              // 17 and later name it
+		{"unreserved", "rows_removed", true, false, "rows_removed"},
 	} {
-		got := InvalidationCause(tc.walStatus, tc.reason, tc.conflicting)
+		got := InvalidationCause(tc.walStatus, tc.reason, tc.conflicting, tc.restartNull)
 		if got != tc.want {
-			t.Errorf("InvalidationCause(%q, %q, %v) = %q, want %q", tc.walStatus, tc.reason, tc.conflicting, got, tc.want)
+			t.Errorf("InvalidationCause(%q, %q, %v, %v) = %q, want %q", tc.walStatus, tc.reason, tc.conflicting, tc.restartNull, got, tc.want)
 		}
 		if what, avoid := Invalidation(got); got != "" && (what == "the server invalidated it" || avoid == "") {
 			t.Errorf("Invalidation(%q) explains nothing", got)

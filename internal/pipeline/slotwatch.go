@@ -52,12 +52,13 @@ type SlotState struct {
 	// "" before), IdleTimeoutSeconds the same in seconds; 0 disables it.
 	IdleReplicationSlotTimeout string `json:"idle_replication_slot_timeout,omitempty"`
 	IdleTimeoutSeconds         int64  `json:"idle_replication_slot_timeout_seconds,omitempty"`
+	restartNull                bool   // restart_lsn is null: the server removed the slot's WAL
 }
 
 // Invalidated returns why the server invalidated the slot, "" while it is usable
 // (replication.InvalidationCause).
 func (st SlotState) Invalidated() string {
-	return replication.InvalidationCause(st.WALStatus, st.InvalidationReason, st.Conflicting != nil && *st.Conflicting)
+	return replication.InvalidationCause(st.WALStatus, st.InvalidationReason, st.Conflicting != nil && *st.Conflicting, st.restartNull)
 }
 
 // IdleTimeout is idle_replication_slot_timeout; 0 when disabled or unknown to the server.
@@ -263,7 +264,7 @@ func parseSlotPoll(r [][]byte) (SlotState, error) {
 	}
 	st := SlotState{WALStatus: si.WALStatus, SafeWALSize: si.SafeWALSize, Conflicting: si.Conflicting, InvalidationReason: si.InvalidationReason,
 		ServerVersion: string(r[2]), WalSenderTimeout: string(r[3]), MaxSlotWALKeepSize: string(r[4]), InRecovery: string(r[5]) == "true",
-		IdleReplicationSlotTimeout: string(r[7]), SynchronizedStandbySlots: string(r[9])}
+		IdleReplicationSlotTimeout: string(r[7]), SynchronizedStandbySlots: string(r[9]), restartNull: si.RestartLSN == 0}
 	var failover struct {
 		Failover *bool `json:"failover"` // the column exists from PostgreSQL 17 on
 	}
