@@ -441,8 +441,9 @@ func (c *Conn) EnsurePublication(ctx context.Context) error {
 }
 
 // Preflight checks everything Connect cannot: wal_level, the role's REPLICATION attribute, the
-// slot (plugin, database, lost, active, free slots), the publication and the configured tables.
-// It returns every problem found, not just the first; nil means ready.
+// slot (plugin, database, lost, active, free slots), the publication and the configured tables;
+// on a standby also the server version, hot_standby_feedback and source.primary_url. It returns
+// every problem found, not just the first; nil means ready.
 func (c *Conn) Preflight(ctx context.Context) []Problem {
 	var probs []Problem
 	add := func(err error) {
@@ -453,6 +454,16 @@ func (c *Conn) Preflight(ctx context.Context) []Problem {
 		}
 		probs = append(probs, Problem{Check: "query", Message: err.Error(), Fix: "check the connection and the role's privileges"})
 	}
+	standby, err := c.InRecovery(ctx)
+	if err != nil {
+		add(err)
+	} else if standby {
+		probs = append(probs, c.standbyProblems(ctx)...)
+	}
+	_, hasPrimary := c.cfg.Primary()
+	// A publication a standby would have to create or extend is created on the primary, when
+	// there is one.
+	standbyOnly := standby && !hasPrimary
 	if level, err := c.queryValue(ctx, "SHOW wal_level"); err != nil {
 		add(err)
 	} else if level != "logical" {
@@ -506,15 +517,32 @@ func (c *Conn) Preflight(ctx context.Context) []Problem {
 		switch {
 		case !*c.cfg.CreatePublication:
 			add(&Error{Kind: ErrPublication, Check: "publication", Msg: "publication " + c.cfg.Publication + " does not exist and source.create_publication is false",
-				Fix: "run " + stmt + " in the source database"})
+				Fix: "run " + stmt + " in the source database" + onPrimary(standby)})
 		case len(c.cfg.Tables) == 0 && !super:
 			add(&Error{Kind: ErrPermission, Check: "publication", Msg: "publication " + c.cfg.Publication + " does not exist and only a superuser may create it FOR ALL TABLES",
-				Fix: "run " + stmt + " as a superuser, or list the tables in source.tables (the role must own them)"})
+				Fix: "run " + stmt + " as a superuser" + onPrimary(standby) + ", or list the tables in source.tables (the role must own them)"})
+		case standbyOnly:
+			probs = append(probs, c.standbyPublicationProblem(stmt))
 		}
-	} else if len(p.missing) > 0 && !*c.cfg.CreatePublication {
-		add(&Error{Kind: ErrPublication, Check: "publication",
-			Msg: "publication " + c.cfg.Publication + " lacks " + strings.Join(p.missing, ", ") + " and source.create_publication is false",
-			Fix: "run ALTER PUBLICATION " + quoteIdent(c.cfg.Publication) + " ADD TABLE " + tableList(p.missing) + " in the source database"})
+	} else if len(p.missing) > 0 {
+		stmt := "ALTER PUBLICATION " + quoteIdent(c.cfg.Publication) + " ADD TABLE " + tableList(p.missing)
+		switch {
+		case !*c.cfg.CreatePublication:
+			add(&Error{Kind: ErrPublication, Check: "publication",
+				Msg: "publication " + c.cfg.Publication + " lacks " + strings.Join(p.missing, ", ") + " and source.create_publication is false",
+				Fix: "run " + stmt + " in the source database" + onPrimary(standby)})
+		case standbyOnly:
+			probs = append(probs, c.standbyPublicationProblem(stmt))
+		}
 	}
 	return probs
+}
+
+// onPrimary is the place a statement is run, said in a fix: on the primary when the source is a
+// standby.
+func onPrimary(standby bool) string {
+	if standby {
+		return " on the primary"
+	}
+	return ""
 }

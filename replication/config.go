@@ -28,8 +28,17 @@ type Config struct {
 	// need target_session_attrs=read-write or primary, so that the one connected to is the primary.
 	// Required.
 	URL string `mapstructure:"url"`
+	// PrimaryURL is the primary of the server URL names, in the same forms as URL. It is used only
+	// while URL names a hot standby (logical decoding on a standby, PostgreSQL 16 and newer): what
+	// pgstream writes and then reads back through the slot goes to the primary, as nothing can be
+	// written on a standby. That is heartbeats, the watermarks around snapshot chunks read while
+	// streaming, snapshot requests, the publication's creation, and pg_log_standby_snapshot() while
+	// the slot is being created. PasswordFile and ConnectTimeout apply to it too (a standby has its
+	// primary's roles and passwords). Default "": none, and those features are refused at start-up
+	// when URL is a standby (docs/postgres.md).
+	PrimaryURL string `mapstructure:"primary_url"`
 	// PasswordFile names a file whose first line is the password. It overrides the URL, PGPASSWORD
-	// and ~/.pgpass. Default "": not used.
+	// and ~/.pgpass, on source.primary_url too. Default "": not used.
 	PasswordFile string `mapstructure:"password_file"`
 	// Slot is the logical replication slot (pgoutput). Slot names are 1 to 63 characters of a-z, 0-9
 	// and _. Default "pgstream".
@@ -61,6 +70,27 @@ type Config struct {
 	// wrapConn, when set, wraps every dialed network connection (below TLS). Tests use it to
 	// split reads and inject timeouts at chosen points.
 	wrapConn func(net.Conn) net.Conn
+	// urlKey names URL in errors: "" for source.url, or source.primary_url in a Config that
+	// Primary returned.
+	urlKey string
+}
+
+// Primary returns the configuration of connections to the primary: c with PrimaryURL as its URL,
+// and false when PrimaryURL is empty. Its errors name source.primary_url.
+func (c Config) Primary() (Config, bool) {
+	if strings.TrimSpace(c.PrimaryURL) == "" {
+		return Config{}, false
+	}
+	c.URL, c.PrimaryURL, c.urlKey = c.PrimaryURL, "", "source.primary_url"
+	return c, true
+}
+
+// key is the configuration key of c.URL, for errors.
+func (c *Config) key() string {
+	if c.urlKey != "" {
+		return c.urlKey
+	}
+	return "source.url"
 }
 
 // Defaults filled in by WithDefaults.
@@ -116,16 +146,13 @@ func (c Config) WithDefaults() Config {
 // Validate reports the first problem of c, naming the offending key, as an error wrapping
 // ErrConfig. A zero-valued field stands for its default. Validate does not change c.
 func (c Config) Validate() error {
-	if strings.TrimSpace(c.URL) == "" {
-		return fmt.Errorf("%w: source.url is required (for example postgres://user@host:5432/db?sslmode=verify-full)", ErrConfig)
-	}
-	pc, err := parseURL(c.URL)
-	if err != nil {
+	if err := c.validateURL(); err != nil {
 		return err
 	}
-	if hosts := hostGroups(pc); len(hosts) > 1 && !targetsPrimary(pc) {
-		return fmt.Errorf("%w: source.url names %d hosts (%s) without target_session_attrs=read-write or primary: "+
-			"pgstream could connect to a standby; add target_session_attrs=read-write to the URL", ErrConfig, len(hosts), strings.Join(hostAddrs(hosts), ", "))
+	if p, ok := c.Primary(); ok {
+		if err := p.validateURL(); err != nil {
+			return err
+		}
 	}
 	c = c.WithDefaults()
 	if !slotNameRE.MatchString(c.Slot) {
@@ -149,6 +176,22 @@ func (c Config) Validate() error {
 		if _, err := readPasswordFile(c.PasswordFile); err != nil {
 			return fmt.Errorf("%w: source.password_file: %v", ErrConfig, err)
 		}
+	}
+	return nil
+}
+
+// validateURL checks c.URL, named by its key.
+func (c Config) validateURL() error {
+	if strings.TrimSpace(c.URL) == "" {
+		return fmt.Errorf("%w: %s is required (for example postgres://user@host:5432/db?sslmode=verify-full)", ErrConfig, c.key())
+	}
+	pc, err := parseURL(c.key(), c.URL)
+	if err != nil {
+		return err
+	}
+	if hosts := hostGroups(pc); len(hosts) > 1 && !targetsPrimary(pc) {
+		return fmt.Errorf("%w: %s names %d hosts (%s) without target_session_attrs=read-write or primary: "+
+			"pgstream could connect to a standby; add target_session_attrs=read-write to the URL", ErrConfig, c.key(), len(hosts), strings.Join(hostAddrs(hosts), ", "))
 	}
 	return nil
 }
@@ -198,7 +241,7 @@ var sessionParams = map[string]string{
 const sqlReadBuffer = 256 << 10
 
 func (c *Config) pgConfig(replication bool) (*pgconn.Config, error) {
-	pc, err := parseURL(c.URL)
+	pc, err := parseURL(c.key(), c.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -259,27 +302,27 @@ func (c *Config) pgConfig(replication bool) (*pgconn.Config, error) {
 // encodeHint is the fix for a URL whose user information holds a character that ends it.
 const encodeHint = "percent-encode @ in the password as %40 (postgres://user:p%40ss@host/db), and / ? # as %2F %3F %23"
 
-// parseURL parses a source.url. Its errors wrap ErrConfig and quote neither the URL nor a part
-// of it: a URL that cannot be parsed is ambiguous, so no redaction can be sure to catch its
+// parseURL parses a source.url or source.primary_url, named key in its errors. Its errors wrap
+// ErrConfig and quote neither the URL nor a part of it: a URL that cannot be parsed is ambiguous, so no redaction can be sure to catch its
 // password.
 //
 // A URL whose password holds an unencoded '@' parses, but as the wrong host: pgconn ends the
 // user information at the first '@' (postgres://u:p@ss@host is password "p" on host "ss@host"),
 // and the connection error would then print the rest of the password as a host name. A host
 // holding '@' is refused here for that reason.
-func parseURL(s string) (*pgconn.Config, error) {
+func parseURL(key, s string) (*pgconn.Config, error) {
 	pc, err := pgconn.ParseConfig(s)
 	if err != nil {
 		isURL := strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 		var pce *pgconn.ParseConfigError
 		if !isURL || !errors.As(err, &pce) {
-			return nil, fmt.Errorf("%w: source.url: %s", ErrConfig, RedactURL(err.Error()))
+			return nil, fmt.Errorf("%w: %s: %s", ErrConfig, key, RedactURL(err.Error()))
 		}
 		hint := ""
 		if strings.Contains(s, "@") {
 			hint = "; if the password holds @, /, ? or #, " + encodeHint
 		}
-		return nil, fmt.Errorf("%w: source.url cannot be parsed as a URL (%s)%s", ErrConfig, parseConfigReason(pce), hint)
+		return nil, fmt.Errorf("%w: %s cannot be parsed as a URL (%s)%s", ErrConfig, key, parseConfigReason(pce), hint)
 	}
 	hosts := []string{pc.Host}
 	for _, fb := range pc.Fallbacks {
@@ -287,7 +330,7 @@ func parseURL(s string) (*pgconn.Config, error) {
 	}
 	for _, h := range hosts {
 		if strings.Contains(h, "@") {
-			return nil, fmt.Errorf("%w: source.url: a host name holds '@', so the password most likely holds an unencoded '@': %s", ErrConfig, encodeHint)
+			return nil, fmt.Errorf("%w: %s: a host name holds '@', so the password most likely holds an unencoded '@': %s", ErrConfig, key, encodeHint)
 		}
 	}
 	return pc, nil

@@ -54,3 +54,25 @@ func TestWithDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestPrimary: the primary's configuration is the source's with source.primary_url as its URL, and
+// its errors name source.primary_url; without source.primary_url there is none.
+func TestPrimary(t *testing.T) {
+	c := Config{URL: "postgres://u@standby/db", PrimaryURL: "postgres://u@primary/db", Slot: "s", PasswordFile: "/pw"}
+	p, ok := c.Primary()
+	if !ok || p.URL != c.PrimaryURL || p.PrimaryURL != "" || p.Slot != "s" || p.PasswordFile != "/pw" {
+		t.Fatalf("Primary() = %+v, %v", p, ok)
+	}
+	if _, ok := (Config{URL: c.URL}).Primary(); ok {
+		t.Fatal("Primary() without source.primary_url reported one")
+	}
+	bad := Config{URL: "postgres://u@standby/db", PrimaryURL: "postgres://u:p@ss@primary/db"}
+	err := bad.Validate()
+	if err == nil || !strings.Contains(err.Error(), "source.primary_url") || strings.Contains(err.Error(), "p@ss") {
+		t.Fatalf("Validate of a bad source.primary_url = %v", err)
+	}
+	p, _ = bad.Primary()
+	if _, err := p.pgConfig(false); err == nil || !strings.Contains(err.Error(), "source.primary_url") {
+		t.Fatalf("connecting to a bad source.primary_url = %v", err)
+	}
+}

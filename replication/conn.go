@@ -104,6 +104,9 @@ func NewSQLConn(ctx context.Context, cfg Config) (*pgconn.PgConn, error) {
 	return pg, nil
 }
 
+// Config returns the configuration of the connection, with its defaults applied.
+func (c *Conn) Config() Config { return c.cfg }
+
 // PgConn returns the underlying connection, for diagnostics and tests. Using it while streaming
 // corrupts the session.
 func (c *Conn) PgConn() *pgconn.PgConn { return c.pg }

@@ -67,7 +67,7 @@ func targetsPrimary(pc *pgconn.Config) bool {
 // Hosts lists the servers source.url names (host:port, or a socket directory), in the order
 // connections try them. A URL of one host gives one.
 func (c Config) Hosts() ([]string, error) {
-	pc, err := parseURL(c.URL)
+	pc, err := parseURL(c.key(), c.URL)
 	if err != nil {
 		return nil, err
 	}
