@@ -351,7 +351,7 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 		report("IDENTIFY_SYSTEM", err)
 		if err == nil {
 			store := checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())
-			st, err := pipeline.Inspect(ctx, conn, sys, store, cfg.Snapshot.Mode)
+			st, err := pipeline.Inspect(ctx, conn, sys, store, cfg.Pipeline)
 			if len(st.Problems) == 0 {
 				report("preflight (wal_level, role, slots, wal senders, publication, tables)", nil)
 			}

@@ -226,7 +226,7 @@ func inspectOffline(ctx context.Context, cfg *Config, r *statusReport) {
 	// Inspect reads the server's WAL end again after the checkpoint, so a pgstream streaming
 	// meanwhile does not look like a database gone back in time.
 	store := readOnlyStore{checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())}
-	st, err := pipeline.Inspect(ctx, conn, sys, store, cfg.Snapshot.Mode)
+	st, err := pipeline.Inspect(ctx, conn, sys, store, cfg.Pipeline)
 	r.Start, r.Refusal = st, err
 	var refusal *replication.Error
 	slotRefused := errors.As(err, &refusal) && refusal.Check == "slot"

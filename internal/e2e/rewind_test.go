@@ -289,7 +289,7 @@ func TestInspectComparesWithTheWALEndAfterTheCheckpoint(t *testing.T) {
 	}
 	store := &movingStore{FileStore: checkpoint.NewFileStore(filepath.Join(t.TempDir(), "checkpoint.json"), checkpoint.OSFS()),
 		t: t, db: db, slot: slot, sys: sys}
-	st, err := pipeline.Inspect(ctx, conn, sys, store, pipeline.SnapshotNever)
+	st, err := pipeline.Inspect(ctx, conn, sys, store, pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotNever}})
 	if err != nil {
 		t.Fatalf("Inspect with a checkpoint that moved on while it was loaded: %v", err)
 	}

@@ -56,48 +56,49 @@ func newHeartbeater(p *Pipeline) *heartbeater {
 	return &heartbeater{p: p, cfg: cfg, bound: max(cfg.Interval, 30*time.Second)}
 }
 
-// check refuses heartbeats the role may not write, naming the grant or the option, and reports
-// whether heartbeats can run here (not on a standby, where nothing can be written).
-func (h *heartbeater) check(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
+// check refuses heartbeats the role may not write, naming the grant or the option. conn is an
+// ordinary connection to the source; on a standby the privilege is checked on the primary, where
+// heartbeats are written.
+func (h *heartbeater) check(ctx context.Context, conn *pgconn.PgConn) error {
+	w := newWriteTarget(h.p.src)
+	defer w.close()
+	target, _, err := w.pick(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("check heartbeats: %w", err)
+	}
 	// PostgreSQL 17 added a fourth parameter (flush, with a default): the function is looked up by
 	// whichever signature the server has.
-	v, err := replication.Value(ctx, conn, "SELECT pg_is_in_recovery()::text || ' ' || "+
+	v, err := replication.Value(ctx, target, "SELECT "+
 		"coalesce(has_function_privilege(f::oid, 'EXECUTE'), false)::text || ' ' || coalesce(f::text, '-') || ' ' || current_user "+
 		"FROM coalesce(to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text,boolean)'), "+
 		"to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text)')) f")
 	if err != nil {
-		return false, fmt.Errorf("check heartbeats: %w", err)
+		return fmt.Errorf("check heartbeats: %w", err)
 	}
-	var recovery, allowed bool
-	recStr, rest, _ := strings.Cut(v, " ")
-	allowedStr, rest, _ := strings.Cut(rest, " ")
+	allowedStr, rest, _ := strings.Cut(v, " ")
 	fn, user, _ := strings.Cut(rest, " ") // the user name last: it may hold spaces
-	if recovery, err = strconv.ParseBool(recStr); err == nil {
-		allowed, err = strconv.ParseBool(allowedStr)
-	}
+	allowed, err := strconv.ParseBool(allowedStr)
 	if err != nil || user == "" || fn == "" {
-		return false, fmt.Errorf("check heartbeats: unexpected answer %q", v)
+		return fmt.Errorf("check heartbeats: unexpected answer %q", v)
 	}
 	if !strings.HasPrefix(fn, "pg_catalog.") {
 		fn = "pg_catalog." + fn
 	}
-	if recovery {
-		h.p.log.Warn("the source is a standby, where no heartbeat can be written: heartbeats are off")
-		return false, nil
-	}
 	if h.cfg.Query == "" && !allowed {
-		return false, fmt.Errorf("source.heartbeat_interval: role %s may not call pg_logical_emit_message: "+
+		return fmt.Errorf("source.heartbeat_interval: role %s may not call pg_logical_emit_message: "+
 			"GRANT EXECUTE ON FUNCTION %s TO %s, set source.heartbeat_query, "+
 			"or turn heartbeats off with a negative source.heartbeat_interval", user, fn, replication.QuoteIdent(user))
 	}
-	return true, nil
+	return nil
 }
 
-// run writes heartbeats until ctx ends.
+// run writes heartbeats until ctx ends: on the source while it is a primary, on source.primary_url
+// while it is a standby.
 func (h *heartbeater) run(ctx context.Context) {
 	p := h.p
 	var conn *pgconn.PgConn
-	defer func() { closeSQL(conn) }()
+	target := newWriteTarget(p.src)
+	defer func() { closeSQL(conn); target.close() }()
 	tick := min(max(h.cfg.Interval/10, 100*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -127,7 +128,11 @@ func (h *heartbeater) run(ctx context.Context) {
 			}
 			conn = c
 		}
-		if err := h.write(ctx, conn, now, lastTxs); err != nil {
+		w, _, err := target.pick(ctx, conn)
+		if err == nil {
+			err = h.write(ctx, w, now, lastTxs)
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				p.log.Warn("heartbeat: write failed", zap.Error(err))
 			}

@@ -263,20 +263,33 @@ type StartState struct {
 	Snapshot bool
 	// Start is where streaming resumes; zero when CreateSlot.
 	Start checkpoint.Start
+	// Standby reports that the server is a hot standby (pg_is_in_recovery()): decoding runs on it,
+	// and what pgstream writes goes to source.primary_url.
+	Standby bool
 }
 
 // Inspect reads the server (preflight), the slot and the checkpoint on conn, identified as sys, and
-// decides as a run does where streaming starts. It changes nothing on the server or in the store.
-// An error is a refusal a run would stop with (a lost or foreign slot, a checkpoint that does not
-// match the server) or a failure to read; preflight findings are not errors, but StartState.Problems.
-func Inspect(ctx context.Context, conn *replication.Conn, sys replication.SystemInfo, store Store, mode string) (StartState, error) {
+// decides as a run with cfg does where streaming starts. It changes nothing on the server or in the
+// store. An error is a refusal a run would stop with (a lost or foreign slot, a checkpoint that does
+// not match the server) or a failure to read; preflight findings are not errors, but
+// StartState.Problems. On a standby without source.primary_url, the features that write into the
+// WAL (heartbeats, snapshots read while streaming, new tables, the signal table) are findings too.
+func Inspect(ctx context.Context, conn *replication.Conn, sys replication.SystemInfo, store Store, cfg Config) (StartState, error) {
+	cfg = cfg.WithDefaults()
+	mode := cfg.Snapshot.Mode
 	st := StartState{System: sys, Problems: conn.Preflight(ctx)}
 	var err error
+	if st.Standby, err = conn.InRecovery(ctx); err != nil {
+		return st, err
+	}
 	if st.Slot, err = conn.SlotInfo(ctx); err != nil {
 		return st, err
 	}
 	if st.Checkpoint, st.Found, err = store.Load(); err != nil {
 		return st, fmt.Errorf("load checkpoint: %w", err)
+	}
+	if st.Standby {
+		st.Problems = append(st.Problems, standbyWriteProblems(cfg, conn.Config(), st)...)
 	}
 	if st.Found {
 		// The server's WAL end is read after the checkpoint: a pgstream streaming meanwhile (check
@@ -332,32 +345,43 @@ func (p *Pipeline) open(ctx context.Context) error {
 		return err
 	}
 	conn := p.sess.conn
-	st, err := Inspect(ctx, conn, sys, p.store, p.cfg.Snapshot.Mode)
+	st, err := Inspect(ctx, conn, sys, p.store, p.cfg)
 	if len(st.Problems) > 0 {
 		return &PreflightError{Problems: st.Problems}
 	}
 	if err != nil {
 		return err
 	}
-	if err := conn.EnsurePublication(ctx); err != nil {
+	primary, hasPrimary := p.src.Primary()
+	if st.Standby {
+		to := "nowhere: heartbeats, snapshots while streaming and new tables are off"
+		if hasPrimary {
+			to = replication.RedactURL(primary.URL)
+		}
+		p.log.Info("the source is a standby: decoding runs on it", zap.String("server_version", conn.PgConn().ParameterStatus("server_version")),
+			zap.String("writes_go_to", to))
+	}
+	if st.Standby && hasPrimary {
+		err = ensurePublicationOnPrimary(ctx, conn, primary, p.log)
+	} else {
+		err = conn.EnsurePublication(ctx)
+	}
+	if err != nil {
 		return err
 	}
 	p.catalog = &lazyCatalog{cfg: p.src}
 	// Heartbeats the role may not write are refused before a slot is created for nothing.
 	var beats *heartbeater
-	if p.cfg.Heartbeat.Interval > 0 {
+	if p.cfg.Heartbeat.Interval > 0 && p.cfg.Snapshot.Mode != SnapshotInitialOnly {
 		conn, err := p.catalog.pg(ctx)
 		if err != nil {
 			return err
 		}
 		hb := newHeartbeater(p)
-		ok, err := hb.check(ctx, conn)
-		if err != nil {
+		if err := hb.check(ctx, conn); err != nil {
 			return err
 		}
-		if ok {
-			beats = hb
-		}
+		beats = hb
 	}
 	if st.Slot.Exists && p.src.Failover && !st.Slot.Failover {
 		if st.Slot, err = conn.EnsureFailover(ctx, st.Slot); err != nil {
@@ -370,12 +394,17 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if st.CreateSlot {
 		// A first start: the slot begins at its consistent point and the checkpoint with it. The
 		// snapshot it exports is the database exactly as of that point.
+		stop := func() {}
+		if st.Standby {
+			stop = whileCreatingSlot(ctx, p.src, p.log)
+		}
 		var slot replication.SlotInfo
 		if snapshotNow {
 			slot, p.exported, err = conn.EnsureSlotExport(ctx)
 		} else {
 			slot, err = conn.EnsureSlot(ctx)
 		}
+		stop()
 		if err != nil {
 			return err
 		}
@@ -392,6 +421,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 	p.ck.ident = checkpoint.Checkpoint{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, Slot: p.src.Slot}
 	pos := checkpoint.Position{CommitLSN: start.SkipThrough, EndLSN: start.From}
 	p.sn.db, p.sn.push, p.sn.catalog, p.sn.save = sys.DBName, p.push, p.catalog, p.ck.save
+	p.sn.watermarks = !st.Standby || hasPrimary
 	// The snapshot state is read by SnapshotProgress from other goroutines from the start.
 	tables := cp.Snapshot
 	if !found {

@@ -107,6 +107,9 @@ type snapshotter struct {
 	wins      windows
 	windowSeq atomic.Uint64
 
+	// watermarks reports that watermarks can be written: the source is a primary, or a standby
+	// with source.primary_url. Set by the pipeline before the first read.
+	watermarks    bool
 	guard         exportGuard // lets the slot watch end the reads inside the exported snapshot
 	guardSwitched atomic.Bool // the exported snapshot gave way to streaming (slotEndangered)
 }
@@ -538,7 +541,10 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 		zap.Int("workers", n), zap.Stringer("consistent_point", startFrom), zap.String("exported_snapshot", name))
 	sn.stats.active.Add(1)
 	defer sn.stats.active.Add(-1)
-	defer sn.guard.arm(cancel)()
+	if sn.watermarks {
+		// Only when the chunks not read can be read between watermarks while streaming.
+		defer sn.guard.arm(cancel)()
+	}
 
 	type item struct {
 		b    *batch
@@ -762,7 +768,8 @@ func (sn *snapshotter) resnapWorker(ctx context.Context, worker int) error {
 	var conn *pgconn.PgConn
 	var r *snapshot.Reader
 	pt := &pubTables{publication: sn.src.Publication}
-	defer func() { closeSQL(conn) }()
+	target := newWriteTarget(sn.src)
+	defer func() { closeSQL(conn); target.close() }()
 	for {
 		j, ok := sn.jobs.next(ctx)
 		if !ok {
@@ -781,7 +788,7 @@ func (sn *snapshotter) resnapWorker(ctx context.Context, worker int) error {
 			}
 			var err error
 			if conn != nil && !conn.IsClosed() {
-				if err = sn.readWindow(ctx, conn, r, pt, j); err == nil {
+				if err = sn.readWindow(ctx, conn, target, r, pt, j); err == nil {
 					break
 				}
 			}
@@ -805,8 +812,10 @@ func (sn *snapshotter) resnapWorker(ctx context.Context, worker int) error {
 }
 
 // readWindow reads one chunk between a low and a high watermark and waits until the replication
-// goroutine has handed its rows to the sinks.
-func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, r *snapshot.Reader, pt *pubTables, j chunkJob) error {
+// goroutine has handed its rows to the sinks. The chunk is read on conn, a connection to the
+// source; the watermarks are written where target says: on the source while it is a primary, on
+// its primary while it is a standby.
+func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, target *writeTarget, r *snapshot.Reader, pt *pubTables, j chunkJob) error {
 	w := &window{id: sn.windowSeq.Add(1), job: j, done: make(chan struct{})}
 	sn.wins.put(w)
 	ok := false
@@ -815,17 +824,76 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, r *s
 			sn.wins.abort(w.id)
 		}
 	}()
-	if err := sn.writeWatermark(ctx, conn, w.id, false); err != nil {
+	wconn, standby, err := target.pick(ctx, conn)
+	if err != nil {
 		return err
 	}
-	// A transaction whose commit record precedes the low watermark may not be visible yet when the
-	// watermark is written (between its commit record and its removal from the process array, which
-	// a synchronous standby can make long): the chunk's snapshot would miss it while the stream
-	// delivers it before the window. So the chunk is read in a snapshot taken once every
-	// transaction running after the watermark has ended. pg_locks names them all: each holds an
-	// exclusive lock on its own xid until after it has become visible. txid_current_snapshot() does
-	// not: its xip leaves out running transactions newer than the newest completed one (they lie
-	// at or past its xmax), which is the common case of a transaction committing just then.
+	low, err := sn.writeWatermark(ctx, wconn, w.id, false)
+	if err != nil {
+		return err
+	}
+	if standby {
+		// The chunk's snapshot must see every transaction whose commit precedes the low watermark
+		// in the WAL: the stream delivers those before the window opens, and a chunk missing one
+		// would hand over an older version of its rows. On a standby a transaction becomes visible
+		// when its commit record is replayed, in WAL order, so a snapshot taken once the standby
+		// has replayed the low watermark sees all of them. (Reading the chunk on the primary
+		// would need no wait, but would put the snapshot's reads on the server that decoding on a
+		// standby means to spare.) Everything it sees beyond the watermark was replayed before the
+		// high one is written, so it commits inside the window, whose keys the stream records.
+		if err := waitReplayed(ctx, conn, low, "the low watermark", sn.log); err != nil {
+			return err
+		}
+		if err := replication.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
+			return fmt.Errorf("begin chunk read: %w", err)
+		}
+	} else if err := sn.beginAfterRunning(ctx, conn); err != nil {
+		return err
+	}
+	var rows *batch
+	err = sn.readChunk(ctx, conn, r, pt, j, nil, 0, 0, func(b *batch) bool { rows = b; return true })
+	if err != nil {
+		return err
+	}
+	if err := replication.Exec(ctx, conn, "COMMIT"); err != nil {
+		discard(rows)
+		return fmt.Errorf("end chunk read: %w", err)
+	}
+	if !sn.wins.setRows(w.id, rows) {
+		discard(rows)
+		return errors.New("watermark window lost")
+	}
+	high, err := sn.writeWatermark(ctx, wconn, w.id, true)
+	if err != nil {
+		return err
+	}
+	if standby {
+		// Promoted before replaying the high watermark, the standby never decodes it (it is on the
+		// old primary's timeline only): the chunk is read again, with watermarks written on the
+		// promoted server itself.
+		if err := waitReplayed(ctx, conn, high, "the high watermark", sn.log); err != nil {
+			return err
+		}
+	}
+	ok = true
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// beginAfterRunning opens the chunk's read-only transaction on conn, a primary where the low
+// watermark was just written, in a snapshot taken once every transaction running after the
+// watermark has ended. A transaction whose commit record precedes the low watermark may not be
+// visible yet when the watermark is written (between its commit record and its removal from the
+// process array, which a synchronous standby can make long): the chunk's snapshot would miss it
+// while the stream delivers it before the window. pg_locks names them all: each holds an exclusive
+// lock on its own xid until after it has become visible. txid_current_snapshot() does not: its xip
+// leaves out running transactions newer than the newest completed one (they lie at or past its
+// xmax), which is the common case of a transaction committing just then.
+func (sn *snapshotter) beginAfterRunning(ctx context.Context, conn *pgconn.PgConn) error {
 	const runningXIDs = "SELECT transactionid FROM pg_catalog.pg_locks WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted"
 	running, err := replication.Value(ctx, conn, "SELECT coalesce(array_agg(transactionid)::text, '{}') FROM ("+runningXIDs+") r")
 	if err != nil {
@@ -846,37 +914,21 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, r *s
 	if err := replication.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
 		return fmt.Errorf("begin chunk read: %w", err)
 	}
-	var rows *batch
-	err = sn.readChunk(ctx, conn, r, pt, j, nil, 0, 0, func(b *batch) bool { rows = b; return true })
-	if err != nil {
-		return err
-	}
-	if err := replication.Exec(ctx, conn, "COMMIT"); err != nil {
-		discard(rows)
-		return fmt.Errorf("end chunk read: %w", err)
-	}
-	if !sn.wins.setRows(w.id, rows) {
-		discard(rows)
-		return errors.New("watermark window lost")
-	}
-	if err := sn.writeWatermark(ctx, conn, w.id, true); err != nil {
-		return err
-	}
-	ok = true
-	select {
-	case <-w.done:
-		return nil
-	case <-ctx.Done():
-		return nil
-	}
+	return nil
 }
 
-func (sn *snapshotter) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id uint64, high bool) error {
+// writeWatermark writes a watermark on conn and returns its WAL position.
+func (sn *snapshotter) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id uint64, high bool) (lsn.LSN, error) {
 	content, _ := json.Marshal(watermark{Slot: sn.src.Slot, Run: sn.runID, ID: id, High: high})
-	if _, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(false, $1, $2)::text", WatermarkPrefix, string(content)); err != nil {
-		return fmt.Errorf("write watermark: %w", err)
+	v, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(false, $1, $2)::text", WatermarkPrefix, string(content))
+	if err != nil {
+		return 0, fmt.Errorf("write watermark: %w", err)
 	}
-	return nil
+	at, err := lsn.Parse(v)
+	if err != nil {
+		return 0, fmt.Errorf("write watermark: %w", err)
+	}
+	return at, nil
 }
 
 // watching reports whether a watermark window is open.
@@ -993,6 +1045,9 @@ func (sn *snapshotter) startRequests(ctx context.Context, commit lsn.LSN, seq ui
 	sn.requests = nil
 	for _, rq := range reqs {
 		conn, err := sn.catalog.pg(ctx)
+		if err == nil {
+			err = sn.canWrite(ctx, conn)
+		}
 		var tables []snapshot.Table
 		if err == nil {
 			tables, err = snapshot.LookupTables(ctx, conn, sn.src.Publication, rq.Tables)
@@ -1013,6 +1068,22 @@ func (sn *snapshotter) startRequests(ctx context.Context, commit lsn.LSN, seq ui
 		}
 		sn.log.Info("snapshot requested", zap.Strings("tables", names), zap.Stringer("generation", commit), zap.Int("chunks", len(jobs)))
 	}
+}
+
+// canWrite reports, for a request, whether its chunks' watermarks can be written: always on a
+// primary, and on a standby when source.primary_url is set. conn is a connection to the source.
+func (sn *snapshotter) canWrite(ctx context.Context, conn *pgconn.PgConn) error {
+	if _, ok := sn.src.Primary(); ok {
+		return nil
+	}
+	rec, err := replication.Value(ctx, conn, "SELECT pg_is_in_recovery()::text")
+	if err != nil {
+		return fmt.Errorf("read pg_is_in_recovery(): %w", err)
+	}
+	if rec == "true" {
+		return fmt.Errorf("%w: the chunks would be read between watermarks written into the WAL; set source.primary_url and request the snapshot again", errNoPrimary)
+	}
+	return nil
 }
 
 // SnapshotProgress is where the snapshots being read stand.
@@ -1124,7 +1195,8 @@ func closeSQL(conn *pgconn.PgConn) {
 // is forgotten, so that adding it again snapshots it again. Failures are logged and retried.
 func (sn *snapshotter) pollPublication(ctx context.Context) {
 	var conn *pgconn.PgConn
-	defer func() { closeSQL(conn) }()
+	target := newWriteTarget(sn.src)
+	defer func() { closeSQL(conn); target.close() }()
 	requested := map[uint32]bool{}
 	t := time.NewTicker(sn.cfg.PollInterval)
 	defer t.Stop()
@@ -1177,7 +1249,11 @@ func (sn *snapshotter) pollPublication(ctx context.Context) {
 		if len(added) == 0 {
 			continue
 		}
-		if _, err := WriteRequest(ctx, conn, sn.src.Slot, added); err != nil {
+		wconn, _, err := target.pick(ctx, conn)
+		if err == nil {
+			_, err = WriteRequest(ctx, wconn, sn.src.Slot, added)
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				sn.log.Warn("request snapshot of new tables failed", zap.Strings("tables", added), zap.Error(err))
 			}
