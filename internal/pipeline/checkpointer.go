@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,15 +23,38 @@ type checkpointer struct {
 	now      func() time.Time
 	log      *zap.Logger
 
-	// Set by the pipeline before the first save. The session changes the timeline after a
-	// failover (setTimeline); saves read it under snap.saveMu.
+	// Set by the pipeline before the first save. The timeline changes after a promotion: the
+	// session sets it after a reconnect, the follower before a save (setTimeline); saves read it
+	// under snap.saveMu.
 	ident   checkpoint.Checkpoint // identity fields of the checkpoint
 	tracker *checkpoint.Tracker
+	// follow, set while the source is a standby, reads the server's timeline before each save of
+	// a new position, so that the checkpoint follows a promotion (timelineFollower).
+	follow timelineReader
 	// snapDone is set when the list of unfinished snapshots becomes empty after having tables.
 	snapDone *atomic.Bool
 
 	durable atomic.Pointer[checkpoint.Position] // newest position the store holds
 	health  *health.Board
+
+	saving sync.Mutex // one save at a time: the position read first is saved in order, follow is used by one
+}
+
+// timelineReader reads the server's timeline for the checkpointer (timelineFollower). ok is false
+// when it could not be read.
+type timelineReader interface {
+	// read returns the server's identity, WAL end and timeline, with the timeline's history
+	// when the timeline is not label.
+	read(label int32) (srv checkpoint.Server, ok bool)
+	close()
+}
+
+// identity returns the identity fields of the checkpoint, with the timeline it records now. Safe
+// for concurrent use once the pipeline has set ident.
+func (c *checkpointer) identity() checkpoint.Checkpoint {
+	c.snap.saveMu.Lock()
+	defer c.snap.saveMu.Unlock()
+	return c.ident
 }
 
 // Durable returns the newest position the store holds. Safe for concurrent use.
@@ -74,9 +98,17 @@ func (c *checkpointer) setTimeline(tli int32) {
 // save saves the position every sink acknowledged with the snapshot progress of the same batches,
 // when either moved.
 func (c *checkpointer) save() error {
+	c.saving.Lock()
+	defer c.saving.Unlock()
+	pos, seq := c.tracker.AckedSeq()
+	if c.follow != nil && pos != c.Durable() {
+		// The timeline is read after the position was: see timelineFollower.
+		if ok, err := c.followTimeline(); !ok || err != nil {
+			return err
+		}
+	}
 	c.snap.saveMu.Lock()
 	defer c.snap.saveMu.Unlock()
-	pos, seq := c.tracker.AckedSeq()
 	had := len(c.snap.tables) > 0
 	completed, changed := c.snap.apply(seq)
 	if pos == c.Durable() && !changed {
@@ -96,4 +128,31 @@ func (c *checkpointer) save() error {
 		c.snapDone.Store(true)
 	}
 	return nil
+}
+
+// followTimeline moves the checkpoint to the server's timeline when the server moved to a later one
+// whose history holds the durable position (checkpoint.Handed, as for a reconnect), and refuses
+// any other timeline with ErrRewound. It reports false when the timeline could not be read: the
+// save waits for the next attempt.
+func (c *checkpointer) followTimeline() (bool, error) {
+	cp := c.identity()
+	srv, ok := c.follow.read(cp.Timeline)
+	if !ok {
+		return false, nil
+	}
+	if srv.SystemID != cp.SystemID {
+		return false, fmt.Errorf("%w: the server's system identifier changed from %s to %s", checkpoint.ErrMismatch, cp.SystemID, srv.SystemID)
+	}
+	if srv.Timeline == cp.Timeline {
+		return true, nil
+	}
+	durable := c.Durable()
+	cp.CommitLSN, cp.FlushLSN = durable.CommitLSN, durable.EndLSN
+	if err := c.store.Handed(cp, srv, durable.EndLSN); err != nil {
+		return false, err
+	}
+	c.log.Info("the source moved to a new timeline (promoted, or following its promoted primary); the checkpoint follows it",
+		zap.Int32("from_timeline", cp.Timeline), zap.Int32("to_timeline", srv.Timeline))
+	c.setTimeline(srv.Timeline)
+	return true, nil
 }

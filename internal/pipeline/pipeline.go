@@ -201,6 +201,9 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	}
 	close(ckStop)
 	ckErr := <-ckDone
+	if p.ck.follow != nil {
+		p.ck.follow.close()
+	}
 	close(statsStop)
 	<-statsDone
 	<-snapLogDone
@@ -419,6 +422,9 @@ func (p *Pipeline) open(ctx context.Context) error {
 		}
 	}
 	p.ck.ident = checkpoint.Checkpoint{SystemID: sys.SystemID, Timeline: sys.Timeline, Database: sys.DBName, Slot: p.src.Slot}
+	if st.Standby {
+		p.ck.follow = &timelineFollower{src: p.src, log: p.log}
+	}
 	pos := checkpoint.Position{CommitLSN: start.SkipThrough, EndLSN: start.From}
 	p.sn.db, p.sn.push, p.sn.catalog, p.sn.save = sys.DBName, p.push, p.catalog, p.ck.save
 	p.sn.watermarks = !st.Standby || hasPrimary

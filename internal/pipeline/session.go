@@ -195,7 +195,7 @@ func (s *session) reopen(ctx context.Context) error {
 		return err
 	}
 	d := s.ck.Durable()
-	cp := s.ck.ident
+	cp := s.ck.identity()
 	cp.CommitLSN, cp.FlushLSN = d.CommitLSN, d.EndLSN
 	srv, err := ServerState(ctx, conn, sys, slot, cp, true)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 )
@@ -257,5 +258,85 @@ func nudgePrimary(ctx context.Context, pc replication.Config, log *zap.Logger) b
 			return true
 		case <-t.C:
 		}
+	}
+}
+
+// timelineCheckTimeout bounds one read of the server's timeline.
+const timelineCheckTimeout = 10 * time.Second
+
+// timelineFollower keeps the checkpoint's timeline that of the server it describes, while the
+// source is a standby. A standby moves to a new timeline when it is promoted, or when its primary
+// fails over and it follows the new one; its walsender decodes on across the switch without
+// ending the stream, so no reconnect tells. A checkpoint that kept the old timeline with a position
+// past the switch would be refused at the next start, as a database that went back in time
+// (checkpoint.Reconcile).
+//
+// So before each save the checkpointer asks the follower for the server's timeline
+// (IDENTIFY_SYSTEM, on a replication connection of its own), after it has read the position to
+// save. A server still on the checkpoint's timeline has decoded nothing from a later one, so the
+// position is on it. A server on a later timeline whose history leaves the checkpoint's timeline at
+// or after the durable position has everything the checkpoint holds, and what pgstream decoded
+// from it since came from its own WAL: the new timeline is recorded. Any other answer is a server
+// that went back in time, and stops the pipeline.
+//
+// It is used by one save at a time (the checkpointer serialises them).
+type timelineFollower struct {
+	src     replication.Config
+	log     *zap.Logger
+	conn    *replication.Conn
+	failing bool // the last read failed; logged once until one succeeds
+}
+
+var _ timelineReader = (*timelineFollower)(nil)
+
+// read runs IDENTIFY_SYSTEM, and TIMELINE_HISTORY when the timeline is not label.
+func (f *timelineFollower) read(label int32) (checkpoint.Server, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), timelineCheckTimeout)
+	defer cancel()
+	srv, err := f.readServer(ctx, label)
+	if err != nil {
+		if !f.failing {
+			f.failing = true
+			f.log.Warn("reading the standby's timeline failed; the checkpoint waits until it can be read", zap.Error(err))
+		}
+		f.close()
+		return srv, false
+	}
+	if f.failing {
+		f.failing = false
+		f.log.Info("the standby's timeline can be read again")
+	}
+	return srv, true
+}
+
+func (f *timelineFollower) readServer(ctx context.Context, label int32) (checkpoint.Server, error) {
+	if f.conn == nil {
+		c, err := replication.Connect(ctx, f.src)
+		if err != nil {
+			return checkpoint.Server{}, err
+		}
+		f.conn = c
+	}
+	sys, err := f.conn.IdentifySystem(ctx)
+	if err != nil {
+		return checkpoint.Server{}, err
+	}
+	srv := checkpoint.Server{SystemID: sys.SystemID, Database: sys.DBName, WALEnd: sys.XLogPos, Timeline: sys.Timeline}
+	if sys.Timeline == label {
+		return srv, nil
+	}
+	h, err := f.conn.TimelineHistory(ctx, sys.Timeline)
+	for _, t := range h {
+		srv.History = append(srv.History, checkpoint.TimelineSwitch{Timeline: t.Timeline, End: t.End})
+	}
+	return srv, err
+}
+
+func (f *timelineFollower) close() {
+	if f.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = f.conn.Close(ctx)
+		f.conn = nil
 	}
 }
