@@ -52,7 +52,7 @@ type sourceConfig struct {
 // envKeys are the scalar keys that PGSTREAM_* environment variables may set even when the config
 // file does not mention them (PGSTREAM_SOURCE_URL sets source.url).
 var envKeys = []string{
-	"source.url", "source.password_file", "source.slot", "source.publication", "source.create_slot",
+	"source.url", "source.primary_url", "source.password_file", "source.slot", "source.publication", "source.create_slot",
 	"source.create_publication", "source.status_interval", "source.connect_timeout", "source.failover",
 	"source.heartbeat_interval", "source.heartbeat_query", "source.heartbeat_to_sinks",
 	"wal_guard.poll_interval", "wal_guard.min_safe_wal_size",
@@ -71,6 +71,7 @@ var envKeys = []string{
 func addConfigFlags(fs *pflag.FlagSet) {
 	fs.StringP("config", "c", "", "configuration file (YAML)")
 	fs.String("source.url", "", "PostgreSQL connection URL (overrides source.url)")
+	fs.String("source.primary_url", "", "connection URL of the primary when source.url is a standby (overrides source.primary_url)")
 	fs.String("source.slot", "", "replication slot name (overrides source.slot)")
 	fs.String("source.publication", "", "publication name (overrides source.publication)")
 	fs.String("checkpoint.path", "", "checkpoint file (overrides checkpoint.path)")

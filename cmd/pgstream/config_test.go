@@ -88,6 +88,28 @@ func TestEnvironmentAndFlagsOverride(t *testing.T) {
 	}
 }
 
+// source.primary_url comes from the file, the environment (even when the file does not mention
+// it) or a flag, and a malformed one is refused naming it.
+func TestPrimaryURL(t *testing.T) {
+	cfg, err := load(t, "--config", "../../configs/pgstream.yaml")
+	if err != nil || cfg.Source.PrimaryURL != "" {
+		t.Fatalf("example config: primary_url %q, %v", cfg.Source.PrimaryURL, err)
+	}
+	t.Setenv("PGSTREAM_SOURCE_PRIMARY_URL", "postgres://u@primary:5432/app")
+	if cfg, err = load(t, "--config", "../../configs/pgstream.yaml"); err != nil || cfg.Source.PrimaryURL != "postgres://u@primary:5432/app" {
+		t.Fatalf("from the environment: primary_url %q, %v", cfg.Source.PrimaryURL, err)
+	}
+	if cfg, err = load(t, "--config", "../../configs/pgstream.yaml", "--source.primary_url", "postgres://u@flag/app"); err != nil ||
+		cfg.Source.PrimaryURL != "postgres://u@flag/app" {
+		t.Fatalf("from a flag: primary_url %q, %v", cfg.Source.PrimaryURL, err)
+	}
+	t.Setenv("PGSTREAM_SOURCE_PRIMARY_URL", "postgres://u:se@cret@primary/app")
+	if _, err = load(t, "--config", "../../configs/pgstream.yaml"); err == nil || !strings.Contains(err.Error(), "source.primary_url") ||
+		strings.Contains(err.Error(), "cret") {
+		t.Fatalf("a malformed primary_url: %v", err)
+	}
+}
+
 func TestConfigWithoutFileFromEnvironment(t *testing.T) {
 	t.Setenv("PGSTREAM_SOURCE_URL", "postgres://u@h:5432/db")
 	t.Setenv("PGSTREAM_CHECKPOINT_PATH", "/tmp/x")

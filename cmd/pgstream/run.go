@@ -40,8 +40,11 @@ func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer,
 		closeSinks(specs)
 		return err
 	}
-	log.Info("pgstream starting", zap.String("version", buildVersion()), zap.String("source", replication.RedactURL(cfg.Source.URL)),
-		zap.Int("sinks", len(specs)), zap.String("checkpoint", cfg.Checkpoint.Path))
+	fields := []zap.Field{zap.String("version", buildVersion()), zap.String("source", replication.RedactURL(cfg.Source.URL))}
+	if cfg.Source.PrimaryURL != "" {
+		fields = append(fields, zap.String("primary", replication.RedactURL(cfg.Source.PrimaryURL)))
+	}
+	log.Info("pgstream starting", append(fields, zap.Int("sinks", len(specs)), zap.String("checkpoint", cfg.Checkpoint.Path))...)
 	if cfg.HTTP.Listen != "" {
 		m, h := metrics.New(buildVersion()), health.NewBoard(nil)
 		p.Observe(m, h)
@@ -352,8 +355,19 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 		if err == nil {
 			store := checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())
 			st, err := pipeline.Inspect(ctx, conn, sys, store, cfg.Pipeline)
+			if st.Standby {
+				to := "source.primary_url is not set, so heartbeats, snapshots while streaming, new tables and the signal table must be off"
+				if cfg.Source.PrimaryURL != "" {
+					to = "heartbeats, watermarks, snapshot requests and the publication are written on the primary, " + replication.RedactURL(cfg.Source.PrimaryURL)
+				}
+				fmt.Fprintf(out, "ok    source is a hot standby (PostgreSQL %s): decoding runs on it; %s\n", conn.PgConn().ParameterStatus("server_version"), to)
+			}
 			if len(st.Problems) == 0 {
-				report("preflight (wal_level, role, slots, wal senders, publication, tables)", nil)
+				what := "preflight (wal_level, role, slots, wal senders, publication, tables)"
+				if st.Standby {
+					what = "preflight (wal_level, role, slots, wal senders, publication, tables; standby: version, hot_standby_feedback, primary)"
+				}
+				report(what, nil)
 			}
 			for _, p := range st.Problems {
 				report("preflight: "+p.Check, fmt.Errorf("%s\n      fix: %s", p.Message, p.Fix))

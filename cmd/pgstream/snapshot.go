@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/pflag"
 
 	"github.com/pgstream/pgstream/internal/pipeline"
@@ -77,9 +79,38 @@ func requestSnapshot(ctx context.Context, src replication.Config, tables []strin
 	for i := range found {
 		names[i] = found[i].QualifiedName()
 	}
-	at, err := pipeline.WriteRequest(ctx, conn, src.Slot, names)
+	w, err := requestTarget(ctx, conn, src)
+	if err != nil {
+		return "", false, err
+	}
+	if w != conn {
+		defer w.Close(context.Background())
+	}
+	at, err := pipeline.WriteRequest(ctx, w, src.Slot, names)
 	if err != nil {
 		return "", false, err
 	}
 	return at.String(), active, nil
+}
+
+// requestTarget returns the connection to write the request on: conn, to the source, unless the
+// source is a standby, where nothing can be written; then a new connection to source.primary_url,
+// from where the request reaches the standby's slot like every other change.
+func requestTarget(ctx context.Context, conn *pgconn.PgConn, src replication.Config) (*pgconn.PgConn, error) {
+	rec, err := replication.Value(ctx, conn, "SELECT pg_is_in_recovery()::text")
+	if err != nil {
+		return nil, fmt.Errorf("read pg_is_in_recovery(): %w", err)
+	}
+	if rec != "true" {
+		return conn, nil
+	}
+	pc, ok := src.Primary()
+	if !ok {
+		return nil, errors.New("source.url is a standby, where the request cannot be written: set source.primary_url to its primary, where it is written and reaches the standby's slot")
+	}
+	w, err := replication.NewSQLConn(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source.primary_url: %w", err)
+	}
+	return w, nil
 }

@@ -96,6 +96,7 @@ type statusReport struct {
 	// Built offline.
 	Offline    string // why the endpoint was not asked or did not serve the picture
 	Source     string // source.url, redacted
+	Primary    string // source.primary_url, redacted; "" when not set
 	Checkpoint string // checkpoint.path
 	Reach      error  // PostgreSQL could not be reached or identified: little else is known
 	Start      pipeline.StartState
@@ -211,6 +212,9 @@ func get(ctx context.Context, c *http.Client, url string, codes ...int) ([]byte,
 func inspectOffline(ctx context.Context, cfg *Config, r *statusReport) {
 	src := cfg.Source.WithDefaults()
 	r.Source, r.Checkpoint = replication.RedactURL(src.URL), cfg.Checkpoint.Path
+	if src.PrimaryURL != "" {
+		r.Primary = replication.RedactURL(src.PrimaryURL)
+	}
 	r.Status.Slot, r.Status.Publication = src.Slot, src.Publication
 	conn, err := replication.Connect(ctx, src)
 	if err != nil {
@@ -456,6 +460,9 @@ func renderOffline(line lineFunc, r *statusReport, now time.Time) bool {
 	s := &r.Status
 	line("from", "the server and the checkpoint; %s", r.Offline)
 	line("source", "%s", r.Source)
+	if r.Primary != "" {
+		line("primary", "%s (written on while the source is a standby)", r.Primary)
+	}
 	if r.Reach != nil {
 		return false
 	}
@@ -640,6 +647,7 @@ func failoverJSON(fs []replication.Finding) []findingJSON {
 type offlineDetails struct {
 	Why             string            `json:"why"` // why the endpoint was not asked or did not answer
 	Source          string            `json:"source"`
+	Primary         string            `json:"primary,omitempty"`
 	Error           string            `json:"error,omitempty"` // PostgreSQL unreachable, or what a run would refuse with
 	Problems        []problemJSON     `json:"problems,omitempty"`
 	SlotExists      bool              `json:"slot_exists"`
@@ -667,7 +675,7 @@ type unfinishedTable struct {
 
 func offlineDetail(r *statusReport) offlineDetails {
 	st := r.Start
-	d := offlineDetails{Why: r.Offline, Source: r.Source, Checkpoint: r.Checkpoint, CheckpointFound: st.Found,
+	d := offlineDetails{Why: r.Offline, Source: r.Source, Primary: r.Primary, Checkpoint: r.Checkpoint, CheckpointFound: st.Found,
 		SlotExists: st.Slot.Exists, SlotActive: st.Slot.Active, SlotActivePID: st.Slot.ActivePID}
 	switch {
 	case r.Reach != nil:
