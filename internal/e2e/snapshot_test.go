@@ -26,10 +26,15 @@ import (
 // snapshotWorkload updates, inserts and deletes rows of the given tables (id int PRIMARY KEY, v int,
 // pad text) until stop is set. Each table starts with ids 1..startRows.
 func snapshotWorkload(t testing.TB, db string, tables []string, startRows int, stop *atomic.Bool) chan error {
+	return snapshotWorkloadOn(cluster, db, tables, startRows, stop)
+}
+
+// snapshotWorkloadOn is snapshotWorkload on the cluster pg.
+func snapshotWorkloadOn(pg *pgtest.Cluster, db string, tables []string, startRows int, stop *atomic.Bool) chan error {
 	done := make(chan error, 1)
 	go func() {
 		ctx := context.Background()
-		conn, err := cluster.Connect(ctx, db)
+		conn, err := pg.Connect(ctx, db)
 		if err != nil {
 			done <- err
 			return
@@ -219,8 +224,13 @@ func markDoneOn(t *testing.T, pg *pgtest.Cluster, db, out, ckpt string, timeout 
 }
 
 func createSnapshotTables(t *testing.T, db string, tables []string, rows int) {
+	createSnapshotTablesOn(t, cluster, db, tables, rows)
+}
+
+// createSnapshotTablesOn is createSnapshotTables on the cluster pg.
+func createSnapshotTablesOn(t *testing.T, pg *pgtest.Cluster, db string, tables []string, rows int) {
 	for _, tbl := range tables {
-		exec1(t, db, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, v int NOT NULL, pad text);
+		pg.MustExec(t, db, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, v int NOT NULL, pad text);
 INSERT INTO %s SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, %d) i;`, tbl, tbl, rows))
 	}
 }
