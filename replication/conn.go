@@ -56,6 +56,16 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	pg, err := dial(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{pg: pg, cfg: cfg, user: pc.User, db: pc.Database}, nil
+}
+
+// dial connects as pc says and refuses a server older than MinServerMajor. Its errors name the
+// address and the fix.
+func dial(ctx context.Context, pc *pgconn.Config) (*pgconn.PgConn, error) {
 	pg, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, connectErr(pc, err)
@@ -64,7 +74,7 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 		pg.Close(ctx)
 		return nil, err
 	}
-	return &Conn{pg: pg, cfg: cfg, user: pc.User, db: pc.Database}, nil
+	return pg, nil
 }
 
 // MinServerMajor is the oldest PostgreSQL major version pgstream runs against.
@@ -93,15 +103,7 @@ func NewSQLConn(ctx context.Context, cfg Config) (*pgconn.PgConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pg, err := pgconn.ConnectConfig(ctx, pc)
-	if err != nil {
-		return nil, connectErr(pc, err)
-	}
-	if err := checkServerVersion(pg); err != nil {
-		pg.Close(ctx)
-		return nil, err
-	}
-	return pg, nil
+	return dial(ctx, pc)
 }
 
 // Config returns the configuration of the connection, with its defaults applied.

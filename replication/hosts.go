@@ -95,15 +95,7 @@ func ConnectHost(ctx context.Context, cfg Config, addr string) (*pgconn.PgConn, 
 		hc.Host, hc.Port, hc.TLSConfig = first.Host, first.Port, first.TLSConfig
 		hc.Fallbacks = g.attempts[1:]
 		hc.ValidateConnect = nil
-		pg, err := pgconn.ConnectConfig(ctx, hc)
-		if err != nil {
-			return nil, connectErr(hc, err)
-		}
-		if err := checkServerVersion(pg); err != nil {
-			pg.Close(ctx)
-			return nil, err
-		}
-		return pg, nil
+		return dial(ctx, hc)
 	}
 	return nil, fmt.Errorf("source.url names no host %s", addr)
 }
