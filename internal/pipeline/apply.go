@@ -123,11 +123,18 @@ type streamHooks interface {
 	// watermark it may return a batch of chunk rows to hand over after the current batch, and a
 	// function to call with the batch's sequence number once it is handed over.
 	watermark(m *walparse.LogicalMessage) (rows *batch, handed func(seq uint64))
+	// began sees every Begin: what an earlier transaction left (one cut short by a reconnect) is
+	// dropped.
+	began()
 	// request sees a transactional snapshot request of a transaction that is handed over.
 	request(m *walparse.LogicalMessage)
-	// committed reports the end of a transaction; handed reports whether it was handed over, in
-	// the batch numbered seq.
-	committed(ctx context.Context, commit lsn.LSN, seq uint64, handed bool)
+	// committing sees the Commit of a transaction that is about to be handed over, before its last
+	// batch is. It plans the snapshots the transaction requested and returns what records them
+	// with that batch (nil when there is none), called with the batch's number before any sink can
+	// acknowledge it: a checkpoint saved past the transaction always holds its requests. An error
+	// means the requests could not be planned now (the catalog connection failed): the transaction
+	// is not handed over, and is read again after the reconnect or restart.
+	committing(ctx context.Context, commit lsn.LSN) (record func(seq uint64), err error)
 }
 
 // applier turns decoded pgoutput messages into batches of encoded events for the sinks. It owns
@@ -167,22 +174,28 @@ func (a *applier) reconnect() {
 func (a *applier) apply(ctx context.Context, msg walparse.Message, at lsn.LSN) error {
 	switch m := msg.(type) {
 	case *walparse.Begin:
+		a.hooks.began()
 		if a.tx.begin(m) && a.markers != nil {
 			return a.emit(a.markers.Begin(&a.tx.tx, at), nil)
 		}
 	case *walparse.Commit:
-		handed := a.tx.commit()
-		var seq uint64
-		if handed {
+		var record func(seq uint64)
+		if !a.tx.skip {
+			var err error
+			if record, err = a.hooks.committing(ctx, m.CommitLSN); err != nil {
+				return err
+			}
+		}
+		if a.tx.commit() {
 			if a.markers != nil {
 				a.cur.add(a.markers.End(&a.tx.tx, at, a.tx.tx.Seq))
 			}
 			a.cur.pos = checkpoint.Position{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN}
 			a.cur.commitTime = m.CommitTime.Time()
-			seq = a.flush()
+			a.cur.numbered = record
+			a.flush()
 			a.txs.Add(1)
 		}
-		a.hooks.committed(ctx, m.CommitLSN, seq, handed)
 		if a.endLSN != 0 && m.CommitLSN >= a.endLSN {
 			return errEndReached
 		}

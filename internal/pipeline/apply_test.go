@@ -37,8 +37,9 @@ func (noHooks) watching() bool                                            { retu
 func (noHooks) keyChanged(uint32, []byte)                                 {}
 func (noHooks) truncated(uint32)                                          {}
 func (noHooks) watermark(*walparse.LogicalMessage) (*batch, func(uint64)) { return nil, nil }
+func (noHooks) began()                                                    {}
 func (noHooks) request(*walparse.LogicalMessage)                          {}
-func (noHooks) committed(context.Context, lsn.LSN, uint64, bool)          {}
+func (noHooks) committing(context.Context, lsn.LSN) (func(uint64), error) { return nil, nil }
 
 // newApplyRig returns an applier that closes a batch every maxEvents events and that has already
 // delivered every transaction committed at or before skipThrough.
@@ -48,6 +49,9 @@ func newApplyRig(t *testing.T, maxEvents int, skipThrough lsn.LSN) *applyRig {
 	r.app = &applier{tx: newTxState(skipThrough), cur: newBatch(), hooks: noHooks{}, txs: new(atomic.Uint64),
 		enc: events.NewEncoder(events.Options{Database: "db", Now: now}, nil), maxEvents: maxEvents, maxBytes: 1 << 20}
 	r.app.handOver = func(b *batch) uint64 {
+		if b.numbered != nil {
+			b.numbered(uint64(len(r.out) + 1))
+		}
 		h := handed{pos: b.pos}
 		for i := range b.events {
 			h.ids = append(h.ids, b.events[i].ID())

@@ -25,6 +25,10 @@ type batch struct {
 	fill   int
 	bytes  int
 	refs   atomic.Int32
+	// numbered, when set, is called with the batch's sequence number once the tracker has given it
+	// one and before any sink sees the batch, so that what it records for the batch is in place
+	// before the batch can be acknowledged and a checkpoint saved past it.
+	numbered func(seq uint64)
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{} }}
@@ -92,4 +96,5 @@ func (b *batch) reset() {
 	b.seq = 0
 	b.pos = checkpoint.Position{}
 	b.commitTime = time.Time{}
+	b.numbered = nil
 }

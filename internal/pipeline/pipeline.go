@@ -558,6 +558,9 @@ func (p *Pipeline) push(b *batch) uint64 {
 	b.refs.Store(int32(len(p.workers)))
 	seq := p.tracker.Add(b.pos, b.bytes)
 	b.seq = seq
+	if b.numbered != nil {
+		b.numbered(seq)
+	}
 	if p.metrics != nil && !b.commitTime.IsZero() {
 		p.commits.add(seq, b.commitTime)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/backoff"
+	"github.com/pgstream/pgstream/internal/events"
 	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/snapshot"
@@ -1029,45 +1030,61 @@ func (sn *snapshotter) request(m *walparse.LogicalMessage) {
 	sn.requests = append(sn.requests, rq)
 }
 
-// committed starts the snapshots requested by a transaction that was handed over.
-func (sn *snapshotter) committed(ctx context.Context, commit lsn.LSN, seq uint64, handed bool) {
-	if handed && len(sn.requests) > 0 {
-		sn.startRequests(ctx, commit, seq)
-	}
-	sn.requests = nil
-}
+// began drops the requests of a transaction that a reconnect cut short: it starts again from its
+// Begin.
+func (sn *snapshotter) began() { sn.requests = nil }
 
-// startRequests plans the snapshots requested by the transaction that committed at commit, whose
-// batch is seq: the tables join the durable snapshot list with that batch, and their chunks are
-// queued for the readers.
-func (sn *snapshotter) startRequests(ctx context.Context, commit lsn.LSN, seq uint64) {
-	reqs := sn.requests
-	sn.requests = nil
-	for _, rq := range reqs {
-		conn, err := sn.catalog.pg(ctx)
-		if err == nil {
-			err = sn.canWrite(ctx, conn)
-		}
-		var tables []snapshot.Table
-		if err == nil {
-			tables, err = snapshot.LookupTables(ctx, conn, sn.src.Publication, rq.Tables)
-		}
-		if err != nil {
+// committing plans the snapshots requested by the transaction that commits at commit, before it is
+// handed over. A request that cannot be carried out as written (a table not in the publication, a
+// standby without source.primary_url) is logged and dropped: reading the transaction again would
+// not change that. Any other failure is returned, and the transaction is read again. The tables
+// join the durable snapshot list with the transaction's last batch, through record, and their
+// chunks are queued then.
+func (sn *snapshotter) committing(ctx context.Context, commit lsn.LSN) (func(seq uint64), error) {
+	if len(sn.requests) == 0 {
+		return nil, nil
+	}
+	var plans []checkpoint.TableSnapshot
+	for _, rq := range sn.requests {
+		tables, err := retry(ctx, sn.catalog, func(events.Catalog) ([]snapshot.Table, error) {
+			conn, err := sn.catalog.pg(ctx)
+			if err == nil {
+				err = sn.canWrite(ctx, conn)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return snapshot.LookupTables(ctx, conn, sn.src.Publication, rq.Tables)
+		})
+		if errors.Is(err, errNoPrimary) || errors.Is(err, snapshot.ErrNotInPublication) || errors.Is(err, snapshot.ErrAmbiguous) {
 			sn.log.Error("snapshot request ignored", zap.Strings("tables", rq.Tables), zap.Stringer("commit_lsn", commit), zap.Error(err))
 			continue
 		}
-		plans := snapshot.Plan(tables, commit, uint32(sn.cfg.ChunkPages))
-		for i := range plans {
-			sn.state.mark(snapMark{seq: seq, add: &plans[i]})
+		if err != nil {
+			return nil, fmt.Errorf("plan the snapshot request committed at %s: %w", commit, err)
 		}
-		jobs := sn.pendingJobs(ctx, plans)
-		sn.jobs.add(jobs...)
-		names := make([]string, len(plans))
-		for i := range plans {
-			names[i] = plans[i].Name()
-		}
-		sn.log.Info("snapshot requested", zap.Strings("tables", names), zap.Stringer("generation", commit), zap.Int("chunks", len(jobs)))
+		plans = append(plans, snapshot.Plan(tables, commit, uint32(sn.cfg.ChunkPages))...)
 	}
+	sn.requests = nil
+	if len(plans) == 0 {
+		return nil, nil
+	}
+	jobs := sn.pendingJobs(ctx, plans)
+	return func(seq uint64) { sn.startRequested(commit, seq, plans, jobs) }, nil
+}
+
+// startRequested records the planned tables with the batch numbered seq, then queues their chunks
+// for the readers.
+func (sn *snapshotter) startRequested(commit lsn.LSN, seq uint64, plans []checkpoint.TableSnapshot, jobs []chunkJob) {
+	for i := range plans {
+		sn.state.mark(snapMark{seq: seq, add: &plans[i]})
+	}
+	sn.jobs.add(jobs...)
+	names := make([]string, len(plans))
+	for i := range plans {
+		names[i] = plans[i].Name()
+	}
+	sn.log.Info("snapshot requested", zap.Strings("tables", names), zap.Stringer("generation", commit), zap.Int("chunks", len(jobs)))
 }
 
 // canWrite reports, for a request, whether its chunks' watermarks can be written: always on a

@@ -24,6 +24,8 @@ var (
 	ErrTableGone = errors.New("table no longer exists")
 	// ErrNotInPublication: LookupTables was asked for a table the publication does not publish.
 	ErrNotInPublication = errors.New("table not in publication")
+	// ErrAmbiguous: LookupTables was given a name that matches two published tables.
+	ErrAmbiguous = errors.New("ambiguous table name")
 	// ErrNoPublication: the publication does not exist in the connection's database.
 	ErrNoPublication = errors.New("publication does not exist")
 	// ErrMalformedRow: a row of COPY's text output does not have the shape the query implies.
@@ -202,7 +204,7 @@ func findTable(tables []Table, name string) (int, error) {
 			continue
 		}
 		if found >= 0 {
-			return -1, fmt.Errorf("ambiguous: both %q.%q and %q.%q", tables[found].Schema, tables[found].Name, t.Schema, t.Name)
+			return -1, fmt.Errorf("%w: both %q.%q and %q.%q", ErrAmbiguous, tables[found].Schema, tables[found].Name, t.Schema, t.Name)
 		}
 		found = i
 	}
