@@ -30,9 +30,10 @@ test: setup
 test-versions: setup
 	bash scripts/test-versions.sh
 
-# The timing-sensitive packages, each test run STRESS_COUNT times (default 3) with one core kept
-# busy: a test that passes only on a quiet machine fails here. STRESS_PKGS and STRESS_RUN narrow it,
-# e.g. make test-stress STRESS_PKGS=./replication/ STRESS_RUN=TestTLS STRESS_COUNT=10.
+# The tests that kill, promote, partition or restart something (scripts/disruptive-tests.txt, each
+# on the PostgreSQL version it needs), each run STRESS_COUNT times (default 5) with one core kept
+# busy: a test that passes only on a quiet machine fails here. STRESS_PKGS and STRESS_RUN run other
+# tests instead, e.g. make test-stress STRESS_PKGS=./replication/ STRESS_RUN=TestTLS STRESS_COUNT=10.
 test-stress: setup
 	bash scripts/stress.sh
 

@@ -156,14 +156,14 @@ func TestFanOutToKafkaNATSAndFile(t *testing.T) {
 	exec1(t, db, `CREATE TABLE orders (id int PRIMARY KEY, v int); CREATE TABLE customers (id int PRIMARY KEY, name text)`)
 	brokers := kafkatest.Start(t)
 	url := natstest.URL(t)
-	prefix := "fan" + db
+	stream, prefix := natstest.Names("fan")
 	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix,
 		AutoCreate: kafka.AutoCreateConfig{Enabled: true, Partitions: 3, ReplicationFactor: 1}}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	onlyOrders, _ := pipeline.NewFilter([]string{"public.orders"}, nil)
-	nspec := newNATSSink(t, url, prefix, strings.ToUpper(prefix), nil, []string{"orders"})
+	nspec := newNATSSink(t, url, prefix, stream, nil, []string{"orders"})
 	r := startPipeline(t, db, runOpts{
 		extra: []pipeline.SinkSpec{{Name: "kafka", Sink: ks, Filter: onlyOrders}, nspec},
 		pcfg:  pipeline.Config{TransactionMarkers: true},
@@ -258,8 +258,8 @@ func TestNATSOutageLongerThanWalSenderTimeout(t *testing.T) {
 	exec1(t, db, `CREATE TABLE t (id int PRIMARY KEY, pad text)`)
 	srv := natstest.StartEmbedded(t)
 	url := srv.ClientURL()
-	stream := "OUT" + strings.ToUpper(db)
-	nspec := newNATSSink(t, url, "out"+db, stream, nil, nil)
+	stream, prefix := natstest.Names("out")
+	nspec := newNATSSink(t, url, prefix, stream, nil, nil)
 	r := startPipeline(t, db, runOpts{extra: []pipeline.SinkSpec{nspec}})
 	r.waitStreaming()
 	exec1(t, db, `INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g`)
@@ -318,8 +318,7 @@ func TestSIGKILLWithKafkaAndNATS(t *testing.T) {
 	exec1(t, db, fmt.Sprintf(`SELECT pg_create_logical_replication_slot('%s', 'pgoutput')`, slot))
 	brokers := kafkatest.Start(t)
 	url := natstest.URL(t)
-	prefix := "kill" + db
-	stream := strings.ToUpper(prefix)
+	stream, prefix := natstest.Names("kill")
 	t.Cleanup(func() { deleteStream(url, stream) })
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, db, slot, fmt.Sprintf(`  - type: kafka
@@ -331,32 +330,15 @@ func TestSIGKILLWithKafkaAndNATS(t *testing.T) {
     subject_prefix: %s
     stream: {name: %s, create: true, duplicate_window: 5m}
 `, strings.Join(brokers, ","), prefix, url, prefix, stream))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	wl := make(chan error, 1)
-	go func() {
-		conn, err := cluster.Connect(ctx, db)
-		if err != nil {
-			wl <- err
-			return
+	next := 1
+	wl := sqlWorkload(t, cluster, db, 2*time.Millisecond, func(int) (string, func()) {
+		sql := "BEGIN;"
+		for j := 0; j < 5; j++ {
+			sql += fmt.Sprintf("INSERT INTO items VALUES (%d, 0);", next)
+			next++
 		}
-		defer conn.Close(context.Background())
-		next := 1
-		for ctx.Err() == nil {
-			sql := "BEGIN;"
-			for j := 0; j < 5; j++ {
-				sql += fmt.Sprintf("INSERT INTO items VALUES (%d, 0);", next)
-				next++
-			}
-			sql += "UPDATE items SET v = v + 1 WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5);COMMIT;"
-			if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil && ctx.Err() == nil {
-				wl <- err
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-		wl <- nil
-	}()
+		return sql + "UPDATE items SET v = v + 1 WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5);COMMIT;", nil
+	})
 	// Each round kills pgstream at a random moment after it has stored changes of its own: a kill
 	// before it streams anything would show nothing.
 	stored := 0
@@ -374,10 +356,7 @@ func TestSIGKILLWithKafkaAndNATS(t *testing.T) {
 		stored = streamCount(t, url, stream)
 		t.Logf("round %d: killed with %d changes in JetStream", round, stored)
 	}
-	cancel()
-	if err := <-wl; err != nil {
-		t.Fatalf("workload: %v", err)
-	}
+	wl.MustStop(t)
 	rows, err := cluster.QueryRows(db, "SELECT id, v FROM items ORDER BY id")
 	if err != nil {
 		t.Fatal(err)
@@ -421,6 +400,7 @@ func TestSIGKILLWithKafkaAndNATS(t *testing.T) {
 		v, _ := strconv.Atoi(num(e.row("after")["v"]))
 		byKey[string(rec.Key)] = append(byKey[string(rec.Key)], kv{rec.Offset, e.ID, v})
 	}
+	var bad []string
 	for k, fv := range final {
 		list := byKey[k]
 		sort.Slice(list, func(i, j int) bool { return list[i].off < list[j].off })
@@ -432,14 +412,17 @@ func TestSIGKILLWithKafkaAndNATS(t *testing.T) {
 				versions = append(versions, x.v)
 			}
 		}
-		if len(versions) != fv+1 {
-			t.Fatalf("key %s: kafka has versions %v, want 0..%d", k, versions, fv)
-		}
+		inOrder := len(versions) == fv+1
 		for i, v := range versions {
-			if v != i {
-				t.Fatalf("key %s: versions out of order %v", k, versions)
-			}
+			inOrder = inOrder && v == i
 		}
+		if !inOrder {
+			bad = append(bad, fmt.Sprintf("key %s: kafka has versions %v, want 0..%d in order", k, versions, fv))
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		t.Fatalf("%d of %d keys are wrong in kafka (%d records read):\n%s", len(bad), len(final), len(recs), strings.Join(bad[:min(len(bad), 20)], "\n"))
 	}
 	t.Logf("%d changes; kafka %d records (%d re-sent), JetStream %d", want, len(recs), len(recs)-want, len(msgs))
 }
@@ -514,8 +497,7 @@ func TestSnapshotSIGKILLJetStreamKeepsOneCopy(t *testing.T) {
 	const rows = 80000
 	createSnapshotTables(t, db, []string{"dedup"}, rows)
 	url := natstest.URL(t)
-	prefix := "snap" + db
-	stream := strings.ToUpper(prefix)
+	stream, prefix := natstest.Names("snap")
 	t.Cleanup(func() { deleteStream(url, stream) })
 	dir := t.TempDir()
 	slot := "dedup_" + db
@@ -574,17 +556,12 @@ func TestSnapshotIntoKafkaKeepsKeyOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stop atomic.Bool
-	defer stop.Store(true)
-	wl := snapshotWorkload(t, db, []string{"ksnap"}, rows, &stop)
+	wl := snapshotWorkload(t, db, []string{"ksnap"}, rows)
 	r := startPipeline(t, db, runOpts{extra: []pipeline.SinkSpec{{Name: "kafka", Sink: ks}},
 		pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, ChunkPages: 4}}})
 	r.waitStreaming()
 	time.Sleep(500 * time.Millisecond)
-	stop.Store(true)
-	if err := <-wl; err != nil {
-		t.Fatal(err)
-	}
+	wl.MustStop(t)
 	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
 	if err := r.stop(); err != nil {
 		t.Fatal(err)

@@ -34,8 +34,7 @@ func TestComposeConfigAgainstLocalBrokers(t *testing.T) {
 	if !strings.Contains(string(data), listen) {
 		t.Fatalf("configs/compose.yaml no longer has %q: update this test's replacement", listen)
 	}
-	prefix := "cmp" + db
-	stream := strings.ToUpper(prefix)
+	stream, prefix := natstest.Names("cmp")
 	t.Cleanup(func() { deleteStream(url, stream) })
 	cfg := strings.NewReplacer(
 		"kafka:9092", brokers[0],

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -12,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -172,69 +170,54 @@ func TestCrashSafety(t *testing.T) {
 	}
 	var mu sync.Mutex
 	hist := map[int]*rowHist{}
-	// The workload stops between transactions: cancelling one mid-flight could leave a COMMIT that
-	// the server applied but the history never recorded.
-	var stop atomic.Bool
-	defer stop.Store(true)
-	ctx := context.Background()
-	wlDone := make(chan error, 1)
-	go func() {
-		conn, err := cluster.Connect(ctx, db)
-		if err != nil {
-			wlDone <- err
-			return
-		}
-		defer conn.Close(context.Background())
-		next := 1
-		live := []int{}
-		for !stop.Load() {
-			var sql bytes.Buffer
-			sql.WriteString("BEGIN;")
-			type op struct {
-				id, v int
-				del   bool
-			}
-			var ops []op
-			n := 1 + rand.IntN(20)
-			touched := map[int]bool{}
-			for i := 0; i < n; i++ {
-				switch r := rand.IntN(10); {
-				case r < 5 || len(live) < 10:
-					id := next
-					next++
-					fmt.Fprintf(&sql, "INSERT INTO items VALUES (%d, 0, 'n%d');", id, id)
-					ops = append(ops, op{id: id, v: 0})
-					live = append(live, id)
-					touched[id] = true
-				case r < 9:
-					id := live[rand.IntN(len(live))]
-					if touched[id] {
-						continue
-					}
-					touched[id] = true
-					mu.Lock()
-					v := len(hist[id].versions)
-					mu.Unlock()
-					fmt.Fprintf(&sql, "UPDATE items SET v = %d WHERE id = %d;", v, id)
-					ops = append(ops, op{id: id, v: v})
-				default:
-					k := rand.IntN(len(live))
-					id := live[k]
-					if touched[id] {
-						continue
-					}
-					touched[id] = true
-					live = append(live[:k], live[k+1:]...)
-					fmt.Fprintf(&sql, "DELETE FROM items WHERE id = %d;", id)
-					ops = append(ops, op{id: id, del: true})
+	next := 1
+	live := []int{}
+	type op struct {
+		id, v int
+		del   bool
+	}
+	wl := sqlWorkload(t, cluster, db, 2*time.Millisecond, func(int) (string, func()) {
+		var sql bytes.Buffer
+		sql.WriteString("BEGIN;")
+		var ops []op
+		n := 1 + rand.IntN(20)
+		touched := map[int]bool{}
+		for i := 0; i < n; i++ {
+			switch r := rand.IntN(10); {
+			case r < 5 || len(live) < 10:
+				id := next
+				next++
+				fmt.Fprintf(&sql, "INSERT INTO items VALUES (%d, 0, 'n%d');", id, id)
+				ops = append(ops, op{id: id, v: 0})
+				live = append(live, id)
+				touched[id] = true
+			case r < 9:
+				id := live[rand.IntN(len(live))]
+				if touched[id] {
+					continue
 				}
+				touched[id] = true
+				mu.Lock()
+				v := len(hist[id].versions)
+				mu.Unlock()
+				fmt.Fprintf(&sql, "UPDATE items SET v = %d WHERE id = %d;", v, id)
+				ops = append(ops, op{id: id, v: v})
+			default:
+				k := rand.IntN(len(live))
+				id := live[k]
+				if touched[id] {
+					continue
+				}
+				touched[id] = true
+				live = append(live[:k], live[k+1:]...)
+				fmt.Fprintf(&sql, "DELETE FROM items WHERE id = %d;", id)
+				ops = append(ops, op{id: id, del: true})
 			}
-			sql.WriteString("COMMIT;")
-			if _, err := conn.Exec(ctx, sql.String()).ReadAll(); err != nil {
-				wlDone <- err
-				return
-			}
+		}
+		sql.WriteString("COMMIT;")
+		return sql.String(), func() {
 			mu.Lock()
+			defer mu.Unlock()
 			for _, o := range ops {
 				h := hist[o.id]
 				if h == nil {
@@ -247,11 +230,8 @@ func TestCrashSafety(t *testing.T) {
 					h.versions = append(h.versions, o.v)
 				}
 			}
-			mu.Unlock()
-			time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
 		}
-		wlDone <- nil
-	}()
+	})
 
 	size := func() int64 {
 		st, err := os.Stat(out)
@@ -302,10 +282,7 @@ func TestCrashSafety(t *testing.T) {
 			}
 		}
 	}
-	stop.Store(true)
-	if err := <-wlDone; err != nil {
-		t.Fatalf("workload: %v", err)
-	}
+	wl.MustStop(t)
 
 	// A final run drains everything, then a SIGTERM stops it cleanly.
 	p := startBinary(t, "run", "--config", cfgPath)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,40 +147,21 @@ func TestFailoverResumesOnPromotedStandby(t *testing.T) {
 	// The workload: each transaction inserts new rows or bumps v of existing ones (v = v + 1 on the
 	// server, so a row's versions are 0, 1, 2, … on whatever server it lives). It runs until the
 	// primary goes away.
-	var stop atomic.Bool
-	defer stop.Store(true)
-	var committed atomic.Int64
-	wlDone := make(chan error, 1)
-	go func() {
-		ctx := context.Background()
-		conn, err := primary.Connect(ctx, "postgres")
-		if err != nil {
-			wlDone <- err
-			return
-		}
-		defer conn.Close(context.Background())
-		next := 1
-		for !stop.Load() {
-			var sql strings.Builder
-			sql.WriteString("BEGIN;")
-			for i, n := 0, 1+rand.IntN(5); i < n; i++ {
-				if next < 20 || rand.IntN(2) == 0 {
-					fmt.Fprintf(&sql, "INSERT INTO items VALUES (%d, 0);", next)
-					next++
-				} else {
-					fmt.Fprintf(&sql, "UPDATE items SET v = v + 1 WHERE id = %d;", 1+rand.IntN(next-1))
-				}
+	next := 1
+	wl := sqlWorkload(t, primary, "postgres", 3*time.Millisecond, func(int) (string, func()) {
+		var sql strings.Builder
+		sql.WriteString("BEGIN;")
+		for i, n := 0, 1+rand.IntN(5); i < n; i++ {
+			if next < 20 || rand.IntN(2) == 0 {
+				fmt.Fprintf(&sql, "INSERT INTO items VALUES (%d, 0);", next)
+				next++
+			} else {
+				fmt.Fprintf(&sql, "UPDATE items SET v = v + 1 WHERE id = %d;", 1+rand.IntN(next-1))
 			}
-			sql.WriteString("COMMIT;")
-			if _, err := conn.Exec(ctx, sql.String()).ReadAll(); err != nil {
-				wlDone <- err
-				return
-			}
-			committed.Add(1)
-			time.Sleep(3 * time.Millisecond)
 		}
-		wlDone <- nil
-	}()
+		sql.WriteString("COMMIT;")
+		return sql.String(), nil
+	})
 
 	// The standby's copy of the slot must be usable before the primary goes: synced, persistent.
 	began := time.Now()
@@ -210,8 +189,7 @@ func TestFailoverResumesOnPromotedStandby(t *testing.T) {
 	if err := primary.Stop("immediate"); err != nil {
 		t.Fatal(err)
 	}
-	stop.Store(true)
-	if err := <-wlDone; err == nil {
+	if err := wl.Stop(); err == nil {
 		t.Log("the workload stopped before the primary went away")
 	}
 	if msg, ok := p.exited(); ok {
@@ -221,7 +199,7 @@ func TestFailoverResumesOnPromotedStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("primary killed %s after the workload began, after %d transactions, %d events delivered; standby promoted",
-		time.Since(began).Round(time.Millisecond), committed.Load(), len(before))
+		time.Since(began).Round(time.Millisecond), wl.Committed(), len(before))
 	promoted := time.Now()
 
 	// More writes on the new primary: every row once more, and new rows.

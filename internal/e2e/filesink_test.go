@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -40,21 +39,8 @@ func newFileSinkRun(t *testing.T, name string) *fileSinkRun {
 // workload runs snapshotWorkload on the tables until the returned function is called, which waits
 // for it to end.
 func (r *fileSinkRun) workload(t *testing.T) (stop func()) {
-	var done atomic.Bool
-	wl := snapshotWorkload(t, r.db, r.tables, 0, &done)
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		done.Store(true)
-		if err := <-wl; err != nil {
-			t.Fatalf("workload: %v", err)
-		}
-	}
-	t.Cleanup(func() { done.Store(true) })
-	return stop
+	wl := snapshotWorkload(t, r.db, r.tables, 0)
+	return func() { wl.MustStop(t) }
 }
 
 // waitLines waits until the file at path holds at least n complete lines while p runs.

@@ -115,7 +115,7 @@ func TestNATSCredentialsInURLAreNeverPrinted(t *testing.T) {
 		// Subtest names stay free of the secrets: they appear in the temporary directories' paths.
 		for name, server := range map[string]string{"password": "nats://pgs:" + password + "@" + tc.host, "token": "nats://" + token + "@" + tc.host} {
 			t.Run(tc.name+"/"+name, func(t *testing.T) {
-				stream, _ := uniqueStream(t)
+				stream, _ := natstest.Names("secret")
 				cfg := secretConfig(t, t.TempDir(), db, "", fmt.Sprintf(`  - type: nats
     name: broker
     servers: [%q]
@@ -138,11 +138,6 @@ func TestNATSCredentialsInURLAreNeverPrinted(t *testing.T) {
 }
 
 // uniqueStream returns a stream name and subject prefix of the test's own.
-func uniqueStream(t *testing.T) (stream, prefix string) {
-	n := dbSeq.Add(1)
-	tag := fmt.Sprintf("%d_%d", time.Now().UnixNano(), n)
-	return "PGS_SECRET_" + tag, "pgssecret" + tag
-}
 
 // lockedBuffer is the output of a running process, readable while it runs.
 type lockedBuffer struct {
@@ -188,7 +183,7 @@ func TestNATSReconnectLinesHideCredentials(t *testing.T) {
 			srv := natstest.StartEmbedded(t)
 			db := newDB(t)
 			exec1(t, db, `CREATE TABLE t (id int PRIMARY KEY)`)
-			stream, prefix := uniqueStream(t)
+			stream, prefix := natstest.Names("secret")
 			server := "nats://" + userinfo + "@" + strings.TrimPrefix(srv.ClientURL(), "nats://")
 			cfg := secretConfig(t, t.TempDir(), db, "", fmt.Sprintf(`  - type: nats
     name: broker
@@ -284,7 +279,7 @@ func TestCheckCreatesNothing(t *testing.T) {
 	db := newDB(t)
 	dir := t.TempDir()
 	natsURL := natstest.URL(t)
-	stream, prefix := uniqueStream(t)
+	stream, prefix := natstest.Names("secret")
 	t.Cleanup(func() { deleteStream(natsURL, stream) })
 	brokers := kafkatest.Start(t)
 	const topic = "pgstream.fixed"

@@ -24,48 +24,32 @@ import (
 )
 
 // snapshotWorkload updates, inserts and deletes rows of the given tables (id int PRIMARY KEY, v int,
-// pad text) until stop is set. Each table starts with ids 1..startRows.
-func snapshotWorkload(t testing.TB, db string, tables []string, startRows int, stop *atomic.Bool) chan error {
-	return snapshotWorkloadOn(cluster, db, tables, startRows, stop)
+// pad text) until it is stopped. Each table starts with ids 1..startRows.
+func snapshotWorkload(t testing.TB, db string, tables []string, startRows int) *workload {
+	return snapshotWorkloadOn(t, cluster, db, tables, startRows)
 }
 
 // snapshotWorkloadOn is snapshotWorkload on the cluster pg.
-func snapshotWorkloadOn(pg *pgtest.Cluster, db string, tables []string, startRows int, stop *atomic.Bool) chan error {
-	done := make(chan error, 1)
-	go func() {
-		ctx := context.Background()
-		conn, err := pg.Connect(ctx, db)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer conn.Close(context.Background())
-		next := startRows + 1
-		for i := 0; !stop.Load(); i++ {
-			var sql strings.Builder
-			sql.WriteString("BEGIN;")
-			for range 1 + rand.IntN(8) {
-				tbl := tables[rand.IntN(len(tables))]
-				switch r := rand.IntN(10); {
-				case r < 6:
-					fmt.Fprintf(&sql, "UPDATE %s SET v = v + 1, pad = md5(random()::text) WHERE id = %d;", tbl, 1+rand.IntN(next))
-				case r < 8:
-					fmt.Fprintf(&sql, "INSERT INTO %s VALUES (%d, 0, 'new') ON CONFLICT DO NOTHING;", tbl, next)
-					next++
-				default:
-					fmt.Fprintf(&sql, "DELETE FROM %s WHERE id = %d;", tbl, 1+rand.IntN(next))
-				}
+func snapshotWorkloadOn(t testing.TB, pg *pgtest.Cluster, db string, tables []string, startRows int) *workload {
+	next := startRows + 1
+	return sqlWorkload(t, pg, db, time.Millisecond, func(int) (string, func()) {
+		var sql strings.Builder
+		sql.WriteString("BEGIN;")
+		for range 1 + rand.IntN(8) {
+			tbl := tables[rand.IntN(len(tables))]
+			switch r := rand.IntN(10); {
+			case r < 6:
+				fmt.Fprintf(&sql, "UPDATE %s SET v = v + 1, pad = md5(random()::text) WHERE id = %d;", tbl, 1+rand.IntN(next))
+			case r < 8:
+				fmt.Fprintf(&sql, "INSERT INTO %s VALUES (%d, 0, 'new') ON CONFLICT DO NOTHING;", tbl, next)
+				next++
+			default:
+				fmt.Fprintf(&sql, "DELETE FROM %s WHERE id = %d;", tbl, 1+rand.IntN(next))
 			}
-			sql.WriteString("COMMIT;")
-			if _, err := conn.Exec(ctx, sql.String()).ReadAll(); err != nil {
-				done <- err
-				return
-			}
-			time.Sleep(time.Duration(rand.IntN(2)) * time.Millisecond)
 		}
-		done <- nil
-	}()
-	return done
+		sql.WriteString("COMMIT;")
+		return sql.String(), nil
+	})
 }
 
 // materialize applies the events in file order: the latest version of each row by table and id.
@@ -243,18 +227,13 @@ func TestSnapshotConsistentUnderLoad(t *testing.T) {
 	tables := []string{"snap_a", "snap_b"}
 	createSnapshotTables(t, db, tables, 20000)
 	exec1(t, db, `CREATE TABLE snap_empty (id int PRIMARY KEY, v int, pad text)`)
-	var stop atomic.Bool
-	defer stop.Store(true)
-	wl := snapshotWorkload(t, db, tables, 20000, &stop)
+	wl := snapshotWorkload(t, db, tables, 20000)
 
 	r := startPipeline(t, db, runOpts{pcfg: pipeline.Config{MaxBatchEvents: 500,
 		Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, Workers: 2, ChunkPages: 16}}})
 	r.waitStreaming()
 	time.Sleep(time.Second)
-	stop.Store(true)
-	if err := <-wl; err != nil {
-		t.Fatal(err)
-	}
+	wl.MustStop(t)
 	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
 	got, ops := materialize(t, evs)
 	compareState(t, got, dbState(t, db, append(tables, "snap_empty")))
@@ -290,9 +269,7 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	// milliseconds of the checkpoint showing progress, so each lands while chunks remain.
 	cfgPath := writeConfigSnapshot(t, dir, db, slot, "", "  mode: initial\n  workers: 2\n  chunk_pages: 8\n  max_rows_per_second: 10000\n", "warn")
 	out, ckpt := filepath.Join(dir, "changes.jsonl"), filepath.Join(dir, "checkpoint.json")
-	var stop atomic.Bool
-	defer stop.Store(true)
-	wl := snapshotWorkload(t, db, tables, 60000, &stop)
+	wl := snapshotWorkload(t, db, tables, 60000)
 
 	// Each round kills pgstream as soon as the checkpoint holds more chunks done than at the last
 	// kill: the first round inside the exported snapshot, the next ones while the rest is read
@@ -338,10 +315,7 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	}
 	p := startBinary(t, "run", "--config", cfgPath)
 	time.Sleep(time.Second)
-	stop.Store(true)
-	if err := <-wl; err != nil {
-		t.Fatal(err)
-	}
+	wl.MustStop(t)
 	evs := markDone(t, db, out, ckpt, 180*time.Second)
 	stopBinary(t, p)
 	got, ops := materialize(t, evs)
@@ -477,9 +451,7 @@ func TestOnlineResnapshot(t *testing.T) {
 		pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotNever, ChunkPages: 16}}})
 	r.waitStreaming()
 	_, pidBefore := slotState(t, r.slot)
-	var stop atomic.Bool
-	defer stop.Store(true)
-	wl := snapshotWorkload(t, db, tables, 20000, &stop)
+	wl := snapshotWorkload(t, db, tables, 20000)
 	time.Sleep(300 * time.Millisecond)
 
 	dir := t.TempDir()
@@ -504,10 +476,7 @@ func TestOnlineResnapshot(t *testing.T) {
 	}
 
 	time.Sleep(time.Second)
-	stop.Store(true)
-	if err := <-wl; err != nil {
-		t.Fatal(err)
-	}
+	wl.MustStop(t)
 	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
 	got, ops := materialize(t, evs)
 	compareState(t, got, dbState(t, db, tables))
@@ -565,9 +534,7 @@ func TestSnapshotTableJoinsPublication(t *testing.T) {
 		pcfg: pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotInitial, ChunkPages: 4, PollInterval: 200 * time.Millisecond}}})
 	r.waitStreaming()
 	_, pidBefore := slotState(t, r.slot)
-	var stop atomic.Bool
-	defer stop.Store(true)
-	wl := snapshotWorkload(t, db, []string{"first", "later"}, 3000, &stop)
+	wl := snapshotWorkload(t, db, []string{"first", "later"}, 3000)
 	time.Sleep(300 * time.Millisecond)
 	exec1(t, db, fmt.Sprintf(`ALTER PUBLICATION pgs_%s ADD TABLE later`, r.slot))
 	waitEvents(t, r.path, 60*time.Second, func(evs []event) bool {
@@ -578,10 +545,7 @@ func TestSnapshotTableJoinsPublication(t *testing.T) {
 		}
 		return false
 	})
-	stop.Store(true)
-	if err := <-wl; err != nil {
-		t.Fatal(err)
-	}
+	wl.MustStop(t)
 	evs := markDone(t, db, r.path, r.ckpt, 120*time.Second)
 	got, ops := materialize(t, evs)
 	compareState(t, got, dbState(t, db, []string{"first", "later"}))

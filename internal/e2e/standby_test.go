@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -188,9 +187,7 @@ func TestStandbyDecodingSnapshotStreamsAndRestarts(t *testing.T) {
 	skipBefore16(t)
 	tables := []string{"sa", "sb"}
 	sp := newStandbyPair(t, func(p *pgtest.Cluster) { createSnapshotTablesOn(t, p, "postgres", tables, 20000) }, nil)
-	var stop atomic.Bool
-	defer stop.Store(true)
-	wl := snapshotWorkloadOn(sp.primary, "postgres", tables, 20000, &stop)
+	wl := snapshotWorkloadOn(t, sp.primary, "postgres", tables, 20000)
 
 	dir := t.TempDir()
 	cfg := sp.config(t, dir, "sby", true, "  heartbeat_interval: 1s\n  heartbeat_to_sinks: true\n",
@@ -215,10 +212,7 @@ func TestStandbyDecodingSnapshotStreamsAndRestarts(t *testing.T) {
 	p = startLogged(t, "run", "--config", cfg)
 	p.waitStreaming(t, sp.standby, "sby")
 	time.Sleep(500 * time.Millisecond) // let the workload run on while it streams
-	stop.Store(true)
-	if err := <-wl; err != nil {
-		t.Fatal(err)
-	}
+	wl.MustStop(t)
 	evs := compareWithPrimary(t, sp.primary, dir, tables)
 	// The workload deletes rows before the slot exists: most of the 20000 rows of each table are left.
 	if n := snapshotReads(evs); n["sa"] < 15000 || n["sb"] < 15000 {
@@ -255,9 +249,7 @@ func TestStandbyDecodingResnapshotsOnline(t *testing.T) {
 		"  mode: never\n  new_tables: true\n  poll_interval: 200ms\n  signal_table: public.signals\n  workers: 2\n  chunk_pages: 16\n  max_rows_per_second: 4000\n")
 	p := startLogged(t, "run", "--config", cfg)
 	p.waitStreaming(t, sp.standby, "rsn")
-	var stop atomic.Bool
-	defer stop.Store(true)
-	wl := snapshotWorkloadOn(sp.primary, "postgres", tables, 20000, &stop)
+	wl := snapshotWorkloadOn(t, sp.primary, "postgres", tables, 20000)
 
 	if out, code := runBinary(t, 60*time.Second, "snapshot", "--config", cfg, "--table", "public.ra"); code != 0 || !strings.Contains(out, "requested at") {
 		t.Fatalf("pgstream snapshot (exit %d):\n%s", code, out)
@@ -275,10 +267,7 @@ func TestStandbyDecodingResnapshotsOnline(t *testing.T) {
 	p = startLogged(t, "run", "--config", cfg)
 	p.waitStreaming(t, sp.standby, "rsn")
 	time.Sleep(500 * time.Millisecond)
-	stop.Store(true)
-	if err := <-wl; err != nil {
-		t.Fatal(err)
-	}
+	wl.MustStop(t)
 	evs := compareWithPrimary(t, sp.primary, dir, append(tables, "rc"))
 	// A chunk leaves out the rows the workload changed while it was read (the stream delivers
 	// them): most of ra's and rb's 20000 rows are snapshot reads, and every one of rc's.
@@ -409,26 +398,20 @@ func TestStandbyDecodingAcrossPromotion(t *testing.T) {
 	skipBefore16(t)
 	tables := []string{"pa", "pb"}
 	sp := newStandbyPair(t, func(p *pgtest.Cluster) { createSnapshotTablesOn(t, p, "postgres", tables, 5000) }, nil)
-	var stop atomic.Bool
-	defer stop.Store(true)
-	wl := snapshotWorkloadOn(sp.primary, "postgres", tables, 5000, &stop)
+	wl := snapshotWorkloadOn(t, sp.primary, "postgres", tables, 5000)
 	dir := t.TempDir()
 	cfg := sp.config(t, dir, "pro", true, "  heartbeat_interval: 1s\n", "  mode: initial\n  workers: 2\n  chunk_pages: 8\n  poll_interval: 200ms\n")
 	p := startLogged(t, "run", "--config", cfg)
 	p.waitStreaming(t, sp.standby, "pro")
 	time.Sleep(time.Second)
-	stop.Store(true)
-	if err := <-wl; err != nil {
-		t.Fatal(err)
-	}
+	wl.MustStop(t)
 	sp.waitReplayed(t)
 
 	if err := sp.standby.Promote(); err != nil {
 		t.Fatal(err)
 	}
-	stop.Store(false)
 	// The next ids of the workload on the promoted server start far above the primary's.
-	wl = snapshotWorkloadOn(sp.standby, "postgres", tables, 100000, &stop)
+	wl = snapshotWorkloadOn(t, sp.standby, "postgres", tables, 100000)
 	ckpt := filepath.Join(dir, "checkpoint.json")
 	waitUntil(t, 120*time.Second, "the checkpoint records timeline 2", p.exited, func() bool { return checkpointTimeline(t, ckpt) == 2 })
 	if out, code := runBinary(t, 60*time.Second, "snapshot", "--config", cfg, "--table", "public.pa"); code != 0 {
@@ -442,15 +425,18 @@ func TestStandbyDecodingAcrossPromotion(t *testing.T) {
 	if !strings.Contains(p.out.String(), "the checkpoint follows it") {
 		t.Fatalf("pgstream's log does not say that the checkpoint follows the new timeline:\n%s", p.out)
 	}
+	first := p.out.String()
 
 	p = startLogged(t, "run", "--config", cfg)
 	p.waitStreaming(t, sp.standby, "pro")
 	time.Sleep(500 * time.Millisecond)
-	stop.Store(true)
-	if err := <-wl; err != nil {
-		t.Fatal(err)
-	}
+	wl.MustStop(t)
 	evs := compareWithPrimary(t, sp.standby, dir, tables)
+	// The request was planned by one of the runs, whichever decoded it, and dropped by none.
+	logs := first + p.out.String()
+	if strings.Contains(logs, "snapshot request ignored") || !strings.Contains(logs, "snapshot requested") {
+		t.Fatalf("the snapshot request after the promotion was not planned:\n%s", logs)
+	}
 	// Each table holds about 5000 rows whenever it is read (the workload inserts as much as it
 	// deletes), and a chunk leaves out rows changed while it was read.
 	if n := snapshotReads(evs); n["pa"] < 8000 || n["pb"] < 4000 || n["pb"] > 6000 {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgstream/pgstream/internal/logtest"
 	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/pgtest"
@@ -20,48 +22,33 @@ import (
 // walWriter writes WAL into the database "other" of pg, about 1 MiB a step with a CHECKPOINT every
 // 16 steps (at a checkpoint the server removes WAL and invalidates slots that retain too much), and
 // changes rows of table (id int PRIMARY KEY, v int, pad text; ids 1..rows to begin with) in db once
-// a step, until stop is set.
-func walWriter(pg *pgtest.Cluster, db, table string, rows int, stop *atomic.Bool) chan error {
-	done := make(chan error, 1)
-	go func() {
-		ctx := context.Background()
-		other, err := pg.Connect(ctx, "other")
-		if err != nil {
-			done <- err
-			return
+// a step, until it is stopped.
+func walWriter(t testing.TB, pg *pgtest.Cluster, db, table string, rows int) *workload {
+	t.Helper()
+	other, err := pg.Connect(context.Background(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close(context.Background()) })
+	next := rows + 1
+	return startWorkload(t, pg, db, 400*time.Millisecond, func(ctx context.Context, app *pgconn.PgConn, i int) error {
+		if _, err := other.Exec(ctx, "INSERT INTO filler SELECT repeat(md5(random()::text), 32) FROM generate_series(1, 1000)").ReadAll(); err != nil {
+			return fmt.Errorf("write filler: %w", err)
 		}
-		defer other.Close(context.Background())
-		app, err := pg.Connect(ctx, db)
-		if err != nil {
-			done <- err
-			return
+		if (i+1)%16 == 0 {
+			if _, err := other.Exec(ctx, "CHECKPOINT").ReadAll(); err != nil {
+				return fmt.Errorf("checkpoint: %w", err)
+			}
 		}
-		defer app.Close(context.Background())
-		next := rows + 1
-		for step := 1; !stop.Load(); step++ {
-			if _, err := other.Exec(ctx, "INSERT INTO filler SELECT repeat(md5(random()::text), 32) FROM generate_series(1, 1000)").ReadAll(); err != nil {
-				done <- fmt.Errorf("write filler: %w", err)
-				return
-			}
-			if step%16 == 0 {
-				if _, err := other.Exec(ctx, "CHECKPOINT").ReadAll(); err != nil {
-					done <- fmt.Errorf("checkpoint: %w", err)
-					return
-				}
-			}
-			sql := fmt.Sprintf("BEGIN; UPDATE %[1]s SET v = v + 1, pad = md5(random()::text) WHERE id IN (%[2]d, %[3]d, %[4]d); "+
-				"INSERT INTO %[1]s VALUES (%[5]d, 0, 'new'); DELETE FROM %[1]s WHERE id = %[6]d; COMMIT;",
-				table, 1+rand.IntN(next), 1+rand.IntN(next), 1+rand.IntN(next), next, 1+rand.IntN(next))
-			next++
-			if _, err := app.Exec(ctx, sql).ReadAll(); err != nil {
-				done <- fmt.Errorf("change %s: %w", table, err)
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
+		sql := fmt.Sprintf("BEGIN; UPDATE %[1]s SET v = v + 1, pad = md5(random()::text) WHERE id IN (%[2]d, %[3]d, %[4]d); "+
+			"INSERT INTO %[1]s VALUES (%[5]d, 0, 'new'); DELETE FROM %[1]s WHERE id = %[6]d; COMMIT;",
+			table, 1+rand.IntN(next), 1+rand.IntN(next), 1+rand.IntN(next), next, 1+rand.IntN(next))
+		next++
+		if _, err := app.Exec(ctx, sql).ReadAll(); err != nil {
+			return fmt.Errorf("change %s: %w", table, err)
 		}
-		done <- nil
-	}()
-	return done
+		return nil
+	})
 }
 
 // slotWatcher polls a slot's wal_status and safe_wal_size, and the server's WAL position, every
@@ -178,24 +165,12 @@ INSERT INTO %[1]s SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, %
 
 	slotWAL := watchSlotWAL(pg, r.slot)
 	defer slotWAL.seen()
-	var stop atomic.Bool
-	writer := walWriter(pg, db, table, rows, &stop)
-	defer func() {
-		if !stop.Swap(true) {
-			<-writer
-		}
-	}()
+	writer := walWriter(t, pg, db, table, rows)
 	writerFailed := func() (string, bool) {
 		if msg, ok := r.exited(); ok {
 			return msg, true
 		}
-		select {
-		case err := <-writer:
-			stop.Store(true)
-			return fmt.Sprintf("the WAL writer stopped: %v", err), true
-		default:
-			return "", false
-		}
+		return writer.Failed()
 	}
 
 	waitUntil(t, 300*time.Second, "the snapshot gives way to streaming", writerFailed, func() bool {
@@ -210,10 +185,7 @@ INSERT INTO %[1]s SELECT i, 0, repeat(md5(i::text), 2) FROM generate_series(1, %
 	waitUntil(t, 300*time.Second, "twice max_slot_wal_keep_size of WAL written after the switch", writerFailed, func() bool {
 		return slotWAL.walEnd.Load()-from >= 2*budget
 	})
-	stop.Store(true)
-	if err := <-writer; err != nil {
-		t.Fatal(err)
-	}
+	writer.MustStop(t)
 	t.Logf("twice the budget written after the switch %s in", time.Since(start).Round(time.Second))
 	statuses, minSafe, pollErr := slotWAL.seen()
 	t.Logf("slot polls by wal_status %v, smallest safe_wal_size %d bytes (last poll failure: %v)", statuses, minSafe, pollErr)
