@@ -44,7 +44,7 @@ func (r InProcess) Run(ctx context.Context) error {
 	src := replication.Config{URL: r.URL, Slot: r.Slot, Publication: r.Publication, CreateSlot: &no, CreatePublication: &no}
 	s := r.Sink
 	if s == nil {
-		fs, err := file.Open(file.Config{Path: r.OutputPath()})
+		fs, err := file.New(file.Config{Path: r.OutputPath()}, sinks.Env{})
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
+	"github.com/pgstream/pgstream/sinks"
 )
 
 // Config is the whole configuration file. See configs/pgstream.yaml for every key.
@@ -305,12 +306,11 @@ func parseSinkHeader(i int, raw map[string]any) (sinkHeader, error) {
 			h.Rest[k] = v
 		}
 	}
-	switch h.Type {
-	case "stdout", "file", "kafka", "nats":
-	case "":
-		return h, fmt.Errorf("sinks[%d].type is missing: use stdout, file, kafka or nats", i)
-	default:
-		return h, fmt.Errorf("sinks[%d].type %q is unknown: use stdout, file, kafka or nats", i, h.Type)
+	if h.Type == "" {
+		return h, fmt.Errorf("sinks[%d].type is missing: use %s", i, sinks.TypeList())
+	}
+	if _, ok := sinks.Lookup(h.Type); !ok {
+		return h, fmt.Errorf("sinks[%d].type %q is unknown: use %s", i, h.Type, sinks.TypeList())
 	}
 	if h.Name == "" {
 		h.Name = fmt.Sprintf("%s#%d", h.Type, i)

@@ -5,12 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,10 +18,6 @@ import (
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/sinks"
-	"github.com/pgstream/pgstream/sinks/file"
-	"github.com/pgstream/pgstream/sinks/kafka"
-	natssink "github.com/pgstream/pgstream/sinks/nats"
-	"github.com/pgstream/pgstream/sinks/stdout"
 )
 
 // runStream runs the pipeline until ctx ends; bar, when not nil, shows snapshot progress.
@@ -127,44 +119,21 @@ func newSink(h sinkHeader, i int, log *zap.Logger, out io.Writer) (sinks.Sink, e
 	if err != nil {
 		return nil, err
 	}
-	s, err := openSink(c, h, i, log, out)
+	s, err := c.Open(sinks.Env{Log: log, Stdout: out})
 	if err != nil {
 		return nil, fmt.Errorf("sink %s (%s): %w", h.Name, h.Type, err)
 	}
 	return s, nil
 }
 
-// openSink opens the sink c (from sinkConfig) configures.
-func openSink(c any, h sinkHeader, i int, log *zap.Logger, out io.Writer) (sinks.Sink, error) {
-	switch c := c.(type) {
-	case *stdout.Config:
-		return stdout.New(*c, out), nil
-	case *file.Config:
-		c.Logger = log
-		return file.Open(*c)
-	case *kafka.Config:
-		return kafka.New(*c, log)
-	case *natssink.Config:
-		return natssink.New(*c, log)
-	}
-	return nil, fmt.Errorf("sinks[%d]: unknown type %q", i, h.Type)
-}
-
-// sinkConfig decodes and validates a sink entry's own keys into its type's Config. No I/O.
-func sinkConfig(h sinkHeader, i int) (any, error) {
-	var c any
-	switch h.Type {
-	case "stdout":
-		c = &stdout.Config{}
-	case "file":
-		c = &file.Config{}
-	case "kafka":
-		c = &kafka.Config{}
-	case "nats":
-		c = &natssink.Config{}
-	default:
+// sinkConfig decodes and validates a sink entry's own keys into its registered type's Config. No
+// I/O.
+func sinkConfig(h sinkHeader, i int) (sinks.Config, error) {
+	t, ok := sinks.Lookup(h.Type)
+	if !ok {
 		return nil, fmt.Errorf("sinks[%d]: unknown type %q", i, h.Type)
 	}
+	c := t.NewConfig()
 	if err := decodeSinkConfig(h, i, c); err != nil {
 		return nil, err
 	}
@@ -177,101 +146,14 @@ func closeSinks(specs []pipeline.SinkSpec) {
 	}
 }
 
-// checker is a sink that can check its destination as Ping does without changing anything
-// there. note says what run would create ("" for nothing).
-type checker interface {
-	Check(ctx context.Context) (note string, err error)
-}
-
-// checkSink checks a sink entry the way buildSinks opens and pings it, but changes nothing: the
-// file sink's file and directory are not created, nothing is created on a broker. The note says
-// what run would create.
+// checkSink checks a sink entry the way buildSinks opens and pings it, but changes nothing at the
+// destination (sinks.Check). The note says what run would create.
 func checkSink(ctx context.Context, h sinkHeader, i int, log *zap.Logger) (note string, err error) {
 	c, err := sinkConfig(h, i)
 	if err != nil {
 		return "", err
 	}
-	if fc, ok := c.(*file.Config); ok {
-		return checkFilePath(fc.Path)
-	}
-	s, err := openSink(c, h, i, log, io.Discard)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = s.Close() }()
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	switch s := s.(type) {
-	case checker:
-		return s.Check(pctx)
-	case sinks.Pinger:
-		return "", s.Ping(pctx)
-	}
-	return "", nil
-}
-
-// checkFilePath reports whether the file sink could open path for appending, creating the file
-// and its directories as file.Open does, without creating anything.
-func checkFilePath(path string) (note string, err error) {
-	fi, err := os.Stat(path)
-	switch {
-	case err == nil && fi.IsDir():
-		return "", fmt.Errorf("%s is a directory; path names the output file", path)
-	case err == nil:
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-		if err != nil {
-			return "", fmt.Errorf("cannot open %s for appending: %w", path, pathErr(err))
-		}
-		_ = f.Close()
-		return "appends to " + path, nil
-	case !missing(err):
-		return "", fmt.Errorf("cannot open %s: %w", path, pathErr(err))
-	}
-	// Open would create the file, and the missing directories under the nearest one that exists.
-	dir := filepath.Dir(path)
-	exists := dir
-	for {
-		fi, err := os.Stat(exists)
-		if err == nil && !fi.IsDir() {
-			return "", fmt.Errorf("cannot create %s: %s is not a directory", path, exists)
-		}
-		if err == nil {
-			break
-		}
-		parent := filepath.Dir(exists)
-		if !missing(err) || parent == exists {
-			return "", fmt.Errorf("cannot create %s: %w", path, err)
-		}
-		exists = parent
-	}
-	if err := writableDir(exists); err != nil {
-		return "", fmt.Errorf("cannot create %s: directory %s is not writable: %w", path, exists, err)
-	}
-	if exists != dir {
-		return fmt.Sprintf("%s missing; run would create it and directory %s", path, dir), nil
-	}
-	return fmt.Sprintf("%s missing; run would create it", path), nil
-}
-
-// missing reports whether a Stat error means that the path, or a directory on the way to it, does
-// not exist (ENOTDIR: a file stands where a directory would be created).
-func missing(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
-}
-
-// pathErr strips the operation and path of a *fs.PathError, which the message already names.
-func pathErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
-// writableDir reports whether this process may create entries in dir, without creating one.
-func writableDir(dir string) error {
-	const wOK, xOK = 2, 1 // W_OK and X_OK of access(2)
-	return syscall.Access(dir, wOK|xOK)
+	return sinks.Check(ctx, c, sinks.Env{Log: log, Stdout: io.Discard})
 }
 
 // runCheck runs every check pgstream can make without streaming, printing each result. It

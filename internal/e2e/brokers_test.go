@@ -18,16 +18,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/kafkatest"
 	"github.com/pgstream/pgstream/internal/natstest"
 	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/sinks/kafka"
 	natssink "github.com/pgstream/pgstream/sinks/nats"
 )
@@ -41,44 +38,14 @@ type natsMsg struct {
 // streamMessages reads every message of a JetStream stream, in stream order.
 func streamMessages(t testing.TB, url, stream string) []natsMsg {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatalf("stream %s: %v", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := int(info.State.Msgs)
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []natsMsg
-	for len(out) < total {
-		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
+	for _, m := range natstest.Messages(t, url, stream) {
+		var e event
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			t.Fatalf("bad payload %q: %v", m.Data, err)
 		}
-		for m := range batch.Messages() {
-			var e event
-			if err := json.Unmarshal(m.Data(), &e); err != nil {
-				t.Fatalf("bad payload %q: %v", m.Data(), err)
-			}
-			e.Raw = string(m.Data())
-			out = append(out, natsMsg{id: m.Headers().Get("Nats-Msg-Id"), subj: m.Subject(), event: e})
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d messages of %s", len(out), total, stream)
-		}
+		e.Raw = string(m.Data)
+		out = append(out, natsMsg{id: m.ID, subj: m.Subject, event: e})
 	}
 	return out
 }
@@ -135,7 +102,7 @@ func waitStreamCount(t testing.TB, url, stream string, want int, timeout time.Du
 func newNATSSink(t testing.TB, url, prefix, stream string, include, exclude []string) pipeline.SinkSpec {
 	t.Helper()
 	s, err := natssink.New(natssink.Config{Servers: []string{url}, SubjectPrefix: prefix,
-		Stream: natssink.StreamConfig{Name: stream, Create: true}}, zap.NewNop())
+		Stream: natssink.StreamConfig{Name: stream, Create: true}}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +125,7 @@ func TestFanOutToKafkaNATSAndFile(t *testing.T) {
 	url := natstest.URL(t)
 	stream, prefix := natstest.Names("fan")
 	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix,
-		AutoCreate: kafka.AutoCreateConfig{Enabled: true, Partitions: 3, ReplicationFactor: 1}}, zap.NewNop())
+		AutoCreate: kafka.AutoCreateConfig{Enabled: true, Partitions: 3, ReplicationFactor: 1}}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +405,7 @@ func TestKafkaOutageLongerThanWalSenderTimeout(t *testing.T) {
 	c, brokers := kafkatest.StartCluster(t)
 	prefix := "kout" + db
 	kafkatest.CreateTopic(t, brokers, prefix+".public.t", 3)
-	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix}, zap.NewNop())
+	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +415,7 @@ func TestKafkaOutageLongerThanWalSenderTimeout(t *testing.T) {
 
 	var down atomic.Bool
 	down.Store(true)
-	refuseProduce(c, &down)
+	kafkatest.RefuseProduce(c, &down)
 	const n = 200
 	for i := 1; i <= n; i++ {
 		exec1(t, db, fmt.Sprintf(`INSERT INTO t VALUES (%d, 0); UPDATE t SET v = 1 WHERE id = %d`, i, i))
@@ -552,7 +519,7 @@ func TestSnapshotIntoKafkaKeepsKeyOrder(t *testing.T) {
 	brokers := kafkatest.Start(t)
 	prefix := "ks" + db
 	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix,
-		AutoCreate: kafka.AutoCreateConfig{Enabled: true, Partitions: 4, ReplicationFactor: 1}}, zap.NewNop())
+		AutoCreate: kafka.AutoCreateConfig{Enabled: true, Partitions: 4, ReplicationFactor: 1}}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -609,7 +576,7 @@ func TestReadinessNamesAFailingSink(t *testing.T) {
 	c, brokers := kafkatest.StartCluster(t)
 	prefix := "kready" + db
 	kafkatest.CreateTopic(t, brokers, prefix+".public.t", 1)
-	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix}, zap.NewNop())
+	ks, err := kafka.New(kafka.Config{Brokers: brokers, TopicPrefix: prefix}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,7 +607,7 @@ func TestReadinessNamesAFailingSink(t *testing.T) {
 
 	var down atomic.Bool
 	down.Store(true)
-	refuseProduce(c, &down)
+	kafkatest.RefuseProduce(c, &down)
 	exec1(t, db, `INSERT INTO t VALUES (1, 0)`)
 	comps := waitReady(false, "failing since")
 	for _, s := range comps {
@@ -658,16 +625,6 @@ func TestReadinessNamesAFailingSink(t *testing.T) {
 
 // refuseProduce makes the kfake cluster answer every produce with NotEnoughReplicas while down is
 // set, as a broker that lost its in-sync replicas does.
-func refuseProduce(c *kfake.Cluster, down *atomic.Bool) {
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if !down.Load() {
-			return nil, nil, false
-		}
-		return kafkatest.ProduceError(req, kerr.NotEnoughReplicas.Code), nil, true
-	})
-}
-
 // SIGTERM while pgstream is still reaching a sink at start-up (a Kafka broker that accepts the
 // connection and never answers) is a stop that was asked for: pgstream exits 0 at once instead of
 // reporting the interrupted wait as a failure.

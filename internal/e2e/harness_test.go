@@ -284,7 +284,7 @@ func startPipeline(t testing.TB, db string, o runOpts) *runner {
 		slot = "s_" + db
 	}
 	r := &runner{t: t, path: filepath.Join(dir, "changes.jsonl"), ckpt: filepath.Join(dir, "checkpoint.json"), slot: slot, db: db}
-	fs, err := file.Open(file.Config{Path: r.path})
+	fs, err := file.New(file.Config{Path: r.path}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package kafkatest
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,4 +242,16 @@ func ProduceError(req kmsg.Request, code int16) kmsg.Response {
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
+}
+
+// RefuseProduce makes c answer every produce request with NOT_ENOUGH_REPLICAS, a retryable error,
+// while down is set.
+func RefuseProduce(c *kfake.Cluster, down *atomic.Bool) {
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !down.Load() {
+			return nil, nil, false
+		}
+		return ProduceError(req, kerr.NotEnoughReplicas.Code), nil, true
+	})
 }

@@ -3,8 +3,6 @@ package file
 import (
 	"reflect"
 	"testing"
-
-	"go.uber.org/zap"
 )
 
 // TestConfigValidateDoesNotChangeIt: Validate only checks, whether the config is valid or not.
@@ -24,9 +22,8 @@ func TestConfigValidateDoesNotChangeIt(t *testing.T) {
 }
 
 func TestConfigWithDefaults(t *testing.T) {
-	log := zap.NewNop()
-	c := Config{Path: "out.jsonl", Logger: log}
-	if got, want := c.WithDefaults(), (Config{Path: "out.jsonl", Mode: "0600", Logger: log}); !reflect.DeepEqual(got, want) {
+	c := Config{Path: "out.jsonl"}
+	if got, want := c.WithDefaults(), (Config{Path: "out.jsonl", Mode: "0600"}); !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
 	}
 	if c.Mode != "" {

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 // file's line n (from 0). After each Write returns, it appends the number of lines acknowledged so far
 // to path+".acked".
 func crashChild(path string) error {
-	s, err := Open(Config{Path: path})
+	s, err := New(Config{Path: path}, sinks.Env{})
 	if err != nil {
 		return err
 	}
@@ -143,7 +143,7 @@ func TestCrash(t *testing.T) {
 		}
 
 		acked, _ := lastAcked(t, sidePath)
-		s, err := Open(Config{Path: path})
+		s, err := New(Config{Path: path}, sinks.Env{})
 		if err != nil {
 			t.Fatalf("round %d: reopen: %v", round, err)
 		}

@@ -41,8 +41,6 @@ type Config struct {
 	// it; the process umask does not narrow them. An existing file keeps its mode. Empty: "0600",
 	// since the file holds row data.
 	Mode string `mapstructure:"mode"`
-	// Logger receives a warning when Open repairs a torn tail. Nil: no logging.
-	Logger *zap.Logger `mapstructure:"-"`
 }
 
 // DefaultMode is the mode of a file Open creates when Config.Mode is empty.
@@ -111,9 +109,10 @@ type Sink struct {
 
 var _ sinks.Sink = (*Sink)(nil)
 
-// Open opens (creating it with cfg.Mode if needed) the file cfg.Path for appending, cuts a torn tail
-// back to the last complete line and syncs the file and its directory.
-func Open(cfg Config) (*Sink, error) {
+// New opens (creating it with cfg.Mode if needed) the file cfg.Path for appending, cuts a torn tail
+// back to the last complete line (a warning to env's log says so) and syncs the file and its
+// directory.
+func New(cfg Config, env sinks.Env) (*Sink, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -132,7 +131,7 @@ func Open(cfg Config) (*Sink, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	s, err := newSink(f, cfg.Path, cfg.Logger)
+	s, err := newSink(f, cfg.Path, env.Log)
 	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("open %s: %w", cfg.Path, err)

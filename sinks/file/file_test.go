@@ -41,14 +41,14 @@ func TestConfigValidate(t *testing.T) {
 	if err := (&Config{Path: "out.jsonl"}).Validate(); err != nil {
 		t.Fatalf("Validate = %v", err)
 	}
-	if _, err := Open(Config{}); !errors.Is(err, ErrConfig) {
+	if _, err := New(Config{}, sinks.Env{}); !errors.Is(err, ErrConfig) {
 		t.Fatalf("Open of empty config = %v; want ErrConfig", err)
 	}
 }
 
 func TestWriteLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a", "b", "out.jsonl")
-	s, err := Open(Config{Path: path})
+	s, err := New(Config{Path: path}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestWriteLines(t *testing.T) {
 	}
 
 	// Reopening appends.
-	s, err = Open(Config{Path: path})
+	s, err = New(Config{Path: path}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestWriteLines(t *testing.T) {
 
 func TestWriteRejectsInvalidEvent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.jsonl")
-	s, err := Open(Config{Path: path})
+	s, err := New(Config{Path: path}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestWriteRejectsInvalidEvent(t *testing.T) {
 
 func TestWriteCanceled(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.jsonl")
-	s, err := Open(Config{Path: path})
+	s, err := New(Config{Path: path}, sinks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestWriteFailureIsSticky(t *testing.T) {
 			}
 
 			// Reopening cuts a partial line away; the acknowledged line stays.
-			s, err = Open(Config{Path: path})
+			s, err = New(Config{Path: path}, sinks.Env{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -263,7 +263,7 @@ func TestTornTailRepair(t *testing.T) {
 				t.Fatal(err)
 			}
 			core, logs := observer.New(zapcore.WarnLevel)
-			s, err := Open(Config{Path: path, Logger: zap.New(core)})
+			s, err := New(Config{Path: path}, sinks.Env{Log: zap.New(core)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -309,7 +309,7 @@ func TestTornTailRepairSyncFailure(t *testing.T) {
 }
 
 func BenchmarkWrite(b *testing.B) {
-	s, err := Open(Config{Path: filepath.Join(b.TempDir(), "out.jsonl")})
+	s, err := New(Config{Path: filepath.Join(b.TempDir(), "out.jsonl")}, sinks.Env{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func TestLargeBatchIsWrittenInChunksThenSyncedOnce(t *testing.T) {
 // BenchmarkChecks measures what Write adds to every batch to notice a file changed underneath it:
 // an fstat before the write, an fstat and a stat of the path after the fsync.
 func BenchmarkChecks(b *testing.B) {
-	s, err := Open(Config{Path: filepath.Join(b.TempDir(), "out.jsonl")})
+	s, err := New(Config{Path: filepath.Join(b.TempDir(), "out.jsonl")}, sinks.Env{})
 	if err != nil {
 		b.Fatal(err)
 	}

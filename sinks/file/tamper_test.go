@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/pgstream/pgstream/sinks"
 )
 
 // The file at the configured path stops being the file the sink writes, or its size stops being
@@ -71,7 +73,7 @@ func TestFileChangedBetweenWrites(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "out.jsonl")
-			s, err := Open(Config{Path: path})
+			s, err := New(Config{Path: path}, sinks.Env{})
 			must(t, err)
 			defer s.Close()
 			ctx := context.Background()
@@ -105,7 +107,7 @@ func TestFileChangedBetweenWrites(t *testing.T) {
 // the next Open cuts it: the file never holds an invalid line.
 func TestTruncatedMidLineIsRepairedOnReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out.jsonl")
-	s, err := Open(Config{Path: path})
+	s, err := New(Config{Path: path}, sinks.Env{})
 	must(t, err)
 	ctx := context.Background()
 	must(t, s.Write(ctx, batch(`{"n":1}`, `{"n":2}`, `{"n":3}`)))
@@ -114,7 +116,7 @@ func TestTruncatedMidLineIsRepairedOnReopen(t *testing.T) {
 		t.Fatalf("Write after truncation = %v; want ErrFatal", err)
 	}
 	must(t, s.Close())
-	s, err = Open(Config{Path: path})
+	s, err = New(Config{Path: path}, sinks.Env{})
 	must(t, err)
 	defer s.Close()
 	if s.Dropped() != 4 {
@@ -199,7 +201,7 @@ func TestCreatedFileMode(t *testing.T) {
 				must(t, os.Chmod(path, tc.existing))
 			}
 			old := syscall.Umask(tc.umask)
-			s, err := Open(Config{Path: path, Mode: tc.mode})
+			s, err := New(Config{Path: path, Mode: tc.mode}, sinks.Env{})
 			syscall.Umask(old)
 			must(t, err)
 			must(t, s.Write(context.Background(), batch(`{"n":1}`)))

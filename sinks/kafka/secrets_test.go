@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgstream/pgstream/internal/kafkatest"
 	"github.com/pgstream/pgstream/internal/logtest"
+	"github.com/pgstream/pgstream/sinks"
 )
 
 // A wrong SASL password gives an error that says to check kafka.sasl and never quotes the
@@ -23,7 +24,7 @@ func TestSASLPasswordIsNeverQuoted(t *testing.T) {
 				kfake.SeedTopics(1, "pgstream.public.auth"))
 			log, out := logtest.Debug()
 			s, err := New(Config{Brokers: brokers, MaxRetries: 2, WriteTimeout: 5 * time.Second,
-				SASL: SASLConfig{Mechanism: mech, Username: "pg", Password: secret}}, log)
+				SASL: SASLConfig{Mechanism: mech, Username: "pg", Password: secret}}, sinks.Env{Log: log})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -104,7 +104,8 @@ var (
 )
 
 // New checks cfg and builds the sink. It does no network I/O; it reads the TLS files.
-func New(cfg Config, log *zap.Logger) (*Sink, error) {
+func New(cfg Config, env sinks.Env) (*Sink, error) {
+	log := env.Logger()
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

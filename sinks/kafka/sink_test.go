@@ -56,7 +56,7 @@ func rowEvents(schema, table string, rounds, keys int, base lsn.LSN) []sinks.Bat
 
 func newSink(t *testing.T, cfg Config) *Sink {
 	t.Helper()
-	s, err := New(cfg, zaptest.NewLogger(t))
+	s, err := New(cfg, sinks.Env{Log: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -402,7 +402,7 @@ func TestMurmur2(t *testing.T) {
 func BenchmarkWrite(b *testing.B) {
 	brokers := kafkatest.Start(b)
 	kafkatest.CreateTopic(b, brokers, "pgstream.public.bench", 8)
-	s, err := New(Config{Brokers: brokers}, nil)
+	s, err := New(Config{Brokers: brokers}, sinks.Env{})
 	if err != nil {
 		b.Fatal(err)
 	}

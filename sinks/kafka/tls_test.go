@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/pgstream/pgstream/internal/kafkatest"
+	"github.com/pgstream/pgstream/sinks"
 )
 
 // selfSigned returns a server TLS config for 127.0.0.1 and the path of its certificate in PEM.
@@ -74,7 +75,7 @@ func TestTLS(t *testing.T) {
 	if err := untrusted.Ping(ctx); err == nil {
 		t.Fatal("Ping trusted an unknown certificate authority")
 	}
-	if _, err := New(Config{Brokers: brokers, TLS: TLSConfig{Enabled: true, CAFile: filepath.Join(t.TempDir(), "none.pem")}}, nil); err == nil {
+	if _, err := New(Config{Brokers: brokers, TLS: TLSConfig{Enabled: true, CAFile: filepath.Join(t.TempDir(), "none.pem")}}, sinks.Env{}); err == nil {
 		t.Fatal("New accepted a missing CA file")
 	}
 }

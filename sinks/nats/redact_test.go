@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgstream/pgstream/internal/logtest"
 	"github.com/pgstream/pgstream/internal/natstest"
+	"github.com/pgstream/pgstream/sinks"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -110,7 +111,7 @@ func TestCredentialsInServerURLAreRedacted(t *testing.T) {
 		t.Run(server, func(t *testing.T) {
 			log, out := logtest.Debug()
 			stream, prefix := unique(t)
-			s, err := New(Config{Servers: []string{server}, SubjectPrefix: prefix, Stream: StreamConfig{Name: stream}}, log)
+			s, err := New(Config{Servers: []string{server}, SubjectPrefix: prefix, Stream: StreamConfig{Name: stream}}, sinks.Env{Log: log})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +138,7 @@ func TestReconnectLogIsRedacted(t *testing.T) {
 		log, out := logtest.Debug()
 		stream, prefix := unique(t)
 		s, err := New(Config{Servers: []string{server}, SubjectPrefix: prefix,
-			Stream: StreamConfig{Name: stream, Create: true, Storage: "memory"}}, log)
+			Stream: StreamConfig{Name: stream, Create: true, Storage: "memory"}}, sinks.Env{Log: log})
 		if err != nil {
 			t.Fatal(err)
 		}

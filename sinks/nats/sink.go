@@ -81,7 +81,8 @@ var (
 
 // New checks cfg and builds the sink. It does no network I/O. Whatever the sink logs through log,
 // and every error it returns, has the user information of server URLs redacted.
-func New(cfg Config, log *zap.Logger) (*Sink, error) {
+func New(cfg Config, env sinks.Env) (*Sink, error) {
+	log := env.Logger()
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

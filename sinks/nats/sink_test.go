@@ -28,11 +28,7 @@ func TestMain(m *testing.M) {
 var seq atomic.Int64
 
 // unique returns a stream name and a subject prefix no other test uses.
-func unique(t testing.TB) (stream, prefix string) {
-	n := seq.Add(1)
-	tag := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatInt(n, 10)
-	return "PGSTEST_" + tag, "pgstest" + tag
-}
+func unique(testing.TB) (stream, prefix string) { return natstest.Names("pgstest") }
 
 // admin connects a separate client and deletes the stream at cleanup.
 func admin(t testing.TB, url, stream string) jetstream.JetStream {
@@ -59,7 +55,7 @@ func admin(t testing.TB, url, stream string) jetstream.JetStream {
 
 func newSink(t testing.TB, cfg Config) *Sink {
 	t.Helper()
-	s, err := New(cfg, zaptest.NewLogger(t))
+	s, err := New(cfg, sinks.Env{Log: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -417,7 +413,7 @@ func BenchmarkWrite(b *testing.B) {
 	stream, prefix := unique(b)
 	admin(b, url, stream)
 	s, err := New(Config{Servers: []string{url}, SubjectPrefix: prefix,
-		Stream: StreamConfig{Name: stream, Create: true, Storage: "memory"}}, nil)
+		Stream: StreamConfig{Name: stream, Create: true, Storage: "memory"}}, sinks.Env{})
 	if err != nil {
 		b.Fatal(err)
 	}

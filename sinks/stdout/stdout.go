@@ -42,9 +42,9 @@ type Sink struct {
 
 var _ sinks.Sink = (*Sink)(nil)
 
-// New returns a sink writing to w. The sink does not close w.
-func New(cfg Config, w io.Writer) *Sink {
-	return &Sink{w: w}
+// New returns a sink writing to env's standard output. The sink does not close it.
+func New(cfg Config, env sinks.Env) (*Sink, error) {
+	return &Sink{w: env.Output()}, nil
 }
 
 // Write formats the batch, one Value and '\n' per event, into a buffer and hands it to the writer in

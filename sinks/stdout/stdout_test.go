@@ -33,7 +33,7 @@ func TestWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	var w countingWriter
-	s := New(Config{}, &w)
+	s, _ := New(Config{}, sinks.Env{Stdout: &w})
 	ctx := context.Background()
 	if err := s.Write(ctx, batch(`{"n":1}`, `{"n":2}`, `{"n":3}`)); err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestWrite(t *testing.T) {
 
 func TestWriteRejectsInvalidEvent(t *testing.T) {
 	var w bytes.Buffer
-	s := New(Config{}, &w)
+	s, _ := New(Config{}, sinks.Env{Stdout: &w})
 	ctx := context.Background()
 	for _, b := range []*sinks.Batch{batch(`{"a":1}`, "{\"b\":\n2}"), batch(`{"a":1}`, "")} {
 		if err := s.Write(ctx, b); !errors.Is(err, ErrInvalidEvent) {
@@ -78,7 +78,7 @@ func TestWriteRejectsInvalidEvent(t *testing.T) {
 
 func TestWriteCanceled(t *testing.T) {
 	var w bytes.Buffer
-	s := New(Config{}, &w)
+	s, _ := New(Config{}, sinks.Env{Stdout: &w})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := s.Write(ctx, batch(`{}`)); !errors.Is(err, context.Canceled) || w.Len() != 0 {
@@ -118,7 +118,7 @@ func TestWriteFailureIsSticky(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &failingWriter{limit: 12, short: tc.short}
-			s := New(Config{}, w)
+			s, _ := New(Config{}, sinks.Env{Stdout: w})
 			ctx := context.Background()
 			if err := s.Write(ctx, batch(`{"n":1}`)); err != nil {
 				t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgstream/pgstream/bench"
 	"github.com/pgstream/pgstream/internal/pipeline"
+	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/sinks/file"
 )
 
@@ -38,7 +39,7 @@ func (m *measurer) latencyRun(ctx context.Context) (latencyResult, error) {
 	defer os.RemoveAll(dir)
 	r := bench.InProcess{URL: m.url, Slot: slot, Publication: publication, Dir: dir,
 		Pipeline: pipeline.Config{CheckpointInterval: m.o.ckInterval}, Log: zap.NewNop()}
-	fs, err := file.Open(file.Config{Path: r.OutputPath()})
+	fs, err := file.New(file.Config{Path: r.OutputPath()}, sinks.Env{})
 	if err != nil {
 		return latencyResult{}, err
 	}
