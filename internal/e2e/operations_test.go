@@ -203,6 +203,13 @@ func TestOperationsEndpoint(t *testing.T) {
 	pg.MustExec(t, "postgres", "CREATE TABLE t (id int PRIMARY KEY, v int)")
 	b := startOpsBinary(t, pg, t.TempDir())
 	b.waitFor("readiness", 60*time.Second, func() bool { code, _ := b.get("/readyz"); return code == http.StatusOK })
+	// Before the first change, the sink's series are there at 0.
+	for _, sample := range []string{`pgstream_events_total{op="d",sink="file#0"}`, `pgstream_sink_errors_total{sink="file#0"}`,
+		`pgstream_sink_write_duration_seconds_count{sink="file#0"}`} {
+		if got := b.metric(sample); got != 0 {
+			t.Fatalf("%s is %v before any change, want 0", sample, got)
+		}
+	}
 
 	const txs, rows = 200, 5
 	for i := 0; i < txs; i++ {

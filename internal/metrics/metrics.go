@@ -138,6 +138,25 @@ func (m *Metrics) Register(src Source) {
 	)
 }
 
+// EventOps are the envelope ops that label pgstream_events_total.
+const EventOps = "cudtmrbe"
+
+// Sinks exports the series of each named sink at zero: pgstream_events_total for every op,
+// pgstream_sink_write_duration_seconds and pgstream_sink_errors_total. A dashboard or an alert on
+// them then sees 0 from the first scrape, not nothing until the first event or failure.
+func (m *Metrics) Sinks(names ...string) {
+	if m == nil {
+		return
+	}
+	for _, sink := range names {
+		m.writeSeconds.WithLabelValues(sink)
+		m.sinkErrors.WithLabelValues(sink)
+		for _, op := range EventOps {
+			m.events.WithLabelValues(sink, string(op))
+		}
+	}
+}
+
 // CommitAcked observes the time from a transaction's commit to its durable acknowledgement.
 func (m *Metrics) CommitAcked(seconds float64) {
 	if m != nil {

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -161,4 +162,34 @@ func TestAlertRulesPassPromtool(t *testing.T) {
 	t.Run("check rules", func(t *testing.T) { runPromtool(t, "", "check", "rules", "alerts.yml") })
 	t.Run("test rules", func(t *testing.T) { runPromtool(t, "", "test", "rules", "alerts_test.yml") })
 	t.Run("check config", func(t *testing.T) { runPromtool(t, "", "check", "config", "prometheus.yml") })
+}
+
+// The series of each configured sink are exported at 0 before its first write: an alert such as
+// rate(pgstream_sink_errors_total[5m]) > 0 or a dashboard panel of events by op sees 0, not nothing.
+func TestSinkSeriesExistFromTheFirstScrape(t *testing.T) {
+	m := metrics.New("test")
+	m.Sinks("kafka", "audit")
+	var buf bytes.Buffer
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	buf.Write(rec.Body.Bytes())
+	text := buf.String()
+	var missing []string
+	for _, sink := range []string{"kafka", "audit"} {
+		want := []string{
+			fmt.Sprintf(`pgstream_sink_errors_total{sink=%q} 0`, sink),
+			fmt.Sprintf(`pgstream_sink_write_duration_seconds_count{sink=%q} 0`, sink),
+		}
+		for _, op := range metrics.EventOps {
+			want = append(want, fmt.Sprintf(`pgstream_events_total{op=%q,sink=%q} 0`, string(op), sink))
+		}
+		for _, w := range want {
+			if !strings.Contains(text, w+"\n") {
+				missing = append(missing, w)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("missing from the first scrape:\n%s\n\nexposition:\n%s", strings.Join(missing, "\n"), text)
+	}
 }

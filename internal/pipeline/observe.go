@@ -32,6 +32,9 @@ func (p *Pipeline) Observe(m *metrics.Metrics, h *health.Board) {
 	p.sess.health, p.ck.health, p.sn.health, p.sn.metrics = h, h, h, m
 	h.Set(ComponentSource, false, "starting")
 	m.Register(p)
+	for _, s := range p.specs {
+		m.Sinks(s.Name)
+	}
 }
 
 // commitTimes holds the commit time of every transaction handed to the sinks and not yet
