@@ -45,3 +45,37 @@ func Config(prefix string, f Files) (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// Options are the tls keys of a sink entry, the same for every sink that connects over TLS.
+type Options struct {
+	// Enabled turns TLS on. Default false.
+	Enabled bool `mapstructure:"enabled"`
+	// CAFile is a PEM bundle of the authorities to trust. Default: the system pool.
+	CAFile string `mapstructure:"ca_file"`
+	// CertFile and KeyFile are the PEM client certificate and key; both or neither.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// ServerName overrides the name checked in the server's certificate. Default: the host.
+	ServerName string `mapstructure:"server_name"`
+	// InsecureSkipVerify disables certificate verification. Default false; for tests only.
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+}
+
+// Validate reports options that cannot work, naming the keys under prefix (e.g. "kafka.tls").
+// It reads no file.
+func (o Options) Validate(prefix string) error {
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return fmt.Errorf("%[1]s.cert_file and %[1]s.key_file go together", prefix)
+	}
+	return nil
+}
+
+// Client reads the files into a client TLS configuration, or returns nil when TLS is not enabled.
+// Errors name the keys under prefix.
+func (o Options) Client(prefix string) (*tls.Config, error) {
+	if !o.Enabled {
+		return nil, nil
+	}
+	return Config(prefix, Files{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+		ServerName: o.ServerName, InsecureSkipVerify: o.InsecureSkipVerify})
+}

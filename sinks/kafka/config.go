@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgstream/pgstream/internal/bound"
+	"github.com/pgstream/pgstream/internal/tlsfiles"
 )
 
 // Defaults of zero-valued Config fields, filled in by WithDefaults.
@@ -92,19 +93,7 @@ type AutoCreateConfig struct {
 }
 
 // TLSConfig configures TLS towards the brokers.
-type TLSConfig struct {
-	// Enabled turns TLS on. Default false.
-	Enabled bool `mapstructure:"enabled"`
-	// CAFile is a PEM bundle of the authorities to trust. Default: the system pool.
-	CAFile string `mapstructure:"ca_file"`
-	// CertFile and KeyFile are the PEM client certificate and key; both or neither.
-	CertFile string `mapstructure:"cert_file"`
-	KeyFile  string `mapstructure:"key_file"`
-	// ServerName overrides the name checked in the brokers' certificates. Default: the host.
-	ServerName string `mapstructure:"server_name"`
-	// InsecureSkipVerify disables certificate verification. Default false; for tests only.
-	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
-}
+type TLSConfig = tlsfiles.Options
 
 // SASLConfig configures SASL authentication.
 type SASLConfig struct {
@@ -198,8 +187,8 @@ func (c Config) Validate() error {
 	if d.AutoCreate.Partitions < 0 || d.AutoCreate.ReplicationFactor < 0 {
 		return bad("kafka.auto_create partitions and replication_factor must not be negative")
 	}
-	if (d.TLS.CertFile == "") != (d.TLS.KeyFile == "") {
-		return bad("kafka.tls.cert_file and kafka.tls.key_file go together")
+	if err := d.TLS.Validate("kafka.tls"); err != nil {
+		return bad("%s", err)
 	}
 	switch d.SASL.Mechanism {
 	case "":

@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/internal/backoff"
-	"github.com/pgstream/pgstream/internal/tlsfiles"
 	"github.com/pgstream/pgstream/sinks"
 )
 
@@ -98,9 +96,7 @@ var (
 	_ sinks.Sink     = (*Sink)(nil)
 	_ sinks.Pinger   = (*Sink)(nil)
 	_ sinks.Healther = (*Sink)(nil)
-	_ interface {
-		Check(context.Context) (string, error)
-	} = (*Sink)(nil)
+	_ sinks.Checker  = (*Sink)(nil)
 )
 
 // New checks cfg and builds the sink. It does no network I/O; it reads the TLS files.
@@ -110,18 +106,12 @@ func New(cfg Config, env sinks.Env) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if log == nil {
-		log = zap.NewNop()
-	}
 	acks, _ := parseAcks(cfg.RequiredAcks)
 	comp, _ := parseCompression(cfg.Compression)
 
-	var tc *tls.Config
-	if cfg.TLS.Enabled {
-		var err error
-		if tc, err = tlsConfig(cfg.TLS); err != nil {
-			return nil, err
-		}
+	tc, err := cfg.TLS.Client("kafka.tls")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	var mech sasl.Mechanism
 	if cfg.SASL.Mechanism != "" {
@@ -199,15 +189,6 @@ func parseCompression(s string) (kafkago.Compression, error) {
 		return kafkago.Zstd, nil
 	}
 	return 0, fmt.Errorf("%q is not none, gzip, snappy, lz4 or zstd", s)
-}
-
-func tlsConfig(c TLSConfig) (*tls.Config, error) {
-	tc, err := tlsfiles.Config("kafka.tls", tlsfiles.Files{CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
-		ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	return tc, nil
 }
 
 func saslMechanism(c SASLConfig) (sasl.Mechanism, error) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgstream/pgstream/internal/bound"
+	"github.com/pgstream/pgstream/internal/tlsfiles"
 )
 
 // Defaults of zero-valued Config fields, filled in by WithDefaults.
@@ -90,17 +91,7 @@ type StreamConfig struct {
 }
 
 // TLSConfig configures TLS towards the servers.
-type TLSConfig struct {
-	// Enabled turns TLS on. Default false.
-	Enabled bool `mapstructure:"enabled"`
-	// CAFile is a PEM bundle of the authorities to trust. Default: the system pool.
-	CAFile string `mapstructure:"ca_file"`
-	// CertFile and KeyFile are the PEM client certificate and key; both or neither.
-	CertFile string `mapstructure:"cert_file"`
-	KeyFile  string `mapstructure:"key_file"`
-	// InsecureSkipVerify disables certificate verification. Default false; for tests only.
-	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
-}
+type TLSConfig = tlsfiles.Options
 
 // WithDefaults returns a copy of c with every zero-valued field set to its documented default.
 // The copy shares Servers and Stream.Subjects with c when they are set.
@@ -209,8 +200,8 @@ func (c Config) Validate() error {
 	if d.Password != "" && d.User == "" {
 		return bad("nats.password needs nats.user")
 	}
-	if (d.TLS.CertFile == "") != (d.TLS.KeyFile == "") {
-		return bad("nats.tls.cert_file and nats.tls.key_file go together")
+	if err := d.TLS.Validate("nats.tls"); err != nil {
+		return bad("%s", err)
 	}
 	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/internal/backoff"
-	"github.com/pgstream/pgstream/internal/tlsfiles"
 	"github.com/pgstream/pgstream/sinks"
 )
 
@@ -74,9 +73,7 @@ var (
 	_ sinks.Sink     = (*Sink)(nil)
 	_ sinks.Pinger   = (*Sink)(nil)
 	_ sinks.Healther = (*Sink)(nil)
-	_ interface {
-		Check(context.Context) (string, error)
-	} = (*Sink)(nil)
+	_ sinks.Checker  = (*Sink)(nil)
 )
 
 // New checks cfg and builds the sink. It does no network I/O. Whatever the sink logs through log,
@@ -86,9 +83,6 @@ func New(cfg Config, env sinks.Env) (*Sink, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if log == nil {
-		log = zap.NewNop()
 	}
 	log = redactLogger(log)
 	return &Sink{
@@ -179,12 +173,11 @@ func (s *Sink) options(done chan struct{}) ([]nats.Option, error) {
 	case c.User != "":
 		opts = append(opts, nats.UserInfo(c.User, c.Password))
 	}
-	if c.TLS.Enabled {
-		tc, err := tlsfiles.Config("nats.tls", tlsfiles.Files{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile,
-			KeyFile: c.TLS.KeyFile, InsecureSkipVerify: c.TLS.InsecureSkipVerify})
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
+	tc, err := c.TLS.Client("nats.tls")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if tc != nil {
 		opts = append(opts, nats.Secure(tc))
 	}
 	return opts, nil
