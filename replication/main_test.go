@@ -15,10 +15,14 @@ import (
 	"github.com/pgstream/pgstream/lsn"
 )
 
-// Clusters are shared by every test of the package and stopped by TestMain.
+// Clusters are shared by every test of the package and stopped by TestMain. The tests create
+// fixed-name objects on them, so a test run again in the same process (go test -count=2) starts a
+// new set of clusters: seen holds the tests that used the current set, last the latest of them.
 var shared struct {
-	mu sync.Mutex
-	m  map[string]*pgtest.Cluster
+	mu   sync.Mutex
+	m    map[string]*pgtest.Cluster
+	seen map[string]bool
+	last string
 }
 
 func TestMain(m *testing.M) {
@@ -39,6 +43,19 @@ func cluster(t *testing.T, name string, opts pgtest.Options) *pgtest.Cluster {
 	}
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
+	test, _, _ := strings.Cut(t.Name(), "/")
+	if test != shared.last {
+		if shared.seen[test] {
+			for _, c := range shared.m {
+				c.Close()
+			}
+			shared.m, shared.seen = nil, nil
+		}
+		if shared.seen == nil {
+			shared.seen = map[string]bool{}
+		}
+		shared.seen[test], shared.last = true, test
+	}
 	if c := shared.m[name]; c != nil {
 		return c
 	}
