@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -68,24 +67,36 @@ func TestBadConfigIsAClearError(t *testing.T) {
 	}
 }
 
-func TestServerWithoutLogicalWAL(t *testing.T) {
-	c := pgtest.New(t, pgtest.Options{WalLevel: "replica"})
+// refusedByServer runs check and run against the server pg with a minimal configuration and fails
+// the test unless both exit non-zero with output holding every one of want (what, for the
+// messages, names the server). It returns the configuration's directory.
+func refusedByServer(t *testing.T, pg *pgtest.Cluster, what string, want ...string) string {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.yaml")
-	os.WriteFile(cfg, []byte("source:\n  url: "+c.URL("postgres")+"\ncheckpoint:\n  path: "+filepath.Join(dir, "ck")+"\nsinks:\n  - type: stdout\n"), 0o600)
+	if err := os.WriteFile(cfg, []byte("source:\n  url: "+pg.URL("postgres")+"\ncheckpoint:\n  path: "+filepath.Join(dir, "ck")+"\nsinks:\n  - type: stdout\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, cmd := range []string{"check", "run"} {
 		out, code := runBinary(t, 60*time.Second, cmd, "--config", cfg)
 		if code == 0 {
-			t.Fatalf("%s: exit 0 against wal_level=replica:\n%s", cmd, out)
+			t.Fatalf("%s: exit 0 against %s:\n%s", cmd, what, out)
 		}
-		if !strings.Contains(out, "wal_level") || !strings.Contains(out, "logical") {
-			t.Fatalf("%s: the error does not tell how to set wal_level:\n%s", cmd, out)
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Fatalf("%s against %s: the error does not say %q:\n%s", cmd, what, w, out)
+			}
 		}
 	}
+	return dir
+}
+
+func TestServerWithoutLogicalWAL(t *testing.T) {
+	c := pgtest.New(t, pgtest.Options{WalLevel: "replica"})
+	dir := refusedByServer(t, c, "wal_level=replica", "wal_level", "logical")
 	if _, err := os.Stat(filepath.Join(dir, "ck")); err == nil {
 		t.Errorf("a checkpoint was written although streaming never started")
 	}
-	_ = context.Background
 }
 
 // PostgreSQL 13 is past its end of life and lacks what pgstream asks of pgoutput: check and run
@@ -96,18 +107,7 @@ func TestServerOlderThan14IsRefused(t *testing.T) {
 	if c.Version != 13 {
 		t.Fatalf("the cluster runs PostgreSQL %d, want 13", c.Version)
 	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "c.yaml")
-	os.WriteFile(cfg, []byte("source:\n  url: "+c.URL("postgres")+"\ncheckpoint:\n  path: "+filepath.Join(dir, "ck")+"\nsinks:\n  - type: stdout\n"), 0o600)
-	for _, cmd := range []string{"check", "run"} {
-		out, code := runBinary(t, 60*time.Second, cmd, "--config", cfg)
-		if code == 0 {
-			t.Fatalf("%s: exit 0 against PostgreSQL 13:\n%s", cmd, out)
-		}
-		if !strings.Contains(out, "PostgreSQL 13.") || !strings.Contains(out, "PostgreSQL 14 or newer") {
-			t.Fatalf("%s: the error does not name the version found and the minimum:\n%s", cmd, out)
-		}
-	}
+	refusedByServer(t, c, "PostgreSQL 13", "PostgreSQL 13.", "PostgreSQL 14 or newer")
 	if n, err := c.Query("postgres", "SELECT count(*) FROM pg_replication_slots"); err != nil || n != "0" {
 		t.Fatalf("a slot was created on PostgreSQL 13: %q, %v", n, err)
 	}
