@@ -28,29 +28,8 @@ func writeConfig(t testing.TB, dir, db, slot string, extraSinks string) string {
 // writeConfigSnapshot is writeConfig with the given snapshot section's lines and log level.
 func writeConfigSnapshot(t testing.TB, dir, db, slot, extraSinks, snapshot, level string) string {
 	t.Helper()
-	cfg := fmt.Sprintf(`source:
-  url: %s
-  slot: %s
-  publication: pgs_%s
-  status_interval: 200ms
-checkpoint:
-  path: %s
-sinks:
-  - type: file
-    path: %s
-%spipeline:
-  checkpoint_interval: 50ms
-  max_batch_events: 64
-snapshot:
-%slog:
-  level: %s
-  format: json
-`, cluster.URL(db), slot, slot, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), extraSinks, snapshot, level)
-	p := filepath.Join(dir, "pgstream.yaml")
-	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return binaryConfig{url: cluster.URL(db), slot: slot, source: "  status_interval: 200ms\n", sinks: extraSinks,
+		pipeline: "  checkpoint_interval: 50ms\n  max_batch_events: 64\n", snapshot: snapshot, level: level, jsonFormat: true}.write(t, dir)
 }
 
 type proc struct {

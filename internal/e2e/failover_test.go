@@ -56,33 +56,8 @@ func failoverURL(primary, standby int) string {
 // failover on, into dir.
 func writeFailoverConfig(t *testing.T, dir, url, slot string) string {
 	t.Helper()
-	cfg := fmt.Sprintf(`source:
-  url: %s
-  slot: %s
-  publication: pgs_%s
-  failover: true
-  status_interval: 200ms
-  connect_timeout: 5s
-checkpoint:
-  path: %s
-sinks:
-  - type: file
-    path: %s
-pipeline:
-  checkpoint_interval: 50ms
-  reconnect_min: 100ms
-  reconnect_max: 1s
-snapshot:
-  mode: never
-log:
-  level: info
-  format: json
-`, url, slot, slot, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"))
-	p := filepath.Join(dir, "pgstream.yaml")
-	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return binaryConfig{url: url, slot: slot, source: "  failover: true\n  status_interval: 200ms\n  connect_timeout: 5s\n",
+		pipeline: "  checkpoint_interval: 50ms\n  reconnect_min: 100ms\n  reconnect_max: 1s\n", jsonFormat: true}.write(t, dir)
 }
 
 // standbySlot reads the standby's copy of slot: whether it exists, is synced and is temporary.

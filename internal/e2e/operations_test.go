@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -54,33 +53,9 @@ func writeOpsConfig(t *testing.T, pg *pgtest.Cluster, dir, addr string, o opsOpt
 	if o.reconnectMax == "" {
 		o.reconnectMax = "1s"
 	}
-	cfg := fmt.Sprintf(`source:
-  url: %s
-  slot: %s
-  publication: pgs_%s
-  status_interval: 200ms
-%scheckpoint:
-  path: %s
-sinks:
-  - type: file
-    path: %s
-pipeline:
-  checkpoint_interval: 50ms
-  reconnect_min: 100ms
-  reconnect_max: %s
-snapshot:
-  mode: never
-http:
-  listen: %s
-log:
-  level: info
-  format: json
-`, pg.URL("postgres"), o.slot, o.slot, o.source, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), o.reconnectMax, addr)
-	path := filepath.Join(dir, "pgstream.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return binaryConfig{url: pg.URL("postgres"), slot: o.slot, source: "  status_interval: 200ms\n" + o.source,
+		pipeline: "  checkpoint_interval: 50ms\n  reconnect_min: 100ms\n  reconnect_max: " + o.reconnectMax + "\n",
+		extra:    "http:\n  listen: " + addr + "\n", jsonFormat: true}.write(t, dir)
 }
 
 // startOpsBinaryOpts is startOpsBinary as o says.

@@ -33,24 +33,7 @@ func secretConfig(t *testing.T, dir, db, url, sinks string) string {
 	if url == "" {
 		url = cluster.URL(db)
 	}
-	cfg := fmt.Sprintf(`source:
-  url: %s
-  slot: s_%s
-  publication: pgs_%s
-checkpoint:
-  path: %s
-sinks:
-%ssnapshot:
-  mode: never
-log:
-  level: debug
-  format: json
-`, url, db, db, filepath.Join(dir, "checkpoint.json"), sinks)
-	p := filepath.Join(dir, "pgstream.yaml")
-	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return binaryConfig{url: url, slot: "s_" + db, publication: "pgs_" + db, noFile: true, sinks: sinks, level: "debug", jsonFormat: true}.write(t, dir)
 }
 
 // noSecret fails the test for every line of out holding one of the secrets.

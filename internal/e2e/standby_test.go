@@ -72,31 +72,9 @@ func (sp *standbyPair) config(t *testing.T, dir, slot string, primary bool, sour
 	if primary {
 		source = "  primary_url: " + sp.primary.URL("postgres") + "\n" + source
 	}
-	cfg := fmt.Sprintf(`source:
-  url: %s
-  slot: %s
-  publication: pgs_%s
-  status_interval: 200ms
-%scheckpoint:
-  path: %s
-sinks:
-  - type: file
-    path: %s
-pipeline:
-  checkpoint_interval: 50ms
-  max_batch_events: 64
-  reconnect_min: 100ms
-  reconnect_max: 1s
-snapshot:
-%slog:
-  level: info
-  format: json
-`, sp.standby.URL("postgres"), slot, slot, source, filepath.Join(dir, "checkpoint.json"), filepath.Join(dir, "changes.jsonl"), snapshot)
-	path := filepath.Join(dir, "pgstream.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return binaryConfig{url: sp.standby.URL("postgres"), slot: slot, source: "  status_interval: 200ms\n" + source,
+		pipeline: "  checkpoint_interval: 50ms\n  max_batch_events: 64\n  reconnect_min: 100ms\n  reconnect_max: 1s\n",
+		snapshot: snapshot, jsonFormat: true}.write(t, dir)
 }
 
 // loggedProc is the pgstream binary running, with its output readable while it runs.
