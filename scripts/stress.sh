@@ -13,12 +13,18 @@ count=${STRESS_COUNT:-5}
 burner=$!
 trap 'kill "$burner" 2>/dev/null || true' EXIT
 
-# One line a group: package, -run pattern, PostgreSQL major ("-" for the default).
 if [ -n "${STRESS_PKGS:-}" ]; then
-  groups="$STRESS_PKGS ${STRESS_RUN:-.} -"
-else
-  groups="$(grep -v '^[[:space:]]*\(#\|$\)' scripts/disruptive-tests.txt)"
+  echo "stress: $count runs of each test in $STRESS_PKGS with one core kept busy (pid $burner)" >&2
+  for round in $(seq 1 "$count"); do
+    echo "stress: round $round of $count" >&2
+    # shellcheck disable=SC2086 # the package list is split on purpose
+    go test -race -count=1 -run "${STRESS_RUN:-.}" -timeout 90m -p 1 $STRESS_PKGS
+  done
+  exit 0
 fi
+
+# One line a group: package, -run pattern, PostgreSQL major ("-" for the default).
+groups="$(grep -v '^[[:space:]]*\(#\|$\)' scripts/disruptive-tests.txt)"
 
 echo "stress: $count runs of each test with one core kept busy (pid $burner)" >&2
 failed=0
