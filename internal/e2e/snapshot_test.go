@@ -706,6 +706,7 @@ func TestSignalTableTextArray(t *testing.T) {
 type gateSink struct {
 	inner   sinks.Sink
 	entered chan struct{} // closed when the first Write begins
+	first   lsn.LSN       // the commit LSN of the first Write's first event; set before entered closes
 	gate    chan struct{} // closed by open
 	once    sync.Once
 	writes  atomic.Int32
@@ -719,6 +720,9 @@ func (s *gateSink) open() { s.once.Do(func() { close(s.gate) }) }
 
 func (s *gateSink) Write(ctx context.Context, b *sinks.Batch) error {
 	if s.writes.Add(1) == 1 {
+		if len(b.Events) > 0 {
+			s.first = b.Events[0].CommitLSN
+		}
 		close(s.entered)
 		select {
 		case <-s.gate:
