@@ -23,10 +23,10 @@ type checkpointer struct {
 	now      func() time.Time
 	log      *zap.Logger
 
-	// Set by the pipeline before the first save. The timeline changes after a promotion: the
-	// session sets it after a reconnect, the follower before a save (setTimeline); saves read it
-	// under snap.saveMu.
-	ident   checkpoint.Checkpoint // identity fields of the checkpoint
+	// The identity fields of the checkpoint, under identMu. The timeline changes after a
+	// promotion: the session sets it after a reconnect, the follower before a save (setTimeline).
+	identMu sync.Mutex
+	ident   checkpoint.Checkpoint
 	tracker *checkpoint.Tracker
 	// follow, set while the source is a standby, reads the server's timeline before each save of
 	// a new position, so that the checkpoint follows a promotion (timelineFollower).
@@ -50,10 +50,10 @@ type timelineReader interface {
 }
 
 // identity returns the identity fields of the checkpoint, with the timeline it records now. Safe
-// for concurrent use once the pipeline has set ident.
+// for concurrent use.
 func (c *checkpointer) identity() checkpoint.Checkpoint {
-	c.snap.saveMu.Lock()
-	defer c.snap.saveMu.Unlock()
+	c.identMu.Lock()
+	defer c.identMu.Unlock()
 	return c.ident
 }
 
@@ -90,8 +90,8 @@ func (c *checkpointer) run(ctx context.Context, stop <-chan struct{}) error {
 // setTimeline records that the checkpoint's positions are on timeline tli from now on: the server
 // was promoted from the timeline of the positions saved so far, after all of them.
 func (c *checkpointer) setTimeline(tli int32) {
-	c.snap.saveMu.Lock()
-	defer c.snap.saveMu.Unlock()
+	c.identMu.Lock()
+	defer c.identMu.Unlock()
 	c.ident.Timeline = tli
 }
 
@@ -107,6 +107,7 @@ func (c *checkpointer) save() error {
 			return err
 		}
 	}
+	cp := c.identity()
 	c.snap.saveMu.Lock()
 	defer c.snap.saveMu.Unlock()
 	had := len(c.snap.tables) > 0
@@ -114,7 +115,6 @@ func (c *checkpointer) save() error {
 	if pos == c.Durable() && !changed {
 		return nil
 	}
-	cp := c.ident
 	cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, c.now(), c.snap.tables
 	cp.Published = c.snap.publishedList()
 	if err := c.store.Save(cp); err != nil {

@@ -45,9 +45,70 @@ type worker struct {
 	writing atomic.Int64 // start of the Write in progress (Unix nanoseconds), 0 when none
 }
 
-func newWorker(idx int, spec SinkSpec, tr *checkpoint.Tracker, maxEvents int) *worker {
-	return &worker{idx: idx, spec: spec, tracker: tr, maxEvents: maxEvents,
+// newWorker feeds spec's sink, acknowledging to tr; onAck, when set, is called after batches were
+// acknowledged.
+func newWorker(idx int, spec SinkSpec, tr *checkpoint.Tracker, maxEvents int, obs observers, onAck func()) *worker {
+	return &worker{idx: idx, spec: spec, tracker: tr, maxEvents: maxEvents, metrics: obs.metrics, health: obs.health, onAck: onAck,
 		wake: make(chan struct{}, 1), pass: map[[2]string]bool{}}
+}
+
+// fanout hands every batch to each sink's worker, and times the transactions every sink
+// acknowledged. push is called by one goroutine at a time (see push); acked by the workers.
+type fanout struct {
+	workers []*worker
+	tracker *checkpoint.Tracker
+	stats   *stats
+	commits *commitTimes
+	metrics *metrics.Metrics // nil: commits are not timed
+	now     func() time.Time
+}
+
+func newFanout(specs []SinkSpec, tr *checkpoint.Tracker, maxEvents int, obs observers, st *stats, commits *commitTimes,
+	now func() time.Time) *fanout {
+	f := &fanout{tracker: tr, stats: st, commits: commits, metrics: obs.metrics, now: now}
+	for i, spec := range specs {
+		f.workers = append(f.workers, newWorker(i, spec, tr, maxEvents, obs, f.acked))
+	}
+	return f
+}
+
+// push hands b to every sink worker and returns its sequence number. Only one goroutine at a time
+// pushes: the snapshot coordinator before streaming starts, the replication goroutine after.
+func (f *fanout) push(b *batch) uint64 {
+	b.refs.Store(int32(len(f.workers)))
+	seq := f.tracker.Add(b.pos, b.bytes)
+	b.seq = seq
+	if b.numbered != nil {
+		b.numbered(seq)
+	}
+	if f.metrics != nil && !b.commitTime.IsZero() {
+		f.commits.add(seq, b.commitTime)
+	}
+	f.stats.events.Add(uint64(len(b.events)))
+	f.stats.bytes.Add(uint64(b.bytes))
+	f.stats.batches.Add(1)
+	// b belongs to the workers from here on: the last one to finish recycles it.
+	for _, w := range f.workers {
+		w.push(b)
+	}
+	return seq
+}
+
+// acked is called by a sink worker after it acknowledged batches: what every sink holds now is
+// timed.
+func (f *fanout) acked() {
+	if f.metrics == nil {
+		return
+	}
+	_, seq := f.tracker.AckedSeq()
+	f.commits.acked(seq, f.now(), f.metrics.CommitAcked)
+}
+
+// finish tells every worker that nothing more comes.
+func (f *fanout) finish() {
+	for _, w := range f.workers {
+		w.finish()
+	}
 }
 
 func (w *worker) signal() {

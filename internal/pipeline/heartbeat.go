@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -35,8 +36,13 @@ type heartbeat struct {
 // that proves the whole path (server, walsender, slot, publication, pgstream) end to end. A
 // heartbeat that does not come back within the bound makes the component not ready.
 type heartbeater struct {
-	p     *Pipeline
 	cfg   HeartbeatConfig
+	src   replication.Config
+	runID string         // this run's id: heartbeats of an earlier run are not this one's
+	txs   *atomic.Uint64 // transactions handed over (Pipeline.stats): any of them is traffic
+	log   *zap.Logger
+	now   func() time.Time
+	obs   observers
 	bound time.Duration // how long a heartbeat may take to come back
 
 	mu      sync.Mutex // guards the fields below
@@ -51,20 +57,29 @@ type sentBeat struct {
 	txs uint64 // transactions handed over when it was written (heartbeat_query: any later one returns it)
 }
 
-func newHeartbeater(p *Pipeline) *heartbeater {
-	cfg := p.cfg.Heartbeat
-	return &heartbeater{p: p, cfg: cfg, bound: max(cfg.Interval, 30*time.Second)}
+func newHeartbeater(cfg HeartbeatConfig, src replication.Config, runID string, txs *atomic.Uint64, log *zap.Logger,
+	now func() time.Time, obs observers) *heartbeater {
+	return &heartbeater{cfg: cfg, src: src, runID: runID, txs: txs, log: log, now: now, obs: obs, bound: max(cfg.Interval, 30*time.Second)}
 }
 
-// check refuses heartbeats the role may not write, naming the grant or the option. conn is an
-// ordinary connection to the source; on a standby the privilege is checked on the primary, where
-// heartbeats are written.
-func (h *heartbeater) check(ctx context.Context, conn *pgconn.PgConn) error {
-	w := newWriteTarget(h.p.src)
+// heartbeatGrant finds whether the role may write heartbeats: it opens an ordinary connection to
+// the source (src) and, on a standby, checks the privilege on the primary, where heartbeats are
+// written. A refusal is a Problem naming the grant for the signature this server has and the
+// options that avoid it; an error is a failure to ask.
+func heartbeatGrant(ctx context.Context, cfg HeartbeatConfig, src replication.Config) ([]replication.Problem, error) {
+	if cfg.Query != "" {
+		return nil, nil // heartbeat_query writes what the operator chose, with the rights the operator gave
+	}
+	conn, err := replication.NewSQLConn(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("check heartbeats: %w", err)
+	}
+	defer closeSQL(conn)
+	w := newWriteTarget(src)
 	defer w.close()
 	target, _, err := w.pick(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("check heartbeats: %w", err)
+		return nil, fmt.Errorf("check heartbeats: %w", err)
 	}
 	// PostgreSQL 17 added a fourth parameter (flush, with a default): the function is looked up by
 	// whichever signature the server has.
@@ -73,45 +88,45 @@ func (h *heartbeater) check(ctx context.Context, conn *pgconn.PgConn) error {
 		"FROM coalesce(to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text,boolean)'), "+
 		"to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text)')) f")
 	if err != nil {
-		return fmt.Errorf("check heartbeats: %w", err)
+		return nil, fmt.Errorf("check heartbeats: %w", err)
 	}
 	allowedStr, rest, _ := strings.Cut(v, " ")
 	fn, user, _ := strings.Cut(rest, " ") // the user name last: it may hold spaces
 	allowed, err := strconv.ParseBool(allowedStr)
 	if err != nil || user == "" || fn == "" {
-		return fmt.Errorf("check heartbeats: unexpected answer %q", v)
+		return nil, fmt.Errorf("check heartbeats: unexpected answer %q", v)
+	}
+	if allowed {
+		return nil, nil
 	}
 	if !strings.HasPrefix(fn, "pg_catalog.") {
 		fn = "pg_catalog." + fn
 	}
-	if h.cfg.Query == "" && !allowed {
-		return fmt.Errorf("source.heartbeat_interval: role %s may not call pg_logical_emit_message: "+
-			"GRANT EXECUTE ON FUNCTION %s TO %s, set source.heartbeat_query, "+
-			"or turn heartbeats off with a negative source.heartbeat_interval", user, fn, replication.QuoteIdent(user))
-	}
-	return nil
+	return []replication.Problem{{Check: "source.heartbeat_interval",
+		Message: fmt.Sprintf("role %s may not call pg_logical_emit_message, which writes the heartbeats", user),
+		Fix: fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s, set source.heartbeat_query, "+
+			"or turn heartbeats off with a negative source.heartbeat_interval", fn, replication.QuoteIdent(user))}}, nil
 }
 
 // run writes heartbeats until ctx ends: on the source while it is a primary, on source.primary_url
 // while it is a standby.
 func (h *heartbeater) run(ctx context.Context) {
-	p := h.p
 	var conn *pgconn.PgConn
-	target := newWriteTarget(p.src)
+	target := newWriteTarget(h.src)
 	defer func() { closeSQL(conn); target.close() }()
 	tick := min(max(h.cfg.Interval/10, 100*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	p.health.Set(ComponentHeartbeat, true, "")
-	lastTxs, quietSince := p.stats.txs.Load(), p.now()
+	h.obs.health.Set(ComponentHeartbeat, true, "")
+	lastTxs, quietSince := h.txs.Load(), h.now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		now := p.now()
-		if txs := p.stats.txs.Load(); txs != lastTxs {
+		now := h.now()
+		if txs := h.txs.Load(); txs != lastTxs {
 			lastTxs, quietSince = txs, now
 			h.returnedBy(txs)
 		}
@@ -119,10 +134,10 @@ func (h *heartbeater) run(ctx context.Context) {
 			continue
 		}
 		if conn == nil || conn.IsClosed() {
-			c, err := replication.NewSQLConn(ctx, p.src)
+			c, err := replication.NewSQLConn(ctx, h.src)
 			if err != nil {
 				if ctx.Err() == nil {
-					p.log.Warn("heartbeat: connect failed", zap.Error(err))
+					h.log.Warn("heartbeat: connect failed", zap.Error(err))
 				}
 				continue
 			}
@@ -134,7 +149,7 @@ func (h *heartbeater) run(ctx context.Context) {
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				p.log.Warn("heartbeat: write failed", zap.Error(err))
+				h.log.Warn("heartbeat: write failed", zap.Error(err))
 			}
 			continue
 		}
@@ -154,7 +169,7 @@ func (h *heartbeater) write(ctx context.Context, conn *pgconn.PgConn, now time.T
 	if h.cfg.Query != "" {
 		_, err = replication.Value(ctx, conn, h.cfg.Query)
 	} else {
-		content, _ := json.Marshal(heartbeat{Slot: h.p.src.Slot, Run: h.p.sn.runID, ID: id})
+		content, _ := json.Marshal(heartbeat{Slot: h.src.Slot, Run: h.runID, ID: id})
 		_, err = replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", HeartbeatPrefix, string(content))
 	}
 	if err != nil {
@@ -183,9 +198,9 @@ func (h *heartbeater) overdue(now time.Time) bool {
 	}
 	if !h.failed {
 		h.failed = true
-		h.p.log.Warn("heartbeat did not come back through the slot", zap.Time("written", h.pending.at), zap.Duration("bound", h.bound))
+		h.log.Warn("heartbeat did not come back through the slot", zap.Time("written", h.pending.at), zap.Duration("bound", h.bound))
 	}
-	h.p.health.Set(ComponentHeartbeat, false, fmt.Sprintf("the heartbeat written at %s has not come back through the slot within %s",
+	h.obs.health.Set(ComponentHeartbeat, false, fmt.Sprintf("the heartbeat written at %s has not come back through the slot within %s",
 		h.pending.at.UTC().Format(time.RFC3339), h.bound))
 	return true
 }
@@ -193,7 +208,7 @@ func (h *heartbeater) overdue(now time.Time) bool {
 // received handles a heartbeat message that came through the slot (the replication goroutine).
 func (h *heartbeater) received(m *walparse.LogicalMessage) {
 	var hb heartbeat
-	if json.Unmarshal(m.Content, &hb) != nil || hb.Slot != h.p.src.Slot || hb.Run != h.p.sn.runID {
+	if json.Unmarshal(m.Content, &hb) != nil || hb.Slot != h.src.Slot || hb.Run != h.runID {
 		return
 	}
 	h.mu.Lock()
@@ -217,11 +232,11 @@ func (h *heartbeater) returnedBy(txs uint64) {
 
 // back records the pending heartbeat's return; h.mu is held.
 func (h *heartbeater) back() {
-	rtt := h.p.now().Sub(h.pending.at)
-	h.p.metrics.HeartbeatRoundTrip(rtt.Seconds())
+	rtt := h.now().Sub(h.pending.at)
+	h.obs.metrics.HeartbeatRoundTrip(rtt.Seconds())
 	if h.failed {
-		h.p.log.Info("heartbeat came back", zap.Duration("round_trip", rtt))
+		h.log.Info("heartbeat came back", zap.Duration("round_trip", rtt))
 	}
 	h.pending, h.failed = nil, false
-	h.p.health.Set(ComponentHeartbeat, true, "")
+	h.obs.health.Set(ComponentHeartbeat, true, "")
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -28,13 +29,19 @@ const sinkStallAfter = 30 * time.Second
 // Observe makes the pipeline report its metrics to m and its readiness and liveness to h. Either
 // may be nil. Call it before Run.
 func (p *Pipeline) Observe(m *metrics.Metrics, h *health.Board) {
-	p.metrics, p.health = m, h
-	p.sess.health, p.ck.health, p.sn.health, p.sn.metrics = h, h, h, m
+	p.obs = observers{metrics: m, health: h}
 	h.Set(ComponentSource, false, "starting")
 	m.Register(p)
 	for _, s := range p.specs {
 		m.Sinks(s.Name)
 	}
+}
+
+// observers are where the parts report: the metrics and the health board. Either may be nil;
+// both are safe for concurrent use.
+type observers struct {
+	metrics *metrics.Metrics
+	health  *health.Board
 }
 
 // commitTimes holds the commit time of every transaction handed to the sinks and not yet
@@ -81,20 +88,10 @@ func (c *commitTimes) oldest() (time.Time, bool) {
 	return c.q[0].at, true
 }
 
-// acked is called by a sink worker after it acknowledged batches: what every sink holds now is
-// timed.
-func (p *Pipeline) acked() {
-	if p.metrics == nil {
-		return
-	}
-	_, seq := p.tracker.AckedSeq()
-	p.commits.acked(seq, p.now(), p.metrics.CommitAcked)
-}
-
 // The metrics.Source the pipeline is; every method is safe for concurrent use.
 
 func (p *Pipeline) LagBytes() float64 {
-	heard, durable := p.sess.heardEnd.Load(), uint64(p.Durable().EndLSN)
+	heard, durable := p.pub.heardEnd.Load(), uint64(p.Durable().EndLSN)
 	if heard <= durable {
 		return 0
 	}
@@ -110,8 +107,8 @@ func (p *Pipeline) LagSeconds() float64 {
 }
 
 func (p *Pipeline) InFlightBytes() float64 {
-	if tr := p.trackerRef.Load(); tr != nil {
-		_, b := tr.InFlight()
+	if pp := p.parts.Load(); pp != nil {
+		_, b := pp.tracker.InFlight()
 		return float64(b)
 	}
 	return 0
@@ -120,36 +117,36 @@ func (p *Pipeline) InFlightBytes() float64 {
 func (p *Pipeline) DurableLSN() float64 { return float64(p.Durable().EndLSN) }
 
 func (p *Pipeline) Connected() float64 {
-	if p.sess.connected.Load() {
+	if p.pub.connected.Load() {
 		return 1
 	}
 	return 0
 }
 
 func (p *Pipeline) Transactions() float64  { return float64(p.stats.txs.Load()) }
-func (p *Pipeline) ReceivedBytes() float64 { return float64(p.sess.receivedPub.Load()) }
-func (p *Pipeline) Reconnects() float64    { return float64(p.sess.reconnects.Load()) }
+func (p *Pipeline) ReceivedBytes() float64 { return float64(p.pub.received.Load()) }
+func (p *Pipeline) Reconnects() float64    { return float64(p.pub.reconnects.Load()) }
 
 func (p *Pipeline) SnapshotChunksRemaining() float64 {
 	pr := p.SnapshotProgress()
 	return float64(max(pr.Chunks-pr.ChunksDone, 0))
 }
 
-// watchSinks reports each sink's readiness every second until stop is closed: not ready while its
-// own Health says so, or while one Write has run for longer than sinkStallAfter.
-func (p *Pipeline) watchSinks(stop <-chan struct{}) {
-	if p.health == nil {
-		return
+// watchSinks reports each sink's readiness every second until ctx ends: not ready while its own
+// Health says so, or while one Write has run for longer than sinkStallAfter.
+func watchSinks(ctx context.Context, workers []*worker, h *health.Board, now func() time.Time) error {
+	if h == nil {
+		return nil
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		for _, w := range p.workers {
-			p.health.SetErr("sink:"+w.spec.Name, w.state(p.now()))
+		for _, w := range workers {
+			h.SetErr("sink:"+w.spec.Name, w.state(now()))
 		}
 		select {
-		case <-stop:
-			return
+		case <-ctx.Done():
+			return nil
 		case <-t.C:
 		}
 	}
@@ -185,19 +182,21 @@ type Status struct {
 func (p *Pipeline) Status() Status {
 	var st Status
 	st.Slot, st.Publication = p.src.Slot, p.src.Publication
-	st.Connected = p.sess.connected.Load()
-	st.Reconnects = p.sess.reconnects.Load()
-	if e := p.sess.lastErr.Load(); e != nil {
+	st.Connected = p.pub.connected.Load()
+	st.Reconnects = p.pub.reconnects.Load()
+	if e := p.pub.lastErr.Load(); e != nil {
 		st.LastError = *e
 	}
 	d := p.Durable()
-	st.Positions.ServerWALEnd = lsn.LSN(p.sess.heardEnd.Load()).String()
+	st.Positions.ServerWALEnd = lsn.LSN(p.pub.heardEnd.Load()).String()
 	st.Positions.Durable, st.Positions.DurableCommit = d.EndLSN.String(), d.CommitLSN.String()
-	st.Positions.Confirmed = lsn.LSN(p.sess.confirmed.Load()).String()
+	st.Positions.Confirmed = lsn.LSN(p.pub.confirmed.Load()).String()
 	st.Lag.Bytes, st.Lag.Seconds = p.LagBytes(), p.LagSeconds()
 	st.InFlightBytes = p.InFlightBytes()
 	st.Transactions, st.Events = p.stats.txs.Load(), p.stats.events.Load()
 	st.Snapshot = p.SnapshotProgress()
-	st.Server = p.slots.last()
+	if pp := p.parts.Load(); pp != nil {
+		st.Server = pp.slots.last()
+	}
 	return st
 }

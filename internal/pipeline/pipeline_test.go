@@ -96,7 +96,7 @@ func TestWorkerMergesFiltersAndAcksInOrder(t *testing.T) {
 	tr := checkpoint.NewTracker(1, checkpoint.Position{})
 	f, _ := NewFilter(nil, []string{"skip"})
 	rs := &recordingSink{}
-	w := newWorker(0, SinkSpec{Name: "r", Sink: rs, Filter: f}, tr, 3)
+	w := newWorker(0, SinkSpec{Name: "r", Sink: rs, Filter: f}, tr, 3, observers{}, nil)
 	mk := func(commit lsn.LSN, tables ...string) *batch {
 		b := newBatch()
 		for i, tb := range tables {
@@ -127,7 +127,7 @@ func TestWorkerMergesFiltersAndAcksInOrder(t *testing.T) {
 func TestWorkerFailureIsNotAcked(t *testing.T) {
 	tr := checkpoint.NewTracker(1, checkpoint.Position{})
 	boom := errors.New("broker down")
-	w := newWorker(0, SinkSpec{Name: "r", Sink: &recordingSink{fail: boom}}, tr, 100)
+	w := newWorker(0, SinkSpec{Name: "r", Sink: &recordingSink{fail: boom}}, tr, 100, observers{}, nil)
 	b := newBatch()
 	b.add(sinks.Event{Table: "t", Value: []byte("{}")})
 	b.pos = checkpoint.Position{CommitLSN: 5, EndLSN: 6}

@@ -23,44 +23,50 @@ import (
 // only. Its receive deadline is the next status update, so that a slow sink never costs the
 // session its wal_sender_timeout.
 type session struct {
-	src   replication.Config
-	cfg   Config
-	log   *zap.Logger
-	now   func() time.Time
-	store Store
-	ck    *checkpointer
-
-	// Set by the pipeline before streaming.
+	src      replication.Config
+	cfg      Config
+	log      *zap.Logger
+	now      func() time.Time
+	store    Store
+	ck       *checkpointer
 	app      *applier
 	tracker  *checkpoint.Tracker
 	catalog  *lazyCatalog
-	snapDone *atomic.Bool // the snapshotter's: every table snapshot is done
+	snapDone *atomic.Bool // every table snapshot is done
+	health   *health.Board
 
-	conn           *replication.Conn
-	dec            *walparse.Decoder
-	written        lsn.LSN // newest position received
-	serverEnd      lsn.LSN // newest WAL end the server reported on this connection
-	statusInterval time.Duration
-	nextStatus     time.Time
-	sliceEnd       time.Time // end of the current receive slice
-	replyNow       bool
-	streaming      bool
-	received       uint64 // replication bytes received
+	conn      *replication.Conn
+	dec       *walparse.Decoder
+	written   lsn.LSN // newest position received
+	serverEnd lsn.LSN // newest WAL end the server reported on this connection
+	streaming bool
+	received  uint64 // replication bytes received
+	clock     statusClock
+	pub       *sessionPub // the Pipeline's: readable before and after the session
+}
 
-	// Published for other goroutines (scrapes, /status).
-	health      *health.Board
-	heardEnd    atomic.Uint64 // serverEnd
-	receivedPub atomic.Uint64 // received, published every status update and every 256 frames
-	confirmed   atomic.Uint64 // the flush position of the newest status update
-	connected   atomic.Bool   // streaming
-	reconnects  atomic.Uint64
-	lastErr     atomic.Pointer[string] // why the connection was lost last, for /status
+// statusClock schedules the status updates and the receive slices of the replication goroutine.
+type statusClock struct {
+	interval time.Duration // between status updates, within wal_sender_timeout
+	next     time.Time     // the next status update is due
+	sliceEnd time.Time     // end of the current receive slice
+	replyNow bool          // the server asked for a reply
+}
+
+// sessionPub is what the session publishes for other goroutines (scrapes, /status).
+type sessionPub struct {
+	heardEnd   atomic.Uint64 // serverEnd
+	received   atomic.Uint64 // received, published every status update and every 256 frames
+	confirmed  atomic.Uint64 // the flush position of the newest status update
+	connected  atomic.Bool   // streaming
+	reconnects atomic.Uint64
+	lastErr    atomic.Pointer[string] // why the connection was lost last
 }
 
 // publish makes the positions and counters the replication goroutine keeps readable by others.
 func (s *session) publish() {
-	s.heardEnd.Store(uint64(s.serverEnd))
-	s.receivedPub.Store(s.received)
+	s.pub.heardEnd.Store(uint64(s.serverEnd))
+	s.pub.received.Store(s.received)
 }
 
 // initialOnlyDone reports that snapshot.mode is initial_only and the snapshot is complete.
@@ -82,17 +88,19 @@ func (s *session) dial(ctx context.Context) (replication.SystemInfo, error) {
 	return sys, err
 }
 
-// adjustStatusInterval keeps status updates well inside the server's wal_sender_timeout.
-func (s *session) adjustStatusInterval(ctx context.Context) {
-	timeout, err := s.catalog.walSenderTimeout(ctx)
+// statusInterval returns the configured interval between status updates, shortened to stay well
+// inside the server's wal_sender_timeout.
+func statusInterval(ctx context.Context, catalog *lazyCatalog, configured time.Duration, log *zap.Logger) time.Duration {
+	timeout, err := catalog.walSenderTimeout(ctx)
 	if err != nil || timeout <= 0 {
-		return
+		return configured
 	}
-	if limit := timeout / 3; s.statusInterval > limit {
-		s.log.Info("status interval shortened to stay within wal_sender_timeout",
+	if limit := timeout / 3; configured > limit {
+		log.Info("status interval shortened to stay within wal_sender_timeout",
 			zap.Duration("status_interval", limit), zap.Duration("wal_sender_timeout", timeout))
-		s.statusInterval = limit
+		return limit
 	}
+	return configured
 }
 
 func (s *session) startStreaming(ctx context.Context, from lsn.LSN) error {
@@ -101,8 +109,8 @@ func (s *session) startStreaming(ctx context.Context, from lsn.LSN) error {
 	}
 	s.streaming = true
 	s.written = max(s.written, from)
-	s.nextStatus = s.now()
-	s.connected.Store(true)
+	s.clock.next = s.now()
+	s.pub.connected.Store(true)
 	s.health.Set(ComponentSource, true, "")
 	return nil
 }
@@ -111,12 +119,20 @@ func (s *session) closeConn() {
 	if s.conn == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = s.conn.Close(ctx)
+	closeReplication(s.conn)
 	s.conn = nil
 	s.streaming = false
-	s.connected.Store(false)
+	s.pub.connected.Store(false)
+}
+
+// closeReplication closes a replication connection, waiting a bounded time for the server.
+func closeReplication(conn *replication.Conn) {
+	if conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
 }
 
 // stream runs the receive loop, reconnecting after failures that a reconnect may cure.
@@ -146,7 +162,7 @@ func (s *session) stream(ctx, runCtx context.Context) error {
 			}
 			wait := policy.Delay(failures)
 			msg := err.Error()
-			s.lastErr.Store(&msg)
+			s.pub.lastErr.Store(&msg)
 			s.health.Set(ComponentSource, false, "replication connection lost; reconnecting: "+msg)
 			s.health.Beat(LoopReplication)
 			s.log.Warn("replication connection lost; reconnecting", zap.Error(err), zap.Duration("backoff", wait), zap.Int("attempt", failures))
@@ -163,7 +179,7 @@ func (s *session) stream(ctx, runCtx context.Context) error {
 			}
 			err = s.reopen(ctx)
 			if err == nil {
-				s.reconnects.Add(1)
+				s.pub.reconnects.Add(1)
 				break
 			}
 			// After a network failure the server may still run our previous walsender on the slot
@@ -187,8 +203,8 @@ func (s *session) reopen(ctx context.Context) error {
 		return err
 	}
 	conn := s.conn
-	if sys.SystemID != s.ck.ident.SystemID {
-		return fmt.Errorf("%w: server system identifier changed from %s to %s after a reconnect", checkpoint.ErrMismatch, s.ck.ident.SystemID, sys.SystemID)
+	if sys.SystemID != s.ck.identity().SystemID {
+		return fmt.Errorf("%w: server system identifier changed from %s to %s after a reconnect", checkpoint.ErrMismatch, s.ck.identity().SystemID, sys.SystemID)
 	}
 	slot, err := conn.SlotInfo(ctx)
 	if err != nil {
@@ -257,7 +273,7 @@ func (s *session) receiveLoop(ctx, runCtx context.Context) error {
 			return errEndReached
 		}
 		now := s.now()
-		if s.replyNow || !now.Before(s.nextStatus) {
+		if s.clock.replyNow || !now.Before(s.clock.next) {
 			if err := s.sendStatus(); err != nil {
 				return err
 			}
@@ -265,7 +281,7 @@ func (s *session) receiveLoop(ctx, runCtx context.Context) error {
 		if _, inflight := s.tracker.InFlight(); inflight >= s.cfg.MaxInFlightBytes {
 			// Backpressure: leave the data in the socket until the sinks catch up, but keep the
 			// status updates going so the server does not time the session out.
-			t := time.NewTimer(min(s.nextStatus.Sub(now), receiveSlice))
+			t := time.NewTimer(min(s.clock.next.Sub(now), receiveSlice))
 			select {
 			case <-s.tracker.Changed():
 			case <-t.C:
@@ -276,13 +292,13 @@ func (s *session) receiveLoop(ctx, runCtx context.Context) error {
 			continue
 		}
 		// The deadline moves in steps of receiveSlice, so most receives reuse the socket's.
-		if !now.Before(s.sliceEnd) {
-			s.sliceEnd = now.Add(receiveSlice)
+		if !now.Before(s.clock.sliceEnd) {
+			s.clock.sliceEnd = now.Add(receiveSlice)
 			s.health.Beat(LoopReplication)
 		}
-		deadline := s.nextStatus
-		if s.sliceEnd.Before(deadline) {
-			deadline = s.sliceEnd
+		deadline := s.clock.next
+		if s.clock.sliceEnd.Before(deadline) {
+			deadline = s.clock.sliceEnd
 		}
 		f, err := s.conn.Receive(deadline)
 		if errors.Is(err, replication.ErrDeadline) {
@@ -308,9 +324,9 @@ func (s *session) sendStatus() error {
 	if err := s.conn.SendStatus(written, flushed, flushed, false); err != nil {
 		return fmt.Errorf("send status update: %w", err)
 	}
-	s.confirmed.Store(uint64(flushed))
-	s.replyNow = false
-	s.nextStatus = s.now().Add(s.statusInterval)
+	s.pub.confirmed.Store(uint64(flushed))
+	s.clock.replyNow = false
+	s.clock.next = s.now().Add(s.clock.interval)
 	return nil
 }
 
@@ -321,7 +337,7 @@ func (s *session) handle(ctx context.Context, f replication.Frame) error {
 		s.publish()
 		s.written = max(s.written, f.ServerWALEnd)
 		if f.ReplyRequested {
-			s.replyNow = true
+			s.clock.replyNow = true
 		}
 		// Nothing open and nothing in flight: every change before the server's WAL end is durable,
 		// so the slot may move on and release WAL even when no published table changes.

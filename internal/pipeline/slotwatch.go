@@ -70,7 +70,9 @@ func (st SlotState) IdleTimeout() time.Duration {
 // the metrics and the health board (component "slot"), tells endangered when the slot's WAL is in
 // danger, and ends with ErrSlotLost when the server invalidated the slot.
 type slotWatch struct {
-	p               *Pipeline
+	src             replication.Config
+	log             *zap.Logger
+	obs             observers
 	interval        time.Duration
 	minSafe         int64         // safe_wal_size below this makes the slot not ready; 0: a fifth of max_slot_wal_keep_size
 	reconnectMax    time.Duration // pipeline.reconnect_max: the longest the slot is idle between reconnect attempts
@@ -91,7 +93,6 @@ func (w *slotWatch) last() SlotState {
 
 // run polls until ctx ends. Failures to poll are logged and retried.
 func (w *slotWatch) run(ctx context.Context) error {
-	p := w.p
 	var conn *pgconn.PgConn
 	defer func() { closeSQL(conn) }()
 	t := time.NewTicker(w.interval)
@@ -99,18 +100,18 @@ func (w *slotWatch) run(ctx context.Context) error {
 	warned := false
 	for {
 		if conn == nil || conn.IsClosed() {
-			c, err := replication.NewSQLConn(ctx, p.src)
+			c, err := replication.NewSQLConn(ctx, w.src)
 			if err != nil && ctx.Err() == nil {
-				p.log.Warn("slot watch: connect failed", zap.Error(err))
+				w.log.Warn("slot watch: connect failed", zap.Error(err))
 			}
 			conn = c
 		}
 		if conn != nil {
-			st, err := PollSlot(ctx, conn, p.src.Slot)
+			st, err := PollSlot(ctx, conn, w.src.Slot)
 			switch {
 			case err != nil:
 				if ctx.Err() == nil {
-					p.log.Warn("slot watch: reading the slot failed", zap.Error(err))
+					w.log.Warn("slot watch: reading the slot failed", zap.Error(err))
 				}
 			default:
 				if !warned {
@@ -132,7 +133,7 @@ func (w *slotWatch) run(ctx context.Context) error {
 
 // warnSettings logs, once, settings that make losing the slot likely, each with what to change.
 func (w *slotWatch) warnSettings(st SlotState) {
-	log := w.p.log
+	log := w.log
 	if st.MaxSlotWALKeepSize == "-1" {
 		log.Warn("max_slot_wal_keep_size is -1 (unlimited): if pgstream stops for long, the slot keeps WAL until the server's disk is full; set a limit and watch pgstream_slot_safe_wal_bytes",
 			zap.String("max_slot_wal_keep_size", st.MaxSlotWALKeepSize))
@@ -183,7 +184,6 @@ func (w *slotWatch) margin(st SlotState) int64 {
 // report publishes st, tells endangered when the slot's WAL is in danger, and returns ErrSlotLost
 // when the slot is lost.
 func (w *slotWatch) report(st SlotState) error {
-	p := w.p
 	w.mu.Lock()
 	w.state = st
 	w.mu.Unlock()
@@ -192,21 +192,21 @@ func (w *slotWatch) report(st SlotState) error {
 		v := float64(*st.SafeWALSize)
 		safe = &v
 	}
-	p.metrics.Slot(float64(st.RetainedWAL), safe, st.WALStatus)
+	w.obs.metrics.Slot(float64(st.RetainedWAL), safe, st.WALStatus)
 	switch {
 	case st.Invalidated() != "":
-		err := slotLostError(p.src.Slot, st.Invalidated())
-		p.health.SetErr(ComponentSlot, err)
+		err := slotLostError(w.src.Slot, st.Invalidated())
+		w.obs.health.SetErr(ComponentSlot, err)
 		return err
 	case st.WALStatus == "unreserved":
-		p.health.Set(ComponentSlot, false, "wal_status unreserved: the server will remove WAL the slot needs at its next checkpoint unless pgstream catches up")
-		p.log.Warn("replication slot WAL unreserved: the slot is about to be invalidated", zap.String("slot", p.src.Slot),
+		w.obs.health.Set(ComponentSlot, false, "wal_status unreserved: the server will remove WAL the slot needs at its next checkpoint unless pgstream catches up")
+		w.log.Warn("replication slot WAL unreserved: the slot is about to be invalidated", zap.String("slot", w.src.Slot),
 			zap.Int64("retained_wal_bytes", st.RetainedWAL))
 	case st.SafeWALSize != nil && *st.SafeWALSize < w.margin(st):
-		p.health.Set(ComponentSlot, false, fmt.Sprintf("safe_wal_size %d bytes is under the margin of %d bytes (wal_guard.min_safe_wal_size): "+
+		w.obs.health.Set(ComponentSlot, false, fmt.Sprintf("safe_wal_size %d bytes is under the margin of %d bytes (wal_guard.min_safe_wal_size): "+
 			"the server may soon remove WAL the slot needs", *st.SafeWALSize, w.margin(st)))
 	default:
-		p.health.Set(ComponentSlot, true, "")
+		w.obs.health.Set(ComponentSlot, true, "")
 		return nil
 	}
 	if w.endangered != nil {

@@ -48,9 +48,8 @@ func TestSlotWatchReport(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			board := health.NewBoard(nil)
-			p := &Pipeline{log: zap.NewNop(), src: replication.Config{Slot: "s"}, health: board, metrics: metrics.New("test")}
 			var told []int64
-			w := &slotWatch{p: p, minSafe: tc.minSafe, endangered: func(st SlotState, margin int64) {
+			w := &slotWatch{src: replication.Config{Slot: "s"}, log: zap.NewNop(), obs: observers{health: board, metrics: metrics.New("test")}, minSafe: tc.minSafe, endangered: func(st SlotState, margin int64) {
 				if st.WALStatus != tc.st.WALStatus {
 					t.Errorf("endangered told wal_status %q, want %q", st.WALStatus, tc.st.WALStatus)
 				}
@@ -231,8 +230,7 @@ func TestIdleTimeoutRisks(t *testing.T) {
 // warnSettings logs the idle timeout's risks at start, with what to change.
 func TestSlotWatchWarnsOfIdleTimeout(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
-	p := &Pipeline{log: zap.New(core), src: replication.Config{Slot: "s"}}
-	w := &slotWatch{p: p, reconnectMax: time.Minute, initialSnapshot: func() bool { return false }}
+	w := &slotWatch{src: replication.Config{Slot: "s"}, log: zap.New(core), reconnectMax: time.Minute, initialSnapshot: func() bool { return false }}
 	w.warnSettings(SlotState{WALStatus: "reserved", MaxSlotWALKeepSize: "1GB", MaxSlotWALKeepBytes: 1 << 30, IdleReplicationSlotTimeout: "30s", IdleTimeoutSeconds: 30})
 	if got := logs.FilterMessageSnippet("idle_replication_slot_timeout (30s) is not longer than pipeline.reconnect_max (1m0s)").Len(); got != 1 {
 		t.Fatalf("%d warnings of the idle timeout; logs: %+v", got, logs.All())
