@@ -14,22 +14,25 @@ import (
 // lazyCatalog answers the encoder's catalog questions over an ordinary connection that it opens on
 // first use and opens again after the server went away. Used only by the replication goroutine.
 type lazyCatalog struct {
-	cfg   replication.Config
-	conn  *pgconn.PgConn
+	conn  sqlConn
 	inner events.Catalog
+}
+
+func newLazyCatalog(src replication.Config) *lazyCatalog {
+	return &lazyCatalog{conn: sqlConn{src: src}}
 }
 
 var _ events.Catalog = (*lazyCatalog)(nil)
 
 func (c *lazyCatalog) get(ctx context.Context) (events.Catalog, error) {
-	if c.conn != nil && !c.conn.IsClosed() {
+	if !c.conn.fresh() {
 		return c.inner, nil
 	}
-	conn, err := replication.NewSQLConn(ctx, c.cfg)
+	conn, err := c.conn.get(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open catalog connection: %w", err)
 	}
-	c.conn, c.inner = conn, events.NewCatalog(conn)
+	c.inner = events.NewCatalog(conn)
 	return c.inner, nil
 }
 
@@ -38,7 +41,7 @@ func (c *lazyCatalog) pg(ctx context.Context) (*pgconn.PgConn, error) {
 	if _, err := c.get(ctx); err != nil {
 		return nil, err
 	}
-	return c.conn, nil
+	return c.conn.conn, nil
 }
 
 // retry runs f, and once more on a fresh connection when the first connection had died.
@@ -50,7 +53,7 @@ func retry[T any](ctx context.Context, c *lazyCatalog, f func(events.Catalog) (T
 			return zero, err
 		}
 		v, err := f(cat)
-		if err == nil || attempt > 0 || !c.conn.IsClosed() {
+		if err == nil || attempt > 0 || !c.conn.fresh() {
 			return v, err
 		}
 	}
@@ -69,7 +72,7 @@ func (c *lazyCatalog) walSenderTimeout(ctx context.Context) (time.Duration, erro
 	if _, err := c.get(ctx); err != nil {
 		return 0, err
 	}
-	res := c.conn.ExecParams(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'", nil, nil, nil, nil).Read()
+	res := c.conn.conn.ExecParams(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'", nil, nil, nil, nil).Read()
 	if res.Err != nil {
 		return 0, res.Err
 	}
@@ -83,10 +86,4 @@ func (c *lazyCatalog) walSenderTimeout(ctx context.Context) (time.Duration, erro
 	return time.Duration(ms) * time.Millisecond, nil
 }
 
-func (c *lazyCatalog) close() {
-	if c.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = c.conn.Close(ctx)
-	}
-}
+func (c *lazyCatalog) close() { c.conn.close() }

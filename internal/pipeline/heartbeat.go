@@ -111,9 +111,9 @@ func heartbeatGrant(ctx context.Context, cfg HeartbeatConfig, src replication.Co
 // run writes heartbeats until ctx ends: on the source while it is a primary, on source.primary_url
 // while it is a standby.
 func (h *heartbeater) run(ctx context.Context) {
-	var conn *pgconn.PgConn
+	conn := sqlConn{src: h.src}
 	target := newWriteTarget(h.src)
-	defer func() { closeSQL(conn); target.close() }()
+	defer func() { conn.close(); target.close() }()
 	tick := min(max(h.cfg.Interval/10, 100*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -133,17 +133,14 @@ func (h *heartbeater) run(ctx context.Context) {
 		if h.overdue(now) || now.Sub(quietSince) < h.cfg.Interval || h.waiting() {
 			continue
 		}
-		if conn == nil || conn.IsClosed() {
-			c, err := replication.NewSQLConn(ctx, h.src)
-			if err != nil {
-				if ctx.Err() == nil {
-					h.log.Warn("heartbeat: connect failed", zap.Error(err))
-				}
-				continue
+		c, err := conn.get(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("heartbeat: connect failed", zap.Error(err))
 			}
-			conn = c
+			continue
 		}
-		w, _, err := target.pick(ctx, conn)
+		w, _, err := target.pick(ctx, c)
 		if err == nil {
 			err = h.write(ctx, w, now, lastTxs)
 		}

@@ -78,7 +78,7 @@ func (p *Pipeline) open(ctx context.Context) (*opened, error) {
 	if err := p.prepare(ctx, o); err != nil {
 		return o, err
 	}
-	o.catalog = &lazyCatalog{cfg: p.src}
+	o.catalog = newLazyCatalog(p.src)
 	if st.CreateSlot {
 		if err := p.createSlot(ctx, o); err != nil {
 			return o, err

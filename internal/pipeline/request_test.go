@@ -32,7 +32,7 @@ func TestSnapshotRequestSurvivesAFailedLookup(t *testing.T) {
 
 	src := replication.Config{URL: dead, Slot: "s", Publication: "pub", ConnectTimeout: 5 * time.Second}
 	sn := newSnapshotter(Config{Snapshot: SnapshotConfig{ChunkPages: 1}}, src, zaptest.NewLogger(t), time.Now)
-	sn.catalog = &lazyCatalog{cfg: src}
+	sn.catalog = newLazyCatalog(src)
 	defer sn.catalog.close()
 	r := newApplyRig(t, 100, 0)
 	r.app.hooks = sn
@@ -61,7 +61,7 @@ func TestSnapshotRequestSurvivesAFailedLookup(t *testing.T) {
 
 	// The reconnect: the stream starts again at the transaction's Begin, the catalog answers.
 	r.app.reconnect()
-	sn.catalog.cfg.URL = pg.URL("postgres")
+	sn.catalog.conn.src.URL = pg.URL("postgres")
 	if err := r.apply(tx...); err != nil {
 		t.Fatal(err)
 	}

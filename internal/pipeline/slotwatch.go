@@ -93,21 +93,18 @@ func (w *slotWatch) last() SlotState {
 
 // run polls until ctx ends. Failures to poll are logged and retried.
 func (w *slotWatch) run(ctx context.Context) error {
-	var conn *pgconn.PgConn
-	defer func() { closeSQL(conn) }()
+	conn := sqlConn{src: w.src}
+	defer conn.close()
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
 	warned := false
 	for {
-		if conn == nil || conn.IsClosed() {
-			c, err := replication.NewSQLConn(ctx, w.src)
-			if err != nil && ctx.Err() == nil {
-				w.log.Warn("slot watch: connect failed", zap.Error(err))
-			}
-			conn = c
+		c, err := conn.get(ctx)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("slot watch: connect failed", zap.Error(err))
 		}
-		if conn != nil {
-			st, err := PollSlot(ctx, conn, w.src.Slot)
+		if err == nil {
+			st, err := PollSlot(ctx, c, w.src.Slot)
 			switch {
 			case err != nil:
 				if ctx.Err() == nil {

@@ -1,10 +1,8 @@
 package pipeline
 
 import (
-	"context"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/checkpoint"
@@ -103,14 +101,4 @@ func (sn *snapshotter) pendingTables() int {
 	sn.state.saveMu.Lock()
 	defer sn.state.saveMu.Unlock()
 	return len(sn.state.tables)
-}
-
-// closeSQL closes an ordinary connection (nil is fine), waiting at most 5s for a polite goodbye.
-func closeSQL(conn *pgconn.PgConn) {
-	if conn == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = conn.Close(ctx)
 }

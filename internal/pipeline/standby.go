@@ -65,16 +65,13 @@ func standbyWriteProblems(cfg Config, src replication.Config, st StartState) []r
 // asks the source every time, so that a standby promoted meanwhile is written on directly. It is
 // used by one goroutine and owns its connection to the primary.
 type writeTarget struct {
-	primary *replication.Config // nil: source.primary_url is not set
-	conn    *pgconn.PgConn      // to the primary, opened on first use
+	hasPrimary bool    // source.primary_url is set
+	primary    sqlConn // to the primary, opened on first use
 }
 
 func newWriteTarget(src replication.Config) *writeTarget {
-	w := &writeTarget{}
-	if pc, ok := src.Primary(); ok {
-		w.primary = &pc
-	}
-	return w
+	pc, ok := src.Primary()
+	return &writeTarget{hasPrimary: ok, primary: sqlConn{src: pc}}
 }
 
 // pick returns the connection to write on, given src, an ordinary connection to the source;
@@ -87,23 +84,17 @@ func (w *writeTarget) pick(ctx context.Context, src *pgconn.PgConn) (conn *pgcon
 	if rec != "true" {
 		return src, false, nil
 	}
-	if w.primary == nil {
+	if !w.hasPrimary {
 		return nil, true, errNoPrimary
 	}
-	if w.conn == nil || w.conn.IsClosed() {
-		c, err := replication.NewSQLConn(ctx, *w.primary)
-		if err != nil {
-			return nil, true, fmt.Errorf("connect to source.primary_url: %w", err)
-		}
-		w.conn = c
+	c, err := w.primary.get(ctx)
+	if err != nil {
+		return nil, true, fmt.Errorf("connect to source.primary_url: %w", err)
 	}
-	return w.conn, true, nil
+	return c, true, nil
 }
 
-func (w *writeTarget) close() {
-	closeSQL(w.conn)
-	w.conn = nil
-}
+func (w *writeTarget) close() { w.primary.close() }
 
 // replayWarnAfter is how long waitReplayed waits before it says what it waits for.
 const replayWarnAfter = 30 * time.Second
