@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/walparse"
 )
@@ -68,7 +69,7 @@ func (h *heartbeater) check(ctx context.Context, conn *pgconn.PgConn) error {
 	}
 	// PostgreSQL 17 added a fourth parameter (flush, with a default): the function is looked up by
 	// whichever signature the server has.
-	v, err := replication.Value(ctx, target, "SELECT "+
+	v, err := pgsql.Value(ctx, target, "SELECT "+
 		"coalesce(has_function_privilege(f::oid, 'EXECUTE'), false)::text || ' ' || coalesce(f::text, '-') || ' ' || current_user "+
 		"FROM coalesce(to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text,boolean)'), "+
 		"to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text)')) f")
@@ -87,7 +88,7 @@ func (h *heartbeater) check(ctx context.Context, conn *pgconn.PgConn) error {
 	if h.cfg.Query == "" && !allowed {
 		return fmt.Errorf("source.heartbeat_interval: role %s may not call pg_logical_emit_message: "+
 			"GRANT EXECUTE ON FUNCTION %s TO %s, set source.heartbeat_query, "+
-			"or turn heartbeats off with a negative source.heartbeat_interval", user, fn, replication.QuoteIdent(user))
+			"or turn heartbeats off with a negative source.heartbeat_interval", user, fn, pgsql.QuoteIdent(user))
 	}
 	return nil
 }
@@ -152,10 +153,10 @@ func (h *heartbeater) write(ctx context.Context, conn *pgconn.PgConn, now time.T
 	h.mu.Unlock()
 	var err error
 	if h.cfg.Query != "" {
-		_, err = replication.Value(ctx, conn, h.cfg.Query)
+		_, err = pgsql.Value(ctx, conn, h.cfg.Query)
 	} else {
 		content, _ := json.Marshal(heartbeat{Slot: h.p.src.Slot, Run: h.p.sn.runID, ID: id})
-		_, err = replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", HeartbeatPrefix, string(content))
+		_, err = pgsql.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", HeartbeatPrefix, string(content))
 	}
 	if err != nil {
 		h.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/events"
 	"github.com/pgstream/pgstream/internal/health"
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
@@ -254,7 +255,7 @@ func (p *Pipeline) closeSinks() []error {
 type StartState struct {
 	System replication.SystemInfo
 	// Problems are the preflight's findings: a run refuses to start while there are any.
-	Problems   []replication.Problem
+	Problems   []inspect.Problem
 	Slot       replication.SlotInfo
 	Checkpoint checkpoint.Checkpoint
 	Found      bool // a checkpoint exists
@@ -280,9 +281,9 @@ type StartState struct {
 func Inspect(ctx context.Context, conn *replication.Conn, sys replication.SystemInfo, store Store, cfg Config) (StartState, error) {
 	cfg = cfg.WithDefaults()
 	mode := cfg.Snapshot.Mode
-	st := StartState{System: sys, Problems: conn.Preflight(ctx)}
+	st := StartState{System: sys, Problems: inspect.Preflight(ctx, conn)}
 	var err error
-	if st.Standby, err = conn.InRecovery(ctx); err != nil {
+	if st.Standby, err = inspect.InRecovery(ctx, conn.PgConn()); err != nil {
 		return st, err
 	}
 	if st.Slot, err = conn.SlotInfo(ctx); err != nil {
@@ -603,7 +604,7 @@ func (p *Pipeline) logStats(stop <-chan struct{}) {
 
 // PreflightError lists everything the preflight found wrong with the server, each with its fix.
 type PreflightError struct {
-	Problems []replication.Problem
+	Problems []inspect.Problem
 }
 
 func (e *PreflightError) Error() string {
