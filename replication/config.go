@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgstream/pgstream/internal/bound"
+	"github.com/pgstream/pgstream/internal/pgsql"
 )
 
 // Config describes the source database and the replication objects pgstream uses there.
@@ -224,18 +226,6 @@ func readPasswordFile(path string) (string, error) {
 	return line, nil
 }
 
-// sessionParams are the settings pgoutput formats values with; they are sent in the startup packet,
-// and SessionSQL sets them on a session opened elsewhere.
-var sessionParams = map[string]string{
-	"DateStyle":                   "ISO",
-	"TimeZone":                    "UTC",
-	"IntervalStyle":               "postgres",
-	"extra_float_digits":          "1",
-	"bytea_output":                "hex",
-	"client_encoding":             "UTF8",
-	"standard_conforming_strings": "on",
-}
-
 // pgConfig builds the pgconn configuration. replication selects replication=database mode.
 // sqlReadBuffer is the read buffer of ordinary connections.
 const sqlReadBuffer = 256 << 10
@@ -255,9 +245,8 @@ func (c *Config) pgConfig(replication bool) (*pgconn.Config, error) {
 	if pc.RuntimeParams == nil {
 		pc.RuntimeParams = map[string]string{}
 	}
-	for k, v := range sessionParams {
-		pc.RuntimeParams[k] = v
-	}
+	// The settings pgoutput formats values with.
+	maps.Copy(pc.RuntimeParams, pgsql.SessionParams())
 	if pc.RuntimeParams["application_name"] == "" {
 		pc.RuntimeParams["application_name"] = "pgstream"
 	}

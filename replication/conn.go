@@ -3,15 +3,13 @@ package replication
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/lsn"
 )
 
@@ -38,7 +36,7 @@ type Conn struct {
 	copyData pgproto3.CopyData // reused wrapper of status
 	deadline time.Time         // the read deadline last set on the socket
 	exported string            // snapshot exported by the slot creation, until the next command
-	// versionNum is the server's server_version_num once read (ServerVersionNum).
+	// versionNum is the server's server_version_num once read (serverVersionNum).
 	versionNum int
 }
 
@@ -84,7 +82,7 @@ const MinServerMajor = 14
 // startup, before anything deeper fails in a way that does not say why.
 func checkServerVersion(pg *pgconn.PgConn) error {
 	v := pg.ParameterStatus("server_version")
-	if major := parseMajor(v); major < MinServerMajor {
+	if major := pgsql.ServerMajor(pg); major < MinServerMajor {
 		return &Error{Kind: ErrServerVersion, Check: "server_version",
 			Msg: fmt.Sprintf("the server at %s runs PostgreSQL %s; pgstream needs PostgreSQL %d or newer", pg.Conn().RemoteAddr(), v, MinServerMajor),
 			Fix: fmt.Sprintf("upgrade the server to PostgreSQL %d or newer (every version before %d is past its end of life)", MinServerMajor, MinServerMajor)}
@@ -207,22 +205,7 @@ func (c *Conn) query(ctx context.Context, sql string) ([][]string, error) {
 		return nil, ErrClosed
 	}
 	c.exported = ""
-	results, err := c.pg.Exec(ctx, sql).ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	if len(results) == 0 {
-		return nil, nil
-	}
-	res := results[len(results)-1]
-	out := make([][]string, len(res.Rows))
-	for i, r := range res.Rows {
-		out[i] = make([]string, len(r))
-		for j, v := range r {
-			out[i][j] = string(v)
-		}
-	}
-	return out, nil
+	return pgsql.Query(ctx, c.pg, sql)
 }
 
 // queryValue returns the first column of the first row ("" when there is none).
@@ -232,85 +215,4 @@ func (c *Conn) queryValue(ctx context.Context, sql string) (string, error) {
 		return "", err
 	}
 	return rows[0][0], nil
-}
-
-// ImportSnapshot opens a read-only REPEATABLE READ transaction on an ordinary connection that sees
-// the database as the snapshot exported by EnsureSlotExport does.
-func ImportSnapshot(ctx context.Context, pg *pgconn.PgConn, snapshot string) error {
-	_, err := pg.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT "+quoteLiteral(snapshot)).ReadAll()
-	return err
-}
-
-// Exec runs one or more simple-protocol statements that return no rows (BEGIN, COMMIT, ROLLBACK,
-// SET …) on an ordinary connection.
-func Exec(ctx context.Context, pg *pgconn.PgConn, sql string) error {
-	_, err := pg.Exec(ctx, sql).ReadAll()
-	return err
-}
-
-// Value runs sql on an ordinary connection (with args as text parameters, or, without args, as
-// one or more simple-protocol statements) and returns the first column of the first row of the
-// last result: "" when there is none, or for NULL.
-func Value(ctx context.Context, pg *pgconn.PgConn, sql string, args ...string) (string, error) {
-	var res *pgconn.Result
-	if len(args) == 0 {
-		rs, err := pg.Exec(ctx, sql).ReadAll()
-		if err != nil {
-			return "", err
-		}
-		if len(rs) == 0 {
-			return "", nil
-		}
-		res = rs[len(rs)-1]
-	} else {
-		params := make([][]byte, len(args))
-		for i, a := range args {
-			params[i] = []byte(a)
-		}
-		if res = pg.ExecParams(ctx, sql, params, nil, nil, nil).Read(); res.Err != nil {
-			return "", res.Err
-		}
-	}
-	if len(res.Rows) == 0 || len(res.Rows[0]) == 0 {
-		return "", nil
-	}
-	return string(res.Rows[0][0]), nil
-}
-
-// QuoteIdent quotes an SQL identifier: "a""b" for a"b. The snapshot reader quotes with it too.
-func QuoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
-
-// quoteIdent is QuoteIdent under the name this package's statements use.
-func quoteIdent(s string) string { return QuoteIdent(s) }
-
-// sessionSQL is SessionSQL's text, built once from sessionParams.
-var sessionSQL = func() string {
-	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(sessionParams)) {
-		b.WriteString("SET " + k + " = " + quoteLiteral(sessionParams[k]) + "; ")
-	}
-	return b.String()
-}()
-
-// SessionSQL returns SET statements, each ending in "; ", that give a session the settings every
-// connection of this package starts with (DateStyle, TimeZone, IntervalStyle, extra_float_digits,
-// bytea_output, client_encoding, standard_conforming_strings): under them, a value's text is the
-// text pgoutput sends. The snapshot reader runs them before each COPY, whatever connection it has.
-func SessionSQL() string { return sessionSQL }
-
-// quoteLiteral quotes an SQL string literal. The session runs with standard_conforming_strings=on
-// (a startup parameter), so backslashes are ordinary characters.
-func quoteLiteral(s string) string {
-	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
-}
-
-// QuoteLiteral is quoteLiteral for the statements other packages spell out in their messages.
-func QuoteLiteral(s string) string { return quoteLiteral(s) }
-
-// qualified returns the quoted schema.table for a configured table name.
-func qualified(t string) string {
-	schema, table, _ := SplitTable(t)
-	return quoteIdent(schema) + "." + quoteIdent(table)
 }

@@ -1,17 +1,22 @@
-// Package replication is the client side of one PostgreSQL logical replication session: it opens a
-// connection in replication=database mode on top of github.com/jackc/pgx/v5/pgconn (which handles
-// startup, TLS and authentication), checks that the server is ready (wal_level, role, slot,
-// publication, tables), creates the publication and the pgoutput slot when allowed (a failover slot
-// on PostgreSQL 17+ when asked), starts streaming and exchanges CopyData frames with the walsender.
-// InspectFailover reads, server by server, what a failover of the source needs.
+// Package replication is the client side of one PostgreSQL logical replication session: the
+// source's configuration (Config: defaults, validation, URL parsing, hosts, RedactURL), a connection
+// in replication=database mode on top of github.com/jackc/pgx/v5/pgconn (which handles startup,
+// TLS and authentication), the replication slot and publication the stream reads from (created
+// when allowed, a failover slot on PostgreSQL 17+ when asked), START_REPLICATION and the CopyData
+// frames exchanged with the walsender. NewSQLConn and ConnectHost dial the source for ordinary
+// queries with the same settings.
 //
 // It implements the frontend side of the Streaming Replication Protocol and the Logical Streaming
 // Replication Protocol (https://www.postgresql.org/docs/current/protocol-replication.html and
 // https://www.postgresql.org/docs/current/protocol-logical-replication.html): IDENTIFY_SYSTEM,
-// CREATE_REPLICATION_SLOT … LOGICAL pgoutput, START_REPLICATION … LOGICAL, the XLogData ('w') and
-// Primary keepalive ('k') messages and the Standby status update ('r'). It does not decode pgoutput
-// payloads (package walparse does) and it does not decide which positions to acknowledge (the caller
-// does).
+// TIMELINE_HISTORY, CREATE_REPLICATION_SLOT … LOGICAL pgoutput, ALTER_REPLICATION_SLOT,
+// START_REPLICATION … LOGICAL, the XLogData ('w') and Primary keepalive ('k') messages and the
+// Standby status update ('r').
+//
+// It does not decode pgoutput payloads (package walparse does), it does not decide which positions
+// to acknowledge (the caller does), it does not judge the server's state beyond what creating the
+// slot and the publication needs (package inspect does: preflight, standby and failover findings),
+// and running SQL and quoting are package pgsql's.
 //
 // Errors that callers branch on are sentinels matched with errors.Is (ErrDeadline, ErrStreamEnded,
 // ErrWALLevel, ErrSlotActive, …); each configuration problem is an *Error carrying the fix in plain

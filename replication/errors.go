@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgstream/pgstream/internal/pgsql"
 )
 
 // Sentinels for the conditions callers branch on. An *Error matches exactly one of them with
@@ -85,15 +87,6 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Kind, e.Err}
 }
 
-// Problem returns e as a preflight finding.
-func (e *Error) Problem() Problem {
-	msg := e.Msg
-	if e.Err != nil {
-		msg += ": " + RedactURL(e.Err.Error())
-	}
-	return Problem{Check: e.Check, Message: msg, Fix: e.Fix}
-}
-
 // FrameError is a malformed CopyData frame: its kind byte, its length and what was expected.
 type FrameError struct {
 	Kind byte
@@ -165,10 +158,12 @@ func isTLSError(err error) bool {
 		strings.Contains(err.Error(), "tls: ")
 }
 
-const walLevelFix = "set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
+// WALLevelFix is the fix for a server whose wal_level is not logical.
+const WALLevelFix = "set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
 
-func roleFix(user string) string {
-	return fmt.Sprintf("ALTER ROLE %s WITH REPLICATION (as a superuser), or connect as a role that has it", quoteIdent(user))
+// RoleFix is the fix for a role that may not open a replication connection.
+func RoleFix(user string) string {
+	return fmt.Sprintf("ALTER ROLE %s WITH REPLICATION (as a superuser), or connect as a role that has it", pgsql.QuoteIdent(user))
 }
 
 // classifyConnect explains a failed connection attempt to addr.
@@ -188,12 +183,12 @@ func classifyConnect(addr, user, db string, err error) error {
 					Fix: "set it in source.url, source.password_file, PGPASSWORD or ~/.pgpass (or the file PGPASSFILE names); the server's pg_hba.conf asks for one"}
 			}
 			return &Error{Kind: ErrAuthFailed, Check: "authentication", Msg: where + ": wrong password for role " + user, Err: err,
-				Fix: "check the password in source.url, source.password_file, PGPASSWORD or ~/.pgpass (ALTER ROLE " + quoteIdent(user) + " PASSWORD '…' sets it)"}
+				Fix: "check the password in source.url, source.password_file, PGPASSWORD or ~/.pgpass (ALTER ROLE " + pgsql.QuoteIdent(user) + " PASSWORD '…' sets it)"}
 		case "28000":
 			return &Error{Kind: ErrNoHBAEntry, Check: "authentication", Msg: where + ": the server's pg_hba.conf has no entry allowing this connection", Err: err,
 				Fix: "add a line for database " + db + ", user " + user + " and this client address to pg_hba.conf (for example \"hostssl " + db + " " + user + " 10.0.0.0/8 scram-sha-256\"; a TLS-only entry needs sslmode=require or stronger), then SELECT pg_reload_conf()"}
 		case "42501":
-			return &Error{Kind: ErrReplicationRole, Check: "role", Msg: where + ": role " + user + " may not open a replication connection", Err: err, Fix: roleFix(user)}
+			return &Error{Kind: ErrReplicationRole, Check: "role", Msg: where + ": role " + user + " may not open a replication connection", Err: err, Fix: RoleFix(user)}
 		case "53300":
 			return &Error{Kind: ErrTooManyWALSenders, Check: "max_wal_senders", Msg: where + ": every WAL sender (or connection slot) is in use", Err: err,
 				Fix: "raise max_wal_senders (and max_connections if needed) and restart PostgreSQL, or stop another replication client"}
@@ -201,7 +196,7 @@ func classifyConnect(addr, user, db string, err error) error {
 			return &Error{Kind: ErrDatabaseMissing, Check: "connect", Msg: where + ": database " + db + " does not exist", Err: err,
 				Fix: "fix the database name in source.url"}
 		case "55000":
-			return &Error{Kind: ErrWALLevel, Check: "wal_level", Msg: where + ": logical replication is off", Err: err, Fix: walLevelFix}
+			return &Error{Kind: ErrWALLevel, Check: "wal_level", Msg: where + ": logical replication is off", Err: err, Fix: WALLevelFix}
 		case "57P01", "57P02", "57P03":
 			return &Error{Kind: ErrUnreachable, Check: "connect", Msg: where + ": the server is starting up or shutting down", Err: err,
 				Fix: "wait for PostgreSQL to finish starting; pgstream retries"}
@@ -256,13 +251,13 @@ func (c *Conn) classifyCommand(ctx context.Context, what string, err error) erro
 	switch pgErr.Code {
 	case "55000":
 		if level, qerr := c.queryValue(ctx, "SHOW wal_level"); qerr == nil && level != "logical" {
-			return &Error{Kind: ErrWALLevel, Check: "wal_level", Msg: what + ": wal_level is " + level + ", logical decoding needs logical", Err: err, Fix: walLevelFix}
+			return &Error{Kind: ErrWALLevel, Check: "wal_level", Msg: what + ": wal_level is " + level + ", logical decoding needs logical", Err: err, Fix: WALLevelFix}
 		}
 		if si, qerr := c.SlotInfo(ctx); qerr == nil && si.Exists && si.Invalidated() != "" {
 			return c.slotLostError(si, err)
 		}
 	case "42501":
-		return &Error{Kind: ErrReplicationRole, Check: "role", Msg: what + ": role " + c.user + " lacks the privilege", Err: err, Fix: roleFix(c.user)}
+		return &Error{Kind: ErrReplicationRole, Check: "role", Msg: what + ": role " + c.user + " lacks the privilege", Err: err, Fix: RoleFix(c.user)}
 	case "53300":
 		return &Error{Kind: ErrTooManyWALSenders, Check: "max_wal_senders", Msg: what + ": every WAL sender is in use", Err: err,
 			Fix: "raise max_wal_senders and restart PostgreSQL, or stop another replication client"}
@@ -274,7 +269,7 @@ func (c *Conn) classifyCommand(ctx context.Context, what string, err error) erro
 		if si, qerr := c.SlotInfo(ctx); qerr == nil {
 			pid = si.ActivePID
 		}
-		return c.slotActiveError(what, pid, err)
+		return SlotActiveError(c.cfg.Slot, what, pid, err)
 	case "42704":
 		return &Error{Kind: ErrSlotMissing, Check: "slot", Msg: what + ": replication slot " + c.cfg.Slot + " does not exist", Err: err, Fix: c.createSlotFix()}
 	}

@@ -8,43 +8,23 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgstream/pgstream/internal/pgsql"
 )
 
-// The helpers package snapshot shares with the replication session.
+// The session settings and version that connections of this package share with package pgsql.
 
-func TestParseMajor(t *testing.T) {
-	for v, want := range map[string]int{
-		"15.4 (Debian 15.4-1.pgdg120+1)": 15,
-		"17beta1":                        17,
-		"16devel":                        16,
-		"9.6.2":                          9,
-		"10.23":                          10,
-		"":                               0,
-		"x":                              0,
-	} {
-		if got := parseMajor(v); got != want {
-			t.Errorf("parseMajor(%q) = %d; want %d", v, got, want)
-		}
-	}
-	if got := ServerMajor(&pgconn.PgConn{}); got != 0 {
-		t.Errorf("ServerMajor without a server_version = %d", got)
-	}
+// TestServerMajor: the major version pgsql.ServerMajor reads from a connection of this package is
+// the cluster's. (parseMajor's cases are pgsql's own tests.)
+func TestServerMajor(t *testing.T) {
 	pg := mainCluster(t)
 	conn, err := NewSQLConn(ctxT(t, 30*time.Second), Config{URL: pg.URL("postgres")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if got := ServerMajor(conn); got != pg.Version || got < 10 {
+	if got := pgsql.ServerMajor(conn); got != pg.Version || got < 10 {
 		t.Errorf("ServerMajor = %d, cluster version %d (server_version %q)", got, pg.Version, conn.ParameterStatus("server_version"))
-	}
-}
-
-func TestQuoteIdent(t *testing.T) {
-	for in, want := range map[string]string{`a`: `"a"`, `Mixed Case`: `"Mixed Case"`, `a"b`: `"a""b"`, ``: `""`} {
-		if got := QuoteIdent(in); got != want {
-			t.Errorf("QuoteIdent(%q) = %s; want %s", in, got, want)
-		}
 	}
 }
 
@@ -56,7 +36,7 @@ func TestSessionSQLMatchesTheStartupPacket(t *testing.T) {
 	show := func(conn *pgconn.PgConn) map[string]string {
 		t.Helper()
 		got := map[string]string{}
-		for _, k := range slices.Sorted(maps.Keys(sessionParams)) {
+		for _, k := range slices.Sorted(maps.Keys(pgsql.SessionParams())) {
 			res := conn.ExecParams(ctx, "SELECT current_setting($1)", [][]byte{[]byte(k)}, nil, nil, nil).Read()
 			if res.Err != nil || len(res.Rows) != 1 {
 				t.Fatalf("current_setting(%s): %v", k, res.Err)
@@ -85,8 +65,8 @@ func TestSessionSQLMatchesTheStartupPacket(t *testing.T) {
 	if before := show(plain); maps.Equal(before, want) {
 		t.Fatalf("the other settings did not take: %v", before)
 	}
-	if _, err := plain.Exec(ctx, SessionSQL()).ReadAll(); err != nil {
-		t.Fatalf("SessionSQL: %v\n%s", err, SessionSQL())
+	if _, err := plain.Exec(ctx, pgsql.SessionSQL()).ReadAll(); err != nil {
+		t.Fatalf("SessionSQL: %v\n%s", err, pgsql.SessionSQL())
 	}
 	if got := show(plain); !maps.Equal(got, want) {
 		t.Errorf("after SessionSQL:\n got %v\nwant %v (startup packet)", got, want)

@@ -8,6 +8,35 @@ import (
 	"github.com/pgstream/pgstream/lsn"
 )
 
+// SlotInfo describes the configured replication slot as pg_replication_slots shows it. A column the
+// server's version lacks is left zero: conflicting before PostgreSQL 16, inactive_since and
+// invalidation_reason before 17.
+type SlotInfo struct {
+	Name, Plugin, Database string
+	Exists, Active         bool
+	ActivePID              int32   // 0 when not active
+	ConfirmedFlush         lsn.LSN // after creation: the consistent point
+	RestartLSN             lsn.LSN
+	WALStatus              string // reserved, extended, unreserved, lost
+	// SafeWALSize is how much more WAL the server can write before the slot is in danger of being
+	// lost; nil when max_slot_wal_keep_size is -1 (unlimited) and for a lost slot.
+	SafeWALSize *int64
+	// Conflicting reports, from PostgreSQL 16 on, whether the server invalidated the slot for a
+	// conflict with recovery (rows_removed, wal_level_insufficient); nil before 16.
+	Conflicting *bool
+	// InvalidationReason is why the server invalidated the slot (PostgreSQL 17 and later):
+	// wal_removed, rows_removed, wal_level_insufficient or, from 18 on, idle_timeout; "" while the
+	// slot is valid. Invalidated derives it for older servers.
+	InvalidationReason string
+	// InactiveSince is when the slot was last released by its consumer (PostgreSQL 17 and later);
+	// zero while a consumer streams from it, and before 17.
+	InactiveSince time.Time
+	// Failover reports a failover slot, one that standbys with sync_replication_slots keep a copy
+	// of (the failover column, PostgreSQL 17 and newer; false before).
+	Failover bool
+	Created  bool // EnsureSlot created it just now
+}
+
 // SlotRowSQL selects a row of pg_replication_slots (aliased s) as one JSON object, for
 // ParseSlotRow. Every server version renders the columns it has and no others, so the columns
 // added over the versions (conflicting in PostgreSQL 16, inactive_since, invalidation_reason and

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/lsn"
 )
 
@@ -57,7 +58,7 @@ func (c *Conn) StartReplication(ctx context.Context, start lsn.LSN, protoVersion
 		return fmt.Errorf("start replication: pgoutput proto_version %d: want 1 to 4", protoVersion)
 	}
 	sql := fmt.Sprintf("START_REPLICATION SLOT %s LOGICAL %s (proto_version '%d', publication_names %s, messages 'true')",
-		quoteIdent(c.cfg.Slot), start, protoVersion, quoteLiteral(quoteIdent(c.cfg.Publication)))
+		pgsql.QuoteIdent(c.cfg.Slot), start, protoVersion, pgsql.QuoteLiteral(pgsql.QuoteIdent(c.cfg.Publication)))
 	what := "start replication on slot " + c.cfg.Slot
 	c.pg.Frontend().Send(&pgproto3.Query{String: sql})
 	if err := c.pg.Frontend().Flush(); err != nil {
@@ -197,7 +198,7 @@ func (c *Conn) publicationGone(cause error) error {
 			"the changes committed while it did not exist cannot be streamed from the slot", c.cfg.Publication, c.cfg.Slot),
 		Fix: fmt.Sprintf("start over: drop the slot (SELECT pg_drop_replication_slot(%s)), delete the checkpoint and start pgstream with snapshot.mode initial: "+
 			"it creates the publication (or run %s when source.create_publication is false) and a new slot, and reads the tables again. "+
-			"To change what is published, ALTER PUBLICATION it instead of dropping it", quoteLiteral(c.cfg.Slot), c.publicationSQL())}
+			"To change what is published, ALTER PUBLICATION it instead of dropping it", pgsql.QuoteLiteral(c.cfg.Slot), c.publicationSQL())}
 }
 
 // parseFrame decodes one CopyData payload of the replication stream. Data aliases b.

@@ -14,6 +14,7 @@ import (
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/httpapi"
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/replication"
@@ -194,7 +195,7 @@ func reportStart(out io.Writer, report func(string, error), cfg *Config, st pipe
 // reportFailover prints what failover needs, as the servers of source.url show it: what is
 // ready, and what is not with its fix. What is missing is a warning: run works without it, but a
 // failover would stop pgstream (or, without synchronized_standby_slots, may).
-func reportFailover(out io.Writer, rep replication.FailoverReport) {
+func reportFailover(out io.Writer, rep inspect.FailoverReport) {
 	for _, f := range rep.Findings() {
 		if f.OK {
 			fmt.Fprintf(out, "ok    %s: %s\n", f.Subject, f.Message)
@@ -205,7 +206,7 @@ func reportFailover(out io.Writer, rep replication.FailoverReport) {
 }
 
 // hasCheck reports whether a preflight finding is about check.
-func hasCheck(probs []replication.Problem, check string) bool {
+func hasCheck(probs []inspect.Problem, check string) bool {
 	for _, p := range probs {
 		if p.Check == check {
 			return true
@@ -256,7 +257,7 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 			}
 			reportStart(out, report, cfg, st, err)
 			if cfg.Source.Failover && !hasCheck(st.Problems, "failover") {
-				reportFailover(out, replication.InspectFailover(ctx, cfg.Source.Config))
+				reportFailover(out, inspect.Failover(ctx, cfg.Source.Config))
 			}
 		}
 	}

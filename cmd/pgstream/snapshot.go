@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/pflag"
 
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/replication"
@@ -97,7 +98,7 @@ func requestSnapshot(ctx context.Context, src replication.Config, tables []strin
 // source is a standby, where nothing can be written; then a new connection to source.primary_url,
 // from where the request reaches the standby's slot like every other change.
 func requestTarget(ctx context.Context, conn *pgconn.PgConn, src replication.Config) (*pgconn.PgConn, error) {
-	rec, err := replication.Value(ctx, conn, "SELECT pg_is_in_recovery()::text")
+	rec, err := pgsql.Value(ctx, conn, "SELECT pg_is_in_recovery()::text")
 	if err != nil {
 		return nil, fmt.Errorf("read pg_is_in_recovery(): %w", err)
 	}

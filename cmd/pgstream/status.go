@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/httpapi"
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/replication"
 )
@@ -99,13 +100,13 @@ type statusReport struct {
 	Checkpoint string // checkpoint.path
 	Reach      error  // PostgreSQL could not be reached or identified: little else is known
 	Start      pipeline.StartState
-	Refusal    error                 // what a run would stop with now (Inspect's error)
-	Problems   []replication.Problem // preflight findings a run refuses to start on
-	PollErr    error                 // the slot's WAL state could not be read
+	Refusal    error             // what a run would stop with now (Inspect's error)
+	Problems   []inspect.Problem // preflight findings a run refuses to start on
+	PollErr    error             // the slot's WAL state could not be read
 
 	// Failover is what failover needs, as the servers of source.url show it; nil unless
 	// source.failover is on.
-	Failover []replication.Finding
+	Failover []inspect.Finding
 }
 
 // gatherStatus asks the operations endpoint when one is configured, and builds the picture from
@@ -113,7 +114,7 @@ type statusReport struct {
 func gatherStatus(ctx context.Context, cfg *Config) *statusReport {
 	r := gatherPicture(ctx, cfg)
 	if cfg.Source.Failover && r.Reach == nil {
-		r.Failover = replication.InspectFailover(ctx, cfg.Source.Config).Findings()
+		r.Failover = inspect.Failover(ctx, cfg.Source.Config).Findings()
 	}
 	return r
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/replication"
 )
@@ -263,7 +264,7 @@ type findingJSON struct {
 	Fix     string `json:"fix,omitempty"`
 }
 
-func failoverJSON(fs []replication.Finding) []findingJSON {
+func failoverJSON(fs []inspect.Finding) []findingJSON {
 	var out []findingJSON
 	for _, f := range fs {
 		out = append(out, findingJSON{f.OK, f.Subject, f.Message, f.Fix})

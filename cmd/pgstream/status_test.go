@@ -18,6 +18,7 @@ import (
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/httpapi"
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/replication"
@@ -184,7 +185,7 @@ func TestClassifyStatus(t *testing.T) {
 			r.Status.Server.InactiveSince, r.Status.Server.IdleReplicationSlotTimeout, r.Status.Server.IdleTimeoutSeconds = &since, "1h", 3600
 		}), code: 1, reasons: []string{"start pgstream run; idle_replication_slot_timeout is 1h: the server invalidates the slot at its first checkpoint after 2026-12-01 15:50:00Z"}},
 		{name: "offline, preflight refuses", r: offlineReport(func(r *statusReport) {
-			r.Problems = []replication.Problem{{Check: "wal_level", Message: "wal_level is replica", Fix: "set wal_level = logical"}}
+			r.Problems = []inspect.Problem{{Check: "wal_level", Message: "wal_level is replica", Fix: "set wal_level = logical"}}
 		}), code: 2, reasons: []string{"a run would refuse to start: wal_level: wal_level is replica; fix: set wal_level = logical"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -504,7 +505,7 @@ func TestStatusStoreSavesNothing(t *testing.T) {
 // With source.failover on, what failover still lacks makes the state degraded, and the findings
 // are printed and carried in the JSON, for the daemon's picture and the offline one alike.
 func TestStatusFailover(t *testing.T) {
-	findings := []replication.Finding{
+	findings := []inspect.Finding{
 		{OK: true, Subject: "failover: primary p:5432", Message: "slot pgstream is a failover slot"},
 		{Subject: "failover: standby s:5432", Message: "NOT READY FOR FAILOVER: the standby has no copy of slot pgstream", Fix: "wait"},
 	}

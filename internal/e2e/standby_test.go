@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/internal/pgcluster"
 	"github.com/pgstream/pgstream/internal/pgtest"
-	"github.com/pgstream/pgstream/replication"
 )
 
 // standbyPair is a primary and a hot standby streaming from it through a physical slot, with
@@ -26,9 +26,9 @@ type standbyPair struct {
 // PostgreSQL 16, which cannot decode on a standby.
 func skipBefore16(t *testing.T) {
 	t.Helper()
-	if cluster.Version < replication.MinStandbyMajor {
+	if cluster.Version < inspect.MinStandbyMajor {
 		t.Skipf("decoding on a standby needs PostgreSQL %d or newer and the server binaries are PostgreSQL %d "+
-			"(run it with PGSTREAM_PG_BIN=$(bash scripts/postgres.sh 16), as make test-versions does)", replication.MinStandbyMajor, cluster.Version)
+			"(run it with PGSTREAM_PG_BIN=$(bash scripts/postgres.sh 16), as make test-versions does)", inspect.MinStandbyMajor, cluster.Version)
 	}
 }
 
@@ -444,8 +444,8 @@ func checkpointTimeline(t *testing.T, path string) int32 {
 // TestStandbyDecodingRefusedBefore16: a standby of PostgreSQL 14 or 15 cannot decode; check and run say
 // so, naming the minimum version. It runs on the servers older than 16 only.
 func TestStandbyDecodingRefusedBefore16(t *testing.T) {
-	if cluster.Version >= replication.MinStandbyMajor {
-		t.Skipf("PostgreSQL %d decodes on a standby; this test is for servers older than %d", cluster.Version, replication.MinStandbyMajor)
+	if cluster.Version >= inspect.MinStandbyMajor {
+		t.Skipf("PostgreSQL %d decodes on a standby; this test is for servers older than %d", cluster.Version, inspect.MinStandbyMajor)
 	}
 	sp := newStandbyPair(t, func(p *pgtest.Cluster) {
 		p.MustExec(t, "postgres", "CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION pgs_old FOR ALL TABLES")
@@ -453,7 +453,7 @@ func TestStandbyDecodingRefusedBefore16(t *testing.T) {
 	sp.waitReplayed(t)
 	dir := t.TempDir()
 	cfg := sp.config(t, dir, "old", true, "  heartbeat_interval: -1s\n", "  mode: never\n")
-	want := fmt.Sprintf("logical decoding on a standby needs PostgreSQL %d or newer", replication.MinStandbyMajor)
+	want := fmt.Sprintf("logical decoding on a standby needs PostgreSQL %d or newer", inspect.MinStandbyMajor)
 	for _, cmd := range []string{"check", "run"} {
 		out, code := runBinary(t, 60*time.Second, cmd, "--config", cfg)
 		if code == 0 || !strings.Contains(out, want) || !strings.Contains(out, fmt.Sprintf("PostgreSQL %d", cluster.Version)) {

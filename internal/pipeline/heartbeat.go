@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/pgstream/pgstream/internal/inspect"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/walparse"
 )
@@ -66,7 +68,7 @@ func newHeartbeater(cfg HeartbeatConfig, src replication.Config, runID string, t
 // the source (src) and, on a standby, checks the privilege on the primary, where heartbeats are
 // written. A refusal is a Problem naming the grant for the signature this server has and the
 // options that avoid it; an error is a failure to ask.
-func heartbeatGrant(ctx context.Context, cfg HeartbeatConfig, src replication.Config) ([]replication.Problem, error) {
+func heartbeatGrant(ctx context.Context, cfg HeartbeatConfig, src replication.Config) ([]inspect.Problem, error) {
 	if cfg.Query != "" {
 		return nil, nil // heartbeat_query writes what the operator chose, with the rights the operator gave
 	}
@@ -83,7 +85,7 @@ func heartbeatGrant(ctx context.Context, cfg HeartbeatConfig, src replication.Co
 	}
 	// PostgreSQL 17 added a fourth parameter (flush, with a default): the function is looked up by
 	// whichever signature the server has.
-	v, err := replication.Value(ctx, target, "SELECT "+
+	v, err := pgsql.Value(ctx, target, "SELECT "+
 		"coalesce(has_function_privilege(f::oid, 'EXECUTE'), false)::text || ' ' || coalesce(f::text, '-') || ' ' || current_user "+
 		"FROM coalesce(to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text,boolean)'), "+
 		"to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text)')) f")
@@ -102,10 +104,10 @@ func heartbeatGrant(ctx context.Context, cfg HeartbeatConfig, src replication.Co
 	if !strings.HasPrefix(fn, "pg_catalog.") {
 		fn = "pg_catalog." + fn
 	}
-	return []replication.Problem{{Check: "source.heartbeat_interval",
+	return []inspect.Problem{{Check: "source.heartbeat_interval",
 		Message: fmt.Sprintf("role %s may not call pg_logical_emit_message, which writes the heartbeats", user),
 		Fix: fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s, set source.heartbeat_query, "+
-			"or turn heartbeats off with a negative source.heartbeat_interval", fn, replication.QuoteIdent(user))}}, nil
+			"or turn heartbeats off with a negative source.heartbeat_interval", fn, pgsql.QuoteIdent(user))}}, nil
 }
 
 // run writes heartbeats until ctx ends: on the source while it is a primary, on source.primary_url
@@ -164,10 +166,10 @@ func (h *heartbeater) write(ctx context.Context, conn *pgconn.PgConn, now time.T
 	h.mu.Unlock()
 	var err error
 	if h.cfg.Query != "" {
-		_, err = replication.Value(ctx, conn, h.cfg.Query)
+		_, err = pgsql.Value(ctx, conn, h.cfg.Query)
 	} else {
 		content, _ := json.Marshal(heartbeat{Slot: h.src.Slot, Run: h.runID, ID: id})
-		_, err = replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", HeartbeatPrefix, string(content))
+		_, err = pgsql.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", HeartbeatPrefix, string(content))
 	}
 	if err != nil {
 		h.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/replication"
 )
 
@@ -13,7 +14,7 @@ import (
 type StartState struct {
 	System replication.SystemInfo
 	// Problems are the preflight's findings: a run refuses to start while there are any.
-	Problems   []replication.Problem
+	Problems   []inspect.Problem
 	Slot       replication.SlotInfo
 	Checkpoint checkpoint.Checkpoint
 	Found      bool // a checkpoint exists
@@ -40,9 +41,9 @@ type StartState struct {
 func Inspect(ctx context.Context, conn *replication.Conn, sys replication.SystemInfo, store Store, cfg Config) (StartState, error) {
 	cfg = cfg.WithDefaults()
 	mode := cfg.Snapshot.Mode
-	st := StartState{System: sys, Problems: conn.Preflight(ctx)}
+	st := StartState{System: sys, Problems: inspect.Preflight(ctx, conn)}
 	var err error
-	if st.Standby, err = conn.InRecovery(ctx); err != nil {
+	if st.Standby, err = inspect.InRecovery(ctx, conn.PgConn()); err != nil {
 		return st, err
 	}
 	if st.Slot, err = conn.SlotInfo(ctx); err != nil {
@@ -114,7 +115,7 @@ func heartbeatsOn(cfg Config) bool {
 }
 
 // hasCheck reports whether probs holds a finding of the named check.
-func hasCheck(probs []replication.Problem, check string) bool {
+func hasCheck(probs []inspect.Problem, check string) bool {
 	for _, p := range probs {
 		if p.Check == check {
 			return true

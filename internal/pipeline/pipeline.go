@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 )
@@ -134,7 +135,7 @@ func (p *Pipeline) closeSinks() []error {
 
 // PreflightError lists everything the preflight found wrong with the server, each with its fix.
 type PreflightError struct {
-	Problems []replication.Problem
+	Problems []inspect.Problem
 }
 
 func (e *PreflightError) Error() string {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/replication"
 )
 
@@ -218,7 +219,7 @@ func slotLostError(slot, cause string) error {
 	what, avoid := replication.Invalidation(cause)
 	return fmt.Errorf("%w: slot %s (invalidated: %s): %s; the changes after pgstream's checkpoint can no longer be streamed from it. "+
 		"Way out: drop the slot (SELECT pg_drop_replication_slot(%s)) and remove the checkpoint, then start again with snapshot.mode initial to re-read every table. "+
-		"To avoid it: %s", ErrSlotLost, slot, cause, what, replication.QuoteLiteral(slot), avoid)
+		"To avoid it: %s", ErrSlotLost, slot, cause, what, pgsql.QuoteLiteral(slot), avoid)
 }
 
 // pollSlotSQL reads the slot (whole, so that the columns of every server version are seen) and the

@@ -19,6 +19,7 @@ import (
 	"github.com/pgstream/pgstream/internal/backoff"
 	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/metrics"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
@@ -48,7 +49,7 @@ type Request struct {
 // the request's transaction commits. It returns the request's LSN.
 func WriteRequest(ctx context.Context, conn *pgconn.PgConn, slot string, tables []string) (lsn.LSN, error) {
 	content, _ := json.Marshal(Request{Slot: slot, Tables: tables})
-	v, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", RequestPrefix, string(content))
+	v, err := pgsql.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", RequestPrefix, string(content))
 	if err != nil {
 		return 0, fmt.Errorf("write the snapshot request: %w", err)
 	}

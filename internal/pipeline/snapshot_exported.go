@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
@@ -106,7 +107,7 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 			return nil, fmt.Errorf("open snapshot connection: %w", err)
 		}
 		conns = append(conns, c)
-		if err := replication.ImportSnapshot(wctx, c, name); err != nil {
+		if err := pgsql.ImportSnapshot(wctx, c, name); err != nil {
 			return nil, fmt.Errorf("import the slot's exported snapshot %s: %w (the replication connection that exported it must stay open; restart pgstream to resume the snapshot while streaming)", name, err)
 		}
 	}
@@ -222,7 +223,7 @@ func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string
 		return nil, err
 	}
 	for _, c := range conns {
-		_ = replication.Exec(ctx, c, "COMMIT")
+		_ = pgsql.Exec(ctx, c, "COMMIT")
 	}
 	sn.log.Info("snapshot complete", zap.Int64("rows", sn.stats.rows.Load()), zap.Int("chunks", len(jobs)))
 	return nil, nil

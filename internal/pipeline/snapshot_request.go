@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/events"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
@@ -98,7 +99,7 @@ func (sn *snapshotter) canWrite(ctx context.Context, conn *pgconn.PgConn) error 
 	if _, ok := sn.src.Primary(); ok {
 		return nil
 	}
-	rec, err := replication.Value(ctx, conn, "SELECT pg_is_in_recovery()::text")
+	rec, err := pgsql.Value(ctx, conn, "SELECT pg_is_in_recovery()::text")
 	if err != nil {
 		return fmt.Errorf("read pg_is_in_recovery(): %w", err)
 	}

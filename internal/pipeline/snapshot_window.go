@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/internal/backoff"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
@@ -178,7 +179,7 @@ func (sn *snapshotter) resnapWorker(ctx context.Context, worker int) error {
 			sn.log.Warn("snapshot chunk failed; retrying", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx),
 				zap.Int("worker", worker), zap.Error(err), zap.Duration("backoff", wait))
 			if conn != nil {
-				_ = replication.Exec(ctx, conn, "ROLLBACK")
+				_ = pgsql.Exec(ctx, conn, "ROLLBACK")
 			}
 			if !backoff.Wait(ctx, wait) {
 				return nil
@@ -220,7 +221,7 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, targ
 		if err := waitReplayed(ctx, conn, low, "the low watermark", sn.log); err != nil {
 			return err
 		}
-		if err := replication.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
+		if err := pgsql.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
 			return fmt.Errorf("begin chunk read: %w", err)
 		}
 	} else if err := sn.beginAfterRunning(ctx, conn); err != nil {
@@ -231,7 +232,7 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, targ
 	if err != nil {
 		return err
 	}
-	if err := replication.Exec(ctx, conn, "COMMIT"); err != nil {
+	if err := pgsql.Exec(ctx, conn, "COMMIT"); err != nil {
 		discard(rows)
 		return fmt.Errorf("end chunk read: %w", err)
 	}
@@ -271,7 +272,7 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, targ
 // xmax), which is the common case of a transaction committing just then.
 func (sn *snapshotter) beginAfterRunning(ctx context.Context, conn *pgconn.PgConn) error {
 	const runningXIDs = "SELECT transactionid FROM pg_catalog.pg_locks WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted"
-	running, err := replication.Value(ctx, conn, "SELECT coalesce(array_agg(transactionid)::text, '{}') FROM ("+runningXIDs+") r")
+	running, err := pgsql.Value(ctx, conn, "SELECT coalesce(array_agg(transactionid)::text, '{}') FROM ("+runningXIDs+") r")
 	if err != nil {
 		return fmt.Errorf("read running transactions: %w", err)
 	}
@@ -281,13 +282,13 @@ func (sn *snapshotter) beginAfterRunning(ctx context.Context, conn *pgconn.PgCon
 			return context.Cause(ctx)
 		case <-time.After(20 * time.Millisecond):
 		}
-		if running, err = replication.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::xid[]) x "+
+		if running, err = pgsql.Value(ctx, conn, "SELECT coalesce(array_agg(x)::text, '{}') FROM unnest($1::xid[]) x "+
 			"WHERE x IN ("+runningXIDs+")", running); err != nil {
 			return fmt.Errorf("wait for running transactions: %w", err)
 		}
 	}
 	// Every one of them ended before this snapshot is taken, so it sees them all.
-	if err := replication.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
+	if err := pgsql.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
 		return fmt.Errorf("begin chunk read: %w", err)
 	}
 	return nil
@@ -296,7 +297,7 @@ func (sn *snapshotter) beginAfterRunning(ctx context.Context, conn *pgconn.PgCon
 // writeWatermark writes a watermark on conn and returns its WAL position.
 func (sn *snapshotter) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id uint64, high bool) (lsn.LSN, error) {
 	content, _ := json.Marshal(watermark{Slot: sn.src.Slot, Run: sn.runID, ID: id, High: high})
-	v, err := replication.Value(ctx, conn, "SELECT pg_logical_emit_message(false, $1, $2)::text", WatermarkPrefix, string(content))
+	v, err := pgsql.Value(ctx, conn, "SELECT pg_logical_emit_message(false, $1, $2)::text", WatermarkPrefix, string(content))
 	if err != nil {
 		return 0, fmt.Errorf("write watermark: %w", err)
 	}

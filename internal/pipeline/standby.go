@@ -10,6 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/inspect"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 )
@@ -25,35 +27,35 @@ var errNoPrimary = errors.New("the source is a standby, where nothing can be wri
 
 // standbyWriteProblems lists the features of cfg that write into the WAL, which a standby source
 // (src) without source.primary_url cannot have, each with the option that turns it off.
-func standbyWriteProblems(cfg Config, src replication.Config, st StartState) []replication.Problem {
+func standbyWriteProblems(cfg Config, src replication.Config, st StartState) []inspect.Problem {
 	if _, ok := src.Primary(); ok {
 		return nil
 	}
 	const setPrimary = "set source.primary_url to the standby's primary (pgstream writes there and reads it back through the standby's slot)"
-	var probs []replication.Problem
+	var probs []inspect.Problem
 	streams := cfg.Snapshot.Mode != SnapshotInitialOnly
 	if cfg.Heartbeat.Interval > 0 && streams {
-		probs = append(probs, replication.Problem{Check: "heartbeat",
+		probs = append(probs, inspect.Problem{Check: "heartbeat",
 			Message: "the source is a standby: heartbeats are written into the WAL, which cannot be done on a standby",
 			Fix:     setPrimary + ", or turn heartbeats off with a negative source.heartbeat_interval"})
 	}
 	if *cfg.Snapshot.NewTables && streams {
-		probs = append(probs, replication.Problem{Check: "snapshot.new_tables",
+		probs = append(probs, inspect.Problem{Check: "snapshot.new_tables",
 			Message: "the source is a standby: a table that joins the publication is snapshotted through a request and between watermarks written into the WAL, which cannot be done on a standby",
 			Fix:     setPrimary + ", or set snapshot.new_tables: false"})
 	}
 	if cfg.Snapshot.SignalTable != "" && streams {
-		probs = append(probs, replication.Problem{Check: "snapshot.signal_table",
+		probs = append(probs, inspect.Problem{Check: "snapshot.signal_table",
 			Message: "the source is a standby: the tables a signal row names are read between watermarks written into the WAL, which cannot be done on a standby",
 			Fix:     setPrimary + ", or remove snapshot.signal_table"})
 	}
 	switch {
 	case st.Found && len(st.Checkpoint.Snapshot) > 0:
-		probs = append(probs, replication.Problem{Check: "snapshot",
+		probs = append(probs, inspect.Problem{Check: "snapshot",
 			Message: fmt.Sprintf("the source is a standby: the checkpoint holds %d unfinished table snapshot(s), whose chunks are read between watermarks written into the WAL, which cannot be done on a standby", len(st.Checkpoint.Snapshot)),
 			Fix:     setPrimary})
 	case !st.Found && st.Slot.Exists && cfg.Snapshot.Mode != SnapshotNever:
-		probs = append(probs, replication.Problem{Check: "snapshot",
+		probs = append(probs, inspect.Problem{Check: "snapshot",
 			Message: "the source is a standby and slot " + st.Slot.Name + " exists without a checkpoint: the tables would be read while streaming, between watermarks written into the WAL, which cannot be done on a standby",
 			Fix:     setPrimary + "; or drop the slot, so that the first run creates it and reads the tables in the snapshot it exports; or set snapshot.mode: never"})
 	}
@@ -77,7 +79,7 @@ func newWriteTarget(src replication.Config) *writeTarget {
 // pick returns the connection to write on, given src, an ordinary connection to the source;
 // standby reports that it is the primary's.
 func (w *writeTarget) pick(ctx context.Context, src *pgconn.PgConn) (conn *pgconn.PgConn, standby bool, err error) {
-	rec, err := replication.Value(ctx, src, "SELECT pg_is_in_recovery()::text")
+	rec, err := pgsql.Value(ctx, src, "SELECT pg_is_in_recovery()::text")
 	if err != nil {
 		return nil, false, fmt.Errorf("read pg_is_in_recovery(): %w", err)
 	}
@@ -108,7 +110,7 @@ func waitReplayed(ctx context.Context, conn *pgconn.PgConn, at lsn.LSN, what str
 	start := time.Now()
 	warned := start
 	for {
-		v, err := replication.Value(ctx, conn, "SELECT pg_is_in_recovery()::text || ' ' || coalesce(pg_last_wal_replay_lsn()::text, '-')")
+		v, err := pgsql.Value(ctx, conn, "SELECT pg_is_in_recovery()::text || ' ' || coalesce(pg_last_wal_replay_lsn()::text, '-')")
 		if err != nil {
 			return fmt.Errorf("wait for the standby to replay %s: %w", what, err)
 		}
@@ -156,7 +158,7 @@ func ensurePublicationOnPrimary(ctx context.Context, conn *replication.Conn, pri
 	if err := pc.EnsurePublication(ctx); err != nil {
 		return fmt.Errorf("on the primary: %w", err)
 	}
-	v, err := replication.Value(ctx, pc.PgConn(), "SELECT pg_current_wal_lsn()::text")
+	v, err := pgsql.Value(ctx, pc.PgConn(), "SELECT pg_current_wal_lsn()::text")
 	if err != nil {
 		return fmt.Errorf("read the primary's WAL position: %w", err)
 	}
@@ -219,7 +221,7 @@ func nudgePrimary(ctx context.Context, pc replication.Config, log *zap.Logger) b
 		return ctx.Err() != nil
 	}
 	defer func() { closeSQL(conn) }()
-	v, err := replication.Value(ctx, conn, "SELECT has_function_privilege('pg_catalog.pg_log_standby_snapshot()', 'EXECUTE')::text || ' ' || current_user")
+	v, err := pgsql.Value(ctx, conn, "SELECT has_function_privilege('pg_catalog.pg_log_standby_snapshot()', 'EXECUTE')::text || ' ' || current_user")
 	var allowed bool
 	var user string
 	if err == nil {
@@ -228,7 +230,7 @@ func nudgePrimary(ctx context.Context, pc replication.Config, log *zap.Logger) b
 	if err != nil || !allowed {
 		if ctx.Err() == nil {
 			log.Warn("pgstream may not call pg_log_standby_snapshot() on the primary, which makes the creation of a slot on a standby prompt",
-				zap.String("fix", "GRANT EXECUTE ON FUNCTION pg_catalog.pg_log_standby_snapshot() TO "+replication.QuoteIdent(user)+" (on the primary)"), zap.Error(err))
+				zap.String("fix", "GRANT EXECUTE ON FUNCTION pg_catalog.pg_log_standby_snapshot() TO "+pgsql.QuoteIdent(user)+" (on the primary)"), zap.Error(err))
 		}
 		return ctx.Err() != nil
 	}
@@ -239,7 +241,7 @@ func nudgePrimary(ctx context.Context, pc replication.Config, log *zap.Logger) b
 			conn, err = replication.NewSQLConn(ctx, pc)
 		}
 		if err == nil {
-			_, err = replication.Value(ctx, conn, "SELECT pg_log_standby_snapshot()::text")
+			_, err = pgsql.Value(ctx, conn, "SELECT pg_log_standby_snapshot()::text")
 		}
 		if err != nil && ctx.Err() == nil {
 			log.Warn("pg_log_standby_snapshot() on the primary failed; trying again", zap.Error(err))

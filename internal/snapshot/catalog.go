@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/lsn"
-	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/walparse"
 )
 
@@ -86,11 +86,11 @@ const (
 // name. A publication that does not exist is an error wrapping ErrNoPublication.
 func ListTables(ctx context.Context, conn *pgconn.PgConn, publication string) ([]Table, error) {
 	cols := listColumnsOld
-	if replication.ServerMajor(conn) >= 15 {
+	if pgsql.ServerMajor(conn) >= 15 {
 		cols = listColumns15
 	}
 	pages := pagesPlain
-	if replication.ServerMajor(conn) >= 12 {
+	if pgsql.ServerMajor(conn) >= 12 {
 		pages = pagesPartitioned
 	}
 	res := conn.ExecParams(ctx, fmt.Sprintf(listQuery, pages, cols), [][]byte{[]byte(publication)}, nil, nil, nil).Read()
@@ -174,7 +174,7 @@ func LookupTables(ctx context.Context, conn *pgconn.PgConn, publication string, 
 				schema, table = "public", name
 			}
 			missing = append(missing, strconv.Quote(name))
-			idents = append(idents, replication.QuoteIdent(schema)+"."+replication.QuoteIdent(table))
+			idents = append(idents, pgsql.QuoteIdent(schema)+"."+pgsql.QuoteIdent(table))
 			continue
 		}
 		if !seen[all[i].OID] {
@@ -184,7 +184,7 @@ func LookupTables(ctx context.Context, conn *pgconn.PgConn, publication string, 
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w %q: %s (they may not exist; to publish them: ALTER PUBLICATION %s ADD TABLE %s)",
-			ErrNotInPublication, publication, strings.Join(missing, ", "), replication.QuoteIdent(publication), strings.Join(idents, ", "))
+			ErrNotInPublication, publication, strings.Join(missing, ", "), pgsql.QuoteIdent(publication), strings.Join(idents, ", "))
 	}
 	return out, nil
 }
@@ -258,12 +258,12 @@ ORDER BY a.attnum`
 // ErrTableGone.
 func LoadRelation(ctx context.Context, conn *pgconn.PgConn, oid uint32, schema, name string, cols []string) (*walparse.Relation, error) {
 	generated := "false"
-	if replication.ServerMajor(conn) >= 12 {
+	if pgsql.ServerMajor(conn) >= 12 {
 		generated = "a.attgenerated <> ''"
 	}
 	oidText := strconv.AppendUint(nil, uint64(oid), 10)
 	res := conn.ExecParams(ctx, fmt.Sprintf(relationQuery, generated),
-		[][]byte{oidText, []byte(replication.QuoteIdent(schema) + "." + replication.QuoteIdent(name))}, nil, nil, nil).Read()
+		[][]byte{oidText, []byte(pgsql.QuoteIdent(schema) + "." + pgsql.QuoteIdent(name))}, nil, nil, nil).Read()
 	if res.Err != nil {
 		return nil, fmt.Errorf("describe table %s.%s: %w", schema, name, res.Err)
 	}

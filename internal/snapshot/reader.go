@@ -13,7 +13,7 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/events"
-	"github.com/pgstream/pgstream/replication"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/walparse"
 )
@@ -25,7 +25,7 @@ const keepBuffer = 1 << 20
 // Reader reads chunks of tables over one ordinary connection, in whatever transaction the caller
 // opened on it (for a consistent snapshot: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET
 // TRANSACTION SNAPSHOT '…'). Before each COPY it gives the session the settings the replication
-// session formats values with (replication.SessionSQL: DateStyle, TimeZone, IntervalStyle,
+// session formats values with (pgsql.SessionSQL: DateStyle, TimeZone, IntervalStyle,
 // extra_float_digits, bytea_output…), so that a row's text is the text pgoutput would send whatever
 // settings the connection came with. Memory does not grow with a table: it holds at most one row
 // (and its event) at a time.
@@ -142,7 +142,7 @@ func (r *Reader) relation(ctx context.Context, t *checkpoint.TableSnapshot, cols
 	for _, c := range wr.Columns {
 		rel.names = append(rel.names, c.Name)
 		rel.list = append(rel.list, ", "...)
-		rel.list = append(rel.list, replication.QuoteIdent(c.Name)...)
+		rel.list = append(rel.list, pgsql.QuoteIdent(c.Name)...)
 	}
 	r.rels[t.OID] = rel
 	return rel, nil
@@ -151,7 +151,7 @@ func (r *Reader) relation(ctx context.Context, t *checkpoint.TableSnapshot, cols
 // checkOID reports ErrTableGone unless schema.table of t resolves to t.OID, as the COPY's name will:
 // name resolution sees the latest catalog, whatever the transaction's snapshot.
 func (r *Reader) checkOID(ctx context.Context, t *checkpoint.TableSnapshot) error {
-	name := replication.QuoteIdent(t.Schema) + "." + replication.QuoteIdent(t.Table)
+	name := pgsql.QuoteIdent(t.Schema) + "." + pgsql.QuoteIdent(t.Table)
 	res := r.conn.ExecParams(ctx, `SELECT pg_catalog.to_regclass($1)::oid`, [][]byte{[]byte(name)}, nil, nil, nil).Read()
 	if res.Err != nil {
 		return fmt.Errorf("read %s: look up table: %w", t.Name(), res.Err)
@@ -165,16 +165,16 @@ func (r *Reader) checkOID(ctx context.Context, t *checkpoint.TableSnapshot) erro
 	return nil
 }
 
-// copySQL builds the session settings (replication.SessionSQL) and the COPY of pages [start, end)
+// copySQL builds the session settings (pgsql.SessionSQL) and the COPY of pages [start, end)
 // (from start on if last).
 func (r *Reader) copySQL(t *checkpoint.TableSnapshot, rel *tableRel, rowFilter string, start, end uint32, last bool) string {
-	s := append(r.sql[:0], replication.SessionSQL()...)
+	s := append(r.sql[:0], pgsql.SessionSQL()...)
 	s = append(s, "COPY (SELECT "...)
 	s = append(s, rel.list...)
 	s = append(s, " FROM "...)
-	s = append(s, replication.QuoteIdent(t.Schema)...)
+	s = append(s, pgsql.QuoteIdent(t.Schema)...)
 	s = append(s, '.')
-	s = append(s, replication.QuoteIdent(t.Table)...)
+	s = append(s, pgsql.QuoteIdent(t.Table)...)
 	s = append(s, " WHERE ctid >= '("...)
 	s = strconv.AppendUint(s, uint64(start), 10)
 	s = append(s, ",0)'::tid"...)

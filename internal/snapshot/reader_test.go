@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pgstream/pgstream/checkpoint"
-	"github.com/pgstream/pgstream/replication"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/walparse"
 )
@@ -176,7 +176,7 @@ INSERT INTO "Other"."Mixed Case" VALUES (1, 'q"q');`)
 		if tbl.RowFilter != "" {
 			where = "WHERE " + tbl.RowFilter
 		}
-		name := replication.QuoteIdent(tbl.Schema) + "." + replication.QuoteIdent(tbl.Name)
+		name := pgsql.QuoteIdent(tbl.Schema) + "." + pgsql.QuoteIdent(tbl.Name)
 		checkAgainstStream(t, got, s.rows[tbl.OID], tbl.OID, "rels", tbl.Schema, tbl.Name, rowIDs(t, ctx, conn, tbl.OID, name, where))
 		keys := make([]string, len(got))
 		for j, ev := range got {

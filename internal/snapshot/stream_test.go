@@ -13,9 +13,9 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/events"
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/internal/pgtest"
 	"github.com/pgstream/pgstream/lsn"
-	"github.com/pgstream/pgstream/replication"
 	"github.com/pgstream/pgstream/sinks"
 	"github.com/pgstream/pgstream/walparse"
 )
@@ -41,11 +41,11 @@ type stream struct {
 }
 
 // readSlot consumes the pending changes of slot (created with pgoutput) through the SQL interface
-// under the replication session's settings (replication.SessionSQL).
+// under the replication session's settings (pgsql.SessionSQL).
 func readSlot(t *testing.T, ctx context.Context, c *pgtest.Cluster, db, slot, pub string) stream {
 	t.Helper()
 	conn := connect(t, ctx, c, db)
-	execSQL(t, ctx, conn, replication.SessionSQL())
+	execSQL(t, ctx, conn, pgsql.SessionSQL())
 	enc := events.NewEncoder(events.Options{Database: db}, events.NewCatalog(connect(t, ctx, c, db)))
 	res := conn.ExecParams(ctx, `SELECT data FROM pg_logical_slot_get_binary_changes($1, NULL, NULL,
 		'proto_version', '1', 'publication_names', $2)`, [][]byte{[]byte(slot), []byte(pub)}, nil, nil, nil).Read()

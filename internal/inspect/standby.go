@@ -1,38 +1,43 @@
-package replication
+package inspect
 
 import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgstream/pgstream/internal/pgsql"
+	"github.com/pgstream/pgstream/replication"
 )
 
 // MinStandbyMajor is the oldest PostgreSQL major version on which a hot standby can decode: logical
 // decoding on a standby came with PostgreSQL 16.
 const MinStandbyMajor = 16
 
-// InRecovery reports whether the server is a standby (pg_is_in_recovery()).
-func (c *Conn) InRecovery(ctx context.Context) (bool, error) {
-	v, err := c.queryValue(ctx, "SELECT pg_is_in_recovery()::text")
+// InRecovery reports whether the server pg is connected to is a standby (pg_is_in_recovery()).
+func InRecovery(ctx context.Context, pg *pgconn.PgConn) (bool, error) {
+	v, err := pgsql.Value(ctx, pg, "SELECT pg_is_in_recovery()::text")
 	if err != nil {
 		return false, fmt.Errorf("read pg_is_in_recovery(): %w", err)
 	}
 	return v == "true", nil
 }
 
-// standbyProblems checks a standby source: its version, hot_standby_feedback, and, when
-// source.primary_url is set, that it names this standby's primary.
-func (c *Conn) standbyProblems(ctx context.Context) []Problem {
+// standbyProblems checks the standby source pg is connected to: its version, hot_standby_feedback,
+// and, when cfg sets source.primary_url, that it names this standby's primary.
+func standbyProblems(ctx context.Context, pg *pgconn.PgConn, cfg replication.Config) []Problem {
 	var probs []Problem
-	if v := ServerMajor(c.pg); v < MinStandbyMajor {
+	if v := pgsql.ServerMajor(pg); v < MinStandbyMajor {
 		probs = append(probs, Problem{Check: "standby",
 			Message: fmt.Sprintf("the server is a standby running PostgreSQL %d; logical decoding on a standby needs PostgreSQL %d or newer", v, MinStandbyMajor),
 			Fix:     fmt.Sprintf("point source.url at the primary, or upgrade to PostgreSQL %d or newer", MinStandbyMajor)})
 		return probs
 	}
-	feedback, err := c.queryValue(ctx, "SHOW hot_standby_feedback")
+	feedback, err := pgsql.Value(ctx, pg, "SHOW hot_standby_feedback")
 	switch {
 	case err != nil:
-		probs = append(probs, Problem{Check: "hot_standby_feedback", Message: "read hot_standby_feedback: " + RedactURL(err.Error()),
+		probs = append(probs, Problem{Check: "hot_standby_feedback", Message: "read hot_standby_feedback: " + replication.RedactURL(err.Error()),
 			Fix: "check the connection and the role's privileges"})
 	case feedback != "on":
 		probs = append(probs, Problem{Check: "hot_standby_feedback",
@@ -41,29 +46,29 @@ func (c *Conn) standbyProblems(ctx context.Context) []Problem {
 			Fix: "on the standby run ALTER SYSTEM SET hot_standby_feedback = on; SELECT pg_reload_conf(); and let it stream from the primary " +
 				"through a physical slot (primary_slot_name), so that the primary keeps the rows while the standby is disconnected"})
 	}
-	if pc, ok := c.cfg.Primary(); ok {
-		probs = append(probs, c.checkPrimary(ctx, pc)...)
+	if pc, ok := cfg.Primary(); ok {
+		probs = append(probs, checkPrimary(ctx, pg, pc)...)
 	}
 	return probs
 }
 
-// checkPrimary checks that pc names the primary of the standby c is connected to: reachable, the
+// checkPrimary checks that pc names the primary of the standby pg is connected to: reachable, the
 // same system identifier, not itself in recovery, and with wal_level logical.
-func (c *Conn) checkPrimary(ctx context.Context, pc Config) []Problem {
+func checkPrimary(ctx context.Context, pg *pgconn.PgConn, pc replication.Config) []Problem {
 	const check = "primary"
 	fix := "set source.primary_url to the primary this standby replicates from (its primary_conninfo)"
-	mine, err := c.queryValue(ctx, "SELECT system_identifier::text FROM pg_control_system()")
+	mine, err := pgsql.Value(ctx, pg, "SELECT system_identifier::text FROM pg_control_system()")
 	if err != nil {
-		return []Problem{{Check: check, Message: "read the standby's system identifier: " + RedactURL(err.Error()), Fix: "check the role's privileges"}}
+		return []Problem{{Check: check, Message: "read the standby's system identifier: " + replication.RedactURL(err.Error()), Fix: "check the role's privileges"}}
 	}
-	pg, err := NewSQLConn(ctx, pc)
+	primary, err := replication.NewSQLConn(ctx, pc)
 	if err != nil {
-		return []Problem{{Check: check, Message: "connect to source.primary_url: " + RedactURL(err.Error()), Fix: fix + ", and check that it accepts pgstream's role"}}
+		return []Problem{{Check: check, Message: "connect to source.primary_url: " + replication.RedactURL(err.Error()), Fix: fix + ", and check that it accepts pgstream's role"}}
 	}
-	defer pg.Close(context.Background())
-	v, err := Value(ctx, pg, "SELECT system_identifier::text || ' ' || pg_is_in_recovery()::text || ' ' || current_setting('wal_level') FROM pg_control_system()")
+	defer primary.Close(context.Background())
+	v, err := pgsql.Value(ctx, primary, "SELECT system_identifier::text || ' ' || pg_is_in_recovery()::text || ' ' || current_setting('wal_level') FROM pg_control_system()")
 	if err != nil {
-		return []Problem{{Check: check, Message: "query source.primary_url: " + RedactURL(err.Error()), Fix: fix}}
+		return []Problem{{Check: check, Message: "query source.primary_url: " + replication.RedactURL(err.Error()), Fix: fix}}
 	}
 	f := strings.Fields(v)
 	if len(f) != 3 {
@@ -81,15 +86,15 @@ func (c *Conn) checkPrimary(ctx context.Context, pc Config) []Problem {
 	}
 	if f[2] != "logical" {
 		probs = append(probs, Problem{Check: "wal_level", Message: "wal_level is " + f[2] + " on the primary; decoding on a standby needs logical there",
-			Fix: walLevelFix + " (on the primary)"})
+			Fix: replication.WALLevelFix + " (on the primary)"})
 	}
 	return probs
 }
 
 // standbyPublicationProblem is the finding for a publication a standby cannot create or extend
 // itself: stmt is the statement that would, run on the primary.
-func (c *Conn) standbyPublicationProblem(stmt string) Problem {
+func standbyPublicationProblem(cfg replication.Config, stmt string) Problem {
 	return Problem{Check: "publication",
-		Message: "publication " + c.cfg.Publication + " needs " + stmt + ", which a standby cannot run",
+		Message: "publication " + cfg.Publication + " needs " + stmt + ", which a standby cannot run",
 		Fix:     "set source.primary_url (pgstream runs it on the primary), or run it on the primary yourself"}
 }

@@ -1,4 +1,4 @@
-package replication
+package inspect
 
 import (
 	"context"
@@ -8,13 +8,15 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/lsn"
+	"github.com/pgstream/pgstream/replication"
 )
 
 // FailoverReport is what a failover of the source needs, as the servers source.url names show it:
 // on the primary, synchronized_standby_slots, its physical slots and whether pgstream's slot is a
 // failover slot; on each standby, the settings of slot synchronization and its copy of pgstream's
-// slot. InspectFailover fills it; Findings says what is ready and what is missing.
+// slot. Failover fills it; Findings says what is ready and what is missing.
 type FailoverReport struct {
 	Slot  string   // pgstream's slot
 	Hosts []string // the servers source.url names, in order
@@ -74,10 +76,10 @@ func (s FailoverSlot) Ready() bool {
 	return s.Exists && s.Synced && !s.Temporary && s.Invalidation == ""
 }
 
-// InspectFailover connects to every server source.url names, one by one and whatever
+// Failover connects to every server source.url names, one by one and whatever
 // target_session_attrs says, and reads what failover needs there. It changes nothing. A server
 // that cannot be reached or read is listed in Unreached.
-func InspectFailover(ctx context.Context, cfg Config) FailoverReport {
+func Failover(ctx context.Context, cfg replication.Config) FailoverReport {
 	cfg = cfg.WithDefaults()
 	r := FailoverReport{Slot: cfg.Slot}
 	hosts, err := cfg.Hosts()
@@ -106,18 +108,18 @@ const slotSQL = `SELECT coalesce(to_jsonb(s) ->> 'failover', ''), coalesce(to_js
   coalesce(confirmed_flush_lsn::text, ''), coalesce(to_jsonb(s) ->> 'invalidation_reason', '')
 FROM pg_replication_slots s WHERE slot_name = $1`
 
-func (r *FailoverReport) inspectHost(ctx context.Context, cfg Config, addr string) error {
-	pg, err := ConnectHost(ctx, cfg, addr)
+func (r *FailoverReport) inspectHost(ctx context.Context, cfg replication.Config, addr string) error {
+	pg, err := replication.ConnectHost(ctx, cfg, addr)
 	if err != nil {
 		return err
 	}
 	defer pg.Close(context.Background())
-	rows, err := queryRows(ctx, pg, settingsSQL)
+	rows, err := pgsql.Query(ctx, pg, settingsSQL)
 	if err != nil {
 		return fmt.Errorf("read settings: %w", err)
 	}
 	if len(rows) != 1 || len(rows[0]) != 7 {
-		return fmt.Errorf("read settings: %w", ErrProtocol)
+		return fmt.Errorf("read settings: %w", replication.ErrProtocol)
 	}
 	set := rows[0]
 	version, _ := strconv.Atoi(set[0])
@@ -140,7 +142,7 @@ func (r *FailoverReport) inspectHost(ctx context.Context, cfg Config, addr strin
 			p.SynchronizedStandbySlots = append(p.SynchronizedStandbySlots, s)
 		}
 	}
-	phys, err := queryRows(ctx, pg, "SELECT slot_name, active::text FROM pg_replication_slots WHERE slot_type = 'physical'")
+	phys, err := pgsql.Query(ctx, pg, "SELECT slot_name, active::text FROM pg_replication_slots WHERE slot_type = 'physical'")
 	if err != nil {
 		return fmt.Errorf("read physical slots: %w", err)
 	}
@@ -152,7 +154,7 @@ func (r *FailoverReport) inspectHost(ctx context.Context, cfg Config, addr strin
 }
 
 func readFailoverSlot(ctx context.Context, pg *pgconn.PgConn, slot string) (FailoverSlot, error) {
-	rows, err := queryRows(ctx, pg, slotSQL, slot)
+	rows, err := pgsql.Query(ctx, pg, slotSQL, slot)
 	if err != nil {
 		return FailoverSlot{}, fmt.Errorf("read slot %s: %w", slot, err)
 	}
@@ -167,26 +169,6 @@ func readFailoverSlot(ctx context.Context, pg *pgconn.PgConn, slot string) (Fail
 		}
 	}
 	return s, nil
-}
-
-// queryRows runs sql with text parameters on an ordinary connection and returns every row as text.
-func queryRows(ctx context.Context, pg *pgconn.PgConn, sql string, args ...string) ([][]string, error) {
-	params := make([][]byte, len(args))
-	for i, a := range args {
-		params[i] = []byte(a)
-	}
-	res := pg.ExecParams(ctx, sql, params, nil, nil, nil).Read()
-	if res.Err != nil {
-		return nil, res.Err
-	}
-	out := make([][]string, len(res.Rows))
-	for i, row := range res.Rows {
-		out[i] = make([]string, len(row))
-		for j, v := range row {
-			out[i][j] = string(v)
-		}
-	}
-	return out, nil
 }
 
 // Finding is one line of what failover needs: ready (OK) or missing, with the fix.
@@ -217,9 +199,9 @@ func (r FailoverReport) Findings() []Finding {
 			"none of the servers of source.url (%s) could be inspected as the primary", strings.Join(r.Hosts, ", "))
 		return out
 	}
-	if p.VersionNum < FailoverMinVersion {
+	if p.VersionNum < replication.FailoverMinVersion {
 		warn("failover: primary "+p.Addr, "upgrade to PostgreSQL 17 or newer, or set source.failover: false",
-			"PostgreSQL %d has no failover slots (server_version_num %d, at least %d needed)", p.VersionNum/10000, p.VersionNum, FailoverMinVersion)
+			"PostgreSQL %d has no failover slots (server_version_num %d, at least %d needed)", p.VersionNum/10000, p.VersionNum, replication.FailoverMinVersion)
 		return out
 	}
 	subject := "failover: primary " + p.Addr
