@@ -208,7 +208,7 @@ func get(ctx context.Context, c *http.Client, url string, codes ...int) ([]byte,
 }
 
 // inspectOffline builds the picture from the server and the checkpoint, changing nothing: what a
-// run would find at start-up (pipeline.Inspect) and the slot's WAL state (pipeline.PollSlot).
+// run would find at start-up (pipeline.Inspect) and the slot's WAL state (inspect.PollSlot).
 func inspectOffline(ctx context.Context, cfg *Config, r *statusReport) {
 	src := cfg.Source.WithDefaults()
 	r.Source, r.Checkpoint = replication.RedactURL(src.URL), cfg.Checkpoint.Path
@@ -271,7 +271,7 @@ func inspectOffline(ctx context.Context, cfg *Config, r *statusReport) {
 		return
 	}
 	defer sql.Close(context.Background())
-	polled, err := pipeline.PollSlot(ctx, sql, src.Slot)
+	polled, err := inspect.PollSlot(ctx, sql, src.Slot)
 	if err != nil {
 		r.PollErr = err
 		return
@@ -378,7 +378,7 @@ func classify(r *statusReport, lim lagLimits) verdict {
 
 // idleDeadline says, for an inactive slot on a server with idle_replication_slot_timeout set, when
 // the server invalidates it; "" otherwise.
-func idleDeadline(srv pipeline.SlotState) string {
+func idleDeadline(srv inspect.SlotState) string {
 	if srv.IdleTimeout() <= 0 || srv.InactiveSince == nil {
 		return ""
 	}

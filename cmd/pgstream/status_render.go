@@ -140,7 +140,7 @@ func renderOffline(line lineFunc, r *statusReport, now time.Time) bool {
 }
 
 // renderServer prints the server's version and settings and the slot's WAL state, as last polled.
-func renderServer(line lineFunc, srv pipeline.SlotState, now time.Time) {
+func renderServer(line lineFunc, srv inspect.SlotState, now time.Time) {
 	switch {
 	case srv.ServerVersion == "":
 		line("server", "not polled yet")

@@ -49,9 +49,9 @@ func comp(name string, ok bool, reason string) health.Status {
 	return health.Status{Name: name, OK: ok, Reason: reason, Since: statusNow.Add(-90 * time.Second)}
 }
 
-func polledSlot(walStatus string) pipeline.SlotState {
+func polledSlot(walStatus string) inspect.SlotState {
 	safe := int64(3 << 30)
-	return pipeline.SlotState{Polled: statusNow.Add(-4 * time.Second), WALStatus: walStatus, SafeWALSize: &safe, RetainedWAL: 1536,
+	return inspect.SlotState{Polled: statusNow.Add(-4 * time.Second), WALStatus: walStatus, SafeWALSize: &safe, RetainedWAL: 1536,
 		ServerVersion: "17.2", WalSenderTimeout: "1min", MaxSlotWALKeepSize: "4096MB"}
 }
 
@@ -90,7 +90,7 @@ func TestClassifyStatus(t *testing.T) {
 		{name: "daemon ready", r: daemonReport(ok...), code: 0},
 		{name: "daemon ready, slot not polled yet", r: func() *statusReport {
 			r := daemonReport(ok...)
-			r.Status.Server = pipeline.SlotState{}
+			r.Status.Server = inspect.SlotState{}
 			return r
 		}(), code: 0},
 		{name: "daemon reconnecting", r: daemonReport(comp("sink:file#0", true, ""), comp("source", false, "reconnecting: connection refused")),
@@ -140,7 +140,7 @@ func TestClassifyStatus(t *testing.T) {
 		{name: "offline, never started", r: offlineReport(func(r *statusReport) {
 			r.Start.Slot = replication.SlotInfo{Name: "pgstream"}
 			r.Start.Found, r.Start.CreateSlot, r.Start.Snapshot = false, true, true
-			r.Status.Server = pipeline.SlotState{ServerVersion: "17.2"}
+			r.Status.Server = inspect.SlotState{ServerVersion: "17.2"}
 		}), code: 1, reasons: []string{"slot pgstream does not exist yet"}},
 		{name: "offline, lag", r: offlineReport(func(r *statusReport) { r.Status.Lag.Bytes = 2 * gib }), lim: lim,
 			code: 1, reasons: []string{"over --max-lag-bytes"}},
@@ -156,7 +156,7 @@ func TestClassifyStatus(t *testing.T) {
 		{name: "offline, slot dropped", r: offlineReport(func(r *statusReport) {
 			r.Start.Slot = replication.SlotInfo{Name: "pgstream"}
 			r.Refusal = fmt.Errorf("%w: slot \"pgstream\" was dropped after checkpoint 0/1A2B3C8", checkpoint.ErrSlotMissing)
-			r.Status.Server = pipeline.SlotState{ServerVersion: "17.2"}
+			r.Status.Server = inspect.SlotState{ServerVersion: "17.2"}
 		}), code: 2, reasons: []string{"a run would refuse to start: replication slot missing"}},
 		{name: "offline, checkpoint of another system", r: offlineReport(func(r *statusReport) {
 			r.Refusal = fmt.Errorf("%w: checkpoint was taken for system id \"1\"", checkpoint.ErrMismatch)
@@ -277,7 +277,7 @@ inactive     since 2026-12-01 13:00:00Z, 2h0m0s ago
 			r.Offline = "the operations endpoint (http.listen :9187) did not answer: connection refused"
 			r.Start.Slot = replication.SlotInfo{Name: "pgstream"}
 			r.Refusal = fmt.Errorf("%w: slot \"pgstream\" was dropped after checkpoint 0/1A2B3C8", checkpoint.ErrSlotMissing)
-			r.Status.Server = pipeline.SlotState{ServerVersion: "17.2"}
+			r.Status.Server = inspect.SlotState{ServerVersion: "17.2"}
 		}), want: `pgstream status: broken (exit 2)
   - a run would refuse to start: replication slot missing: slot "pgstream" was dropped after checkpoint 0/1A2B3C8
 
@@ -296,7 +296,7 @@ server       PostgreSQL 17.2
 			r.Start.Slot = replication.SlotInfo{Name: "pgstream"}
 			r.Start.Checkpoint, r.Start.Found, r.Start.CreateSlot, r.Start.Snapshot = checkpoint.Checkpoint{}, false, true, true
 			r.Status.Lag.Bytes = 0
-			r.Status.Server = pipeline.SlotState{ServerVersion: "17.2"}
+			r.Status.Server = inspect.SlotState{ServerVersion: "17.2"}
 		}), want: `pgstream status: degraded (exit 1)
   - nothing streams: slot pgstream does not exist yet; pgstream run creates it
 
@@ -536,8 +536,8 @@ func TestStatusFailover(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got struct {
-				Server   pipeline.SlotState `json:"server"`
-				Failover []findingJSON      `json:"failover"`
+				Server   inspect.SlotState `json:"server"`
+				Failover []findingJSON     `json:"failover"`
 			}
 			if err := json.Unmarshal(b.Bytes(), &got); err != nil {
 				t.Fatalf("%v:\n%s", err, b.String())

@@ -2,7 +2,8 @@
 // finding with its fix: Preflight lists every problem a run would refuse to start on (wal_level,
 // the role, the slot, the publication and its tables, free slots, and on a standby its version,
 // hot_standby_feedback and source.primary_url), InRecovery says whether the source is a standby,
-// and Failover reads, server by server, what a failover of the source needs (Findings).
+// PollSlot reads the slot and the settings that decide whether it is safe (SlotState), and
+// Failover reads, server by server, what a failover of the source needs (Findings).
 //
 // It changes nothing on any server: creating the slot and the publication and streaming belong to
 // package replication, whose connection and configuration it reads through; running SQL and

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pgstream/pgstream/internal/health"
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/lsn"
 )
@@ -175,7 +176,7 @@ type Status struct {
 	Events        uint64           `json:"events"`
 	Snapshot      SnapshotProgress `json:"snapshot"`
 	// Server is the slot and the server's settings as last polled (zero before the first poll).
-	Server SlotState `json:"server"`
+	Server inspect.SlotState `json:"server"`
 }
 
 // Status returns where the pipeline stands. Safe for concurrent use.

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
@@ -57,7 +58,7 @@ func (g *exportGuard) trip(cause error) bool {
 // slotDanger is why the reads inside the exported snapshot gave way to streaming: the slot watch
 // found the slot's WAL in danger.
 type slotDanger struct {
-	st     SlotState
+	st     inspect.SlotState
 	margin int64
 }
 
@@ -72,7 +73,7 @@ func (d *slotDanger) Error() string {
 // the initial snapshot is read inside the slot's exported snapshot, the slot cannot move, so the
 // reads stop and snapshotExported leaves the chunks not read to be read between watermarks while
 // streaming. Otherwise there is nothing to do: streaming moves the slot. Safe for concurrent use.
-func (sn *snapshotter) slotEndangered(st SlotState, margin int64) {
+func (sn *snapshotter) slotEndangered(st inspect.SlotState, margin int64) {
 	sn.guard.trip(&slotDanger{st: st, margin: margin})
 }
 
