@@ -6,7 +6,6 @@ import (
 	"time"
 )
 
-
 // pollRow is a row of pollSlotSQL with the slot's row as the server renders it (slotJSON) and the
 // settings of a server without idle_replication_slot_timeout unless idle says otherwise.
 func pollRow(slotJSON, idle, idleSetting string) [][]byte {
