@@ -1,4 +1,4 @@
-package checkpoint
+package file
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/lsn"
 )
 
@@ -27,7 +28,7 @@ type File interface {
 	Name() string
 }
 
-// FS is the few file operations FileStore needs. OSFS returns the real one; tests pass their own to
+// FS is the few file operations Store needs. OSFS returns the real one; tests pass their own to
 // inject faults.
 type FS interface {
 	// MkdirAll creates dir and its missing parents.
@@ -106,7 +107,7 @@ type payload struct {
 	Published *[]uint32 `json:"published,omitempty"`
 }
 
-// tableSnapshotJSON is a TableSnapshot in the file. Done aliases the TableSnapshot's ranges.
+// tableSnapshotJSON is a checkpoint.TableSnapshot in the file. Done aliases its ranges.
 type tableSnapshotJSON struct {
 	Gen        lsn.LSN         `json:"gen"`
 	OID        uint32          `json:"oid"`
@@ -119,7 +120,7 @@ type tableSnapshotJSON struct {
 
 // chunkRangesJSON is a list of chunk ranges in the file: [[from,to],...], each range exactly two
 // unsigned 32-bit integers.
-type chunkRangesJSON []ChunkRange
+type chunkRangesJSON []checkpoint.ChunkRange
 
 // MarshalJSON implements json.Marshaler.
 func (rs chunkRangesJSON) MarshalJSON() ([]byte, error) {
@@ -153,14 +154,14 @@ func (rs *chunkRangesJSON) UnmarshalJSON(data []byte) error {
 		if len(p) != 2 {
 			return fmt.Errorf("chunk range %d has %d numbers, want 2", i, len(p))
 		}
-		out[i] = ChunkRange{From: p[0], To: p[1]}
+		out[i] = checkpoint.ChunkRange{From: p[0], To: p[1]}
 	}
 	*rs = out
 	return nil
 }
 
-// FileStore keeps one Checkpoint in one file. It is safe for concurrent use; Saves are serialized.
-type FileStore struct {
+// Store keeps one checkpoint.Checkpoint in one file. It is safe for concurrent use; Saves are serialized.
+type Store struct {
 	path string
 	fs   FS
 
@@ -168,35 +169,35 @@ type FileStore struct {
 	fatal error // first fatal failure; every later Save returns it
 }
 
-// NewFileStore returns a store for the checkpoint file at path, accessed through fsys (OSFS() when
+// New returns a store for the checkpoint file at path, accessed through fsys (OSFS() when
 // nil). It does no I/O.
-func NewFileStore(path string, fsys FS) *FileStore {
+func New(path string, fsys FS) *Store {
 	if fsys == nil {
 		fsys = OSFS()
 	}
-	return &FileStore{path: path, fs: fsys}
+	return &Store{path: path, fs: fsys}
 }
 
 // Path returns the checkpoint file's path.
-func (s *FileStore) Path() string { return s.path }
+func (s *Store) Path() string { return s.path }
 
 // tempPrefix is how the names of the store's temporary files begin.
-func (s *FileStore) tempPrefix() string { return filepath.Base(s.path) + ".tmp-" }
+func (s *Store) tempPrefix() string { return filepath.Base(s.path) + ".tmp-" }
 
 // Load reads the checkpoint. found is false, with a nil error, only when the file does not exist. A
 // file that exists but cannot be decoded, fails its checksum or holds an invalid checkpoint is an
-// error wrapping ErrCorrupt. Temporary files left by an interrupted Save are ignored.
-func (s *FileStore) Load() (cp Checkpoint, found bool, err error) {
+// error wrapping checkpoint.ErrCorrupt. Temporary files left by an interrupted Save are ignored.
+func (s *Store) Load() (cp checkpoint.Checkpoint, found bool, err error) {
 	data, err := s.fs.ReadFile(s.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return Checkpoint{}, false, nil
+			return checkpoint.Checkpoint{}, false, nil
 		}
-		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
+		return checkpoint.Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
 	}
 	cp, err = decode(data)
 	if err != nil {
-		return Checkpoint{}, false, fmt.Errorf("load checkpoint %s: %w; %s", s.path, err, corruptWayOut(s.path))
+		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint %s: %w; %s", s.path, err, corruptWayOut(s.path))
 	}
 	return cp, true, nil
 }
@@ -215,29 +216,29 @@ func corruptWayOut(path string) string {
 }
 
 // decode parses and verifies a checkpoint file's content.
-func decode(data []byte) (Checkpoint, error) {
+func decode(data []byte) (checkpoint.Checkpoint, error) {
 	var env envelope
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return checkpoint.Checkpoint{}, fmt.Errorf("%w: %v", checkpoint.ErrCorrupt, err)
 	}
 	for _, c := range data[dec.InputOffset():] {
 		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			return Checkpoint{}, fmt.Errorf("%w: data after the checkpoint object", ErrCorrupt)
+			return checkpoint.Checkpoint{}, fmt.Errorf("%w: data after the checkpoint object", checkpoint.ErrCorrupt)
 		}
 	}
 	if env.Version > formatVersion {
-		return Checkpoint{}, fmt.Errorf("%w: unsupported format version %d (written by a newer pgstream? run that version)", ErrCorrupt, env.Version)
+		return checkpoint.Checkpoint{}, fmt.Errorf("%w: unsupported format version %d (written by a newer pgstream? run that version)", checkpoint.ErrCorrupt, env.Version)
 	}
 	if env.Version != 1 && env.Version != formatVersion {
-		return Checkpoint{}, fmt.Errorf("%w: unsupported format version %d", ErrCorrupt, env.Version)
+		return checkpoint.Checkpoint{}, fmt.Errorf("%w: unsupported format version %d", checkpoint.ErrCorrupt, env.Version)
 	}
 	if len(env.Payload) == 0 {
-		return Checkpoint{}, fmt.Errorf("%w: no payload", ErrCorrupt)
+		return checkpoint.Checkpoint{}, fmt.Errorf("%w: no payload", checkpoint.ErrCorrupt)
 	}
 	if sum := crc32.Checksum(env.Payload, castagnoli); sum != env.CRC32C {
-		return Checkpoint{}, fmt.Errorf("%w: checksum %08x, file says %08x", ErrCorrupt, sum, env.CRC32C)
+		return checkpoint.Checkpoint{}, fmt.Errorf("%w: checksum %08x, file says %08x", checkpoint.ErrCorrupt, sum, env.CRC32C)
 	}
 	var p payload
 	var dst any = &p
@@ -248,9 +249,9 @@ func decode(data []byte) (Checkpoint, error) {
 	pdec := json.NewDecoder(bytes.NewReader(env.Payload))
 	pdec.DisallowUnknownFields()
 	if err := pdec.Decode(dst); err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: payload: %v", ErrCorrupt, err)
+		return checkpoint.Checkpoint{}, fmt.Errorf("%w: payload: %v", checkpoint.ErrCorrupt, err)
 	}
-	cp := Checkpoint{
+	cp := checkpoint.Checkpoint{
 		SystemID:  p.SystemID,
 		Timeline:  p.Timeline,
 		Database:  p.Database,
@@ -260,9 +261,9 @@ func decode(data []byte) (Checkpoint, error) {
 		UpdatedAt: p.UpdatedAt,
 	}
 	if len(p.Snapshot) > 0 {
-		cp.Snapshot = make([]TableSnapshot, len(p.Snapshot))
+		cp.Snapshot = make([]checkpoint.TableSnapshot, len(p.Snapshot))
 		for i, s := range p.Snapshot {
-			cp.Snapshot[i] = TableSnapshot{
+			cp.Snapshot[i] = checkpoint.TableSnapshot{
 				Gen:        s.Gen,
 				OID:        s.OID,
 				Schema:     s.Schema,
@@ -277,13 +278,13 @@ func decode(data []byte) (Checkpoint, error) {
 		cp.Published = append(make([]uint32, 0, len(*p.Published)), *p.Published...)
 	}
 	if err := cp.Validate(); err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return checkpoint.Checkpoint{}, fmt.Errorf("%w: %w", checkpoint.ErrCorrupt, err)
 	}
 	return cp, nil
 }
 
 // encode returns the file content for cp. The result shares no memory with cp.
-func encode(cp *Checkpoint) ([]byte, error) {
+func encode(cp *checkpoint.Checkpoint) ([]byte, error) {
 	pl := payload{payloadV1: payloadV1{
 		SystemID:  cp.SystemID,
 		Timeline:  cp.Timeline,
@@ -328,12 +329,12 @@ func encode(cp *Checkpoint) ([]byte, error) {
 // missing. When Save returns nil the new checkpoint survives a crash; when it returns another error
 // the file holds either the old or the new checkpoint, never a mix.
 //
-// A failed fsync returns an error wrapping ErrFatal, and every later Save fails with it too. Temporary
+// A failed fsync returns an error wrapping checkpoint.ErrFatal, and every later Save fails with it too. Temporary
 // files left by an interrupted Save are removed.
 //
 // Save reads cp.Snapshot without copying it, and keeps no reference to it once it returns; the caller
 // must not modify it during the call.
-func (s *FileStore) Save(cp Checkpoint) error {
+func (s *Store) Save(cp checkpoint.Checkpoint) error {
 	if err := cp.Validate(); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
@@ -392,15 +393,15 @@ func (s *FileStore) Save(cp Checkpoint) error {
 	return nil
 }
 
-// fail records err as the store's fatal error and returns it wrapped in ErrFatal. The caller holds mu.
-func (s *FileStore) fail(err error) error {
-	s.fatal = fmt.Errorf("%w: %w", ErrFatal, err)
+// fail records err as the store's fatal error and returns it wrapped in checkpoint.ErrFatal. The caller holds mu.
+func (s *Store) fail(err error) error {
+	s.fatal = fmt.Errorf("%w: %w", checkpoint.ErrFatal, err)
 	return s.fatal
 }
 
 // removeLeftovers removes temporary files an interrupted Save left in dir. Failures are ignored:
 // leftovers never affect Load, and the next Save tries again.
-func (s *FileStore) removeLeftovers(dir string) {
+func (s *Store) removeLeftovers(dir string) {
 	names, err := s.fs.ReadDirNames(dir)
 	if err != nil {
 		return

@@ -1,4 +1,4 @@
-package checkpoint
+package file
 
 import (
 	"encoding/json"
@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/lsn"
 )
 
-func sampleCheckpoint() Checkpoint {
-	return Checkpoint{
+func sampleCheckpoint() checkpoint.Checkpoint {
+	return checkpoint.Checkpoint{
 		SystemID:  "7301234567890123456",
 		Timeline:  1,
 		Database:  "app",
@@ -32,9 +33,9 @@ func sampleCheckpoint() Checkpoint {
 func TestSaveLoadRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "nested", "deeper", "checkpoint.json")
-	s := NewFileStore(path, OSFS())
+	s := New(path, OSFS())
 	if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("NewFileStore did I/O: %v", err)
+		t.Fatalf("New did I/O: %v", err)
 	}
 
 	if _, found, err := s.Load(); err != nil || found {
@@ -99,15 +100,15 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 }
 
 func TestSaveRejectsInvalid(t *testing.T) {
-	s := NewFileStore(filepath.Join(t.TempDir(), "cp.json"), nil)
+	s := New(filepath.Join(t.TempDir(), "cp.json"), nil)
 	cp := sampleCheckpoint()
 	cp.FlushLSN = cp.CommitLSN - 1
-	if err := s.Save(cp); !errors.Is(err, ErrInvalid) {
+	if err := s.Save(cp); !errors.Is(err, checkpoint.ErrInvalid) {
 		t.Fatalf("Save flush < commit = %v; want ErrInvalid", err)
 	}
 	cp = sampleCheckpoint()
 	cp.Slot = ""
-	if err := s.Save(cp); !errors.Is(err, ErrInvalid) {
+	if err := s.Save(cp); !errors.Is(err, checkpoint.ErrInvalid) {
 		t.Fatalf("Save without slot = %v; want ErrInvalid", err)
 	}
 	if _, found, err := s.Load(); found || err != nil {
@@ -118,7 +119,7 @@ func TestSaveRejectsInvalid(t *testing.T) {
 func TestLoadCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cp.json")
-	s := NewFileStore(path, OSFS())
+	s := New(path, OSFS())
 	// With snapshots, so that every part of the format is damaged in turn.
 	if err := s.Save(snapshotCheckpoint()); err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ func TestLoadCorrupt(t *testing.T) {
 		for i := range good {
 			data := slices.Clone(good)
 			data[i] ^= 0x01
-			if err := load(t, data); !errors.Is(err, ErrCorrupt) {
+			if err := load(t, data); !errors.Is(err, checkpoint.ErrCorrupt) {
 				t.Fatalf("byte %d (%q) flipped: Load = %v; want ErrCorrupt\n%s", i, good[i], err, data)
 			}
 		}
@@ -151,13 +152,13 @@ func TestLoadCorrupt(t *testing.T) {
 	t.Run("truncate", func(t *testing.T) {
 		// Dropping only the trailing newline leaves a complete, valid object.
 		for n := 0; n < len(good)-1; n++ {
-			if err := load(t, good[:n]); !errors.Is(err, ErrCorrupt) {
+			if err := load(t, good[:n]); !errors.Is(err, checkpoint.ErrCorrupt) {
 				t.Fatalf("truncated to %d bytes: Load = %v; want ErrCorrupt", n, err)
 			}
 		}
 	})
 	t.Run("trailing data", func(t *testing.T) {
-		if err := load(t, append(slices.Clone(good), "{}"...)); !errors.Is(err, ErrCorrupt) {
+		if err := load(t, append(slices.Clone(good), "{}"...)); !errors.Is(err, checkpoint.ErrCorrupt) {
 			t.Fatalf("Load = %v; want ErrCorrupt", err)
 		}
 	})
@@ -175,7 +176,7 @@ func TestLoadCorrupt(t *testing.T) {
 	})
 	t.Run("future version", func(t *testing.T) {
 		data := []byte(strings.Replace(string(good), `"version":2`, `"version":3`, 1))
-		if err := load(t, data); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "version 3") ||
+		if err := load(t, data); !errors.Is(err, checkpoint.ErrCorrupt) || !strings.Contains(err.Error(), "version 3") ||
 			!strings.Contains(err.Error(), "newer pgstream") {
 			t.Fatalf("Load = %v; want ErrCorrupt naming version 3 and a newer pgstream", err)
 		}
@@ -187,7 +188,7 @@ func TestLoadCorrupt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := load(t, data); !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrInvalid) {
+		if err := load(t, data); !errors.Is(err, checkpoint.ErrCorrupt) || !errors.Is(err, checkpoint.ErrInvalid) {
 			t.Fatalf("Load = %v; want ErrCorrupt and ErrInvalid", err)
 		}
 	})
@@ -197,18 +198,18 @@ func TestLoadCorrupt(t *testing.T) {
 		if err := os.Mkdir(dpath, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if _, found, err := NewFileStore(dpath, nil).Load(); err == nil || found {
+		if _, found, err := New(dpath, nil).Load(); err == nil || found {
 			t.Fatalf("Load of a directory = found %v, %v; want an error", found, err)
 		}
 	})
 }
 
-func snapshotCheckpoint() Checkpoint {
+func snapshotCheckpoint() checkpoint.Checkpoint {
 	cp := sampleCheckpoint()
-	cp.Snapshot = []TableSnapshot{
+	cp.Snapshot = []checkpoint.TableSnapshot{
 		{
 			Gen: 0x1_016B0000, OID: 16384, Schema: "public", Table: "orders", Pages: 1000, ChunkPages: 64,
-			Done: []ChunkRange{{From: 0, To: 3}, {From: 5, To: 6}, {From: 15, To: 16}},
+			Done: []checkpoint.ChunkRange{{From: 0, To: 3}, {From: 5, To: 6}, {From: 15, To: 16}},
 		},
 		{Gen: 0x1_016B0000, OID: 16390, Schema: "sales", Table: "line \"items\"", Pages: 0, ChunkPages: 64},
 	}
@@ -217,10 +218,10 @@ func snapshotCheckpoint() Checkpoint {
 
 func TestSaveLoadSnapshot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.json")
-	s := NewFileStore(path, nil)
+	s := New(path, nil)
 	cp := snapshotCheckpoint()
 	before := cp
-	before.Snapshot = []TableSnapshot{cp.Snapshot[0].Clone(), cp.Snapshot[1].Clone()}
+	before.Snapshot = []checkpoint.TableSnapshot{cp.Snapshot[0].Clone(), cp.Snapshot[1].Clone()}
 	if err := s.Save(cp); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
@@ -280,10 +281,10 @@ func TestSaveLoadSnapshot(t *testing.T) {
 }
 
 func TestSaveRejectsInvalidSnapshot(t *testing.T) {
-	s := NewFileStore(filepath.Join(t.TempDir(), "cp.json"), nil)
+	s := New(filepath.Join(t.TempDir(), "cp.json"), nil)
 	cp := snapshotCheckpoint()
-	cp.Snapshot[0].Done = append(cp.Snapshot[0].Done, ChunkRange{From: 15, To: 17})
-	if err := s.Save(cp); !errors.Is(err, ErrInvalid) {
+	cp.Snapshot[0].Done = append(cp.Snapshot[0].Done, checkpoint.ChunkRange{From: 15, To: 17})
+	if err := s.Save(cp); !errors.Is(err, checkpoint.ErrInvalid) {
 		t.Fatalf("Save with overlapping chunks = %v; want ErrInvalid", err)
 	}
 	if _, found, err := s.Load(); found || err != nil {
@@ -307,7 +308,7 @@ func TestLoadVersion1(t *testing.T) {
 	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := NewFileStore(path, nil)
+	s := New(path, nil)
 	got, found, err := s.Load()
 	if err != nil || !found {
 		t.Fatalf("Load = found %v, %v", found, err)
@@ -346,7 +347,7 @@ func TestLoadSnapshotCorrupt(t *testing.T) {
 	}
 	const entry = `{"gen":"1/16B0000","oid":16384,"schema":"public","table":"orders","pages":1000,"chunk_pages":64,"done":[[0,3],[5,6]]}`
 	path := filepath.Join(t.TempDir(), "cp.json")
-	s := NewFileStore(path, nil)
+	s := New(path, nil)
 	for _, tc := range []struct {
 		name    string
 		version int
@@ -379,7 +380,7 @@ func TestLoadSnapshotCorrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, found, err := s.Load()
-			if found || !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrInvalid) != tc.invalid {
+			if found || !errors.Is(err, checkpoint.ErrCorrupt) || errors.Is(err, checkpoint.ErrInvalid) != tc.invalid {
 				t.Fatalf("Load = found %v, %v; want ErrCorrupt (ErrInvalid %v)", found, err, tc.invalid)
 			}
 		})
@@ -390,7 +391,7 @@ func TestLoadSnapshotCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, found, err := s.Load()
-	if err != nil || !found || len(got.Snapshot) != 1 || !slices.Equal(got.Snapshot[0].Done, []ChunkRange{{0, 3}, {5, 6}}) {
+	if err != nil || !found || len(got.Snapshot) != 1 || !slices.Equal(got.Snapshot[0].Done, []checkpoint.ChunkRange{{From: 0, To: 3}, {From: 5, To: 6}}) {
 		t.Fatalf("Load = %+v, %v, %v", got, found, err)
 	}
 }
@@ -478,7 +479,7 @@ func (f *faultFile) Close() error {
 
 func TestSaveOrder(t *testing.T) {
 	ffs := newFaultFS()
-	s := NewFileStore(filepath.Join(t.TempDir(), "cp.json"), ffs)
+	s := New(filepath.Join(t.TempDir(), "cp.json"), ffs)
 	if err := s.Save(sampleCheckpoint()); err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +508,7 @@ func TestSaveFaults(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "cp.json")
 			ffs := newFaultFS()
-			s := NewFileStore(path, ffs)
+			s := New(path, ffs)
 			old := sampleCheckpoint()
 			if err := s.Save(old); err != nil {
 				t.Fatal(err)
@@ -520,7 +521,7 @@ func TestSaveFaults(t *testing.T) {
 			if !errors.Is(err, errDisk) {
 				t.Fatalf("Save = %v; want the injected error", err)
 			}
-			if got := errors.Is(err, ErrFatal); got != tc.fatal {
+			if got := errors.Is(err, checkpoint.ErrFatal); got != tc.fatal {
 				t.Fatalf("Save = %v; ErrFatal %v, want %v", err, got, tc.fatal)
 			}
 
@@ -548,7 +549,7 @@ func TestSaveFaults(t *testing.T) {
 			*ffs = faultFS{FS: OSFS()}
 			err = s.Save(next)
 			if tc.fatal {
-				if !errors.Is(err, ErrFatal) || !errors.Is(err, errDisk) {
+				if !errors.Is(err, checkpoint.ErrFatal) || !errors.Is(err, errDisk) {
 					t.Fatalf("Save after fatal failure = %v; want the sticky ErrFatal", err)
 				}
 				if len(ffs.ops) != 0 {
@@ -569,7 +570,7 @@ func TestSaveFaults(t *testing.T) {
 func TestCrashLeftovers(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cp.json")
-	s := NewFileStore(path, OSFS())
+	s := New(path, OSFS())
 	leftovers := []string{"cp.json.tmp-123", "cp.json.tmp-456"}
 	for _, name := range leftovers {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(`{"version":1,"crc`), 0o644); err != nil {
@@ -608,7 +609,7 @@ func TestCrashLeftovers(t *testing.T) {
 }
 
 func TestConcurrentSaves(t *testing.T) {
-	s := NewFileStore(filepath.Join(t.TempDir(), "cp.json"), nil)
+	s := New(filepath.Join(t.TempDir(), "cp.json"), nil)
 	var wg sync.WaitGroup
 	for i := range 4 {
 		wg.Go(func() {
@@ -630,8 +631,8 @@ func TestConcurrentSaves(t *testing.T) {
 // TestSaveLoadPublished keeps the difference between an unknown list of published tables (nil) and a
 // known empty publication.
 func TestSaveLoadPublished(t *testing.T) {
-	s := NewFileStore(filepath.Join(t.TempDir(), "cp.json"), nil)
-	base := Checkpoint{SystemID: "1", Database: "db", Slot: "s", CommitLSN: 5, FlushLSN: 9}
+	s := New(filepath.Join(t.TempDir(), "cp.json"), nil)
+	base := checkpoint.Checkpoint{SystemID: "1", Database: "db", Slot: "s", CommitLSN: 5, FlushLSN: 9}
 	for _, tc := range []struct {
 		name string
 		in   []uint32
