@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/pgstream/pgstream/checkpoint"
+	ckfile "github.com/pgstream/pgstream/checkpoint/file"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
@@ -50,7 +50,7 @@ func (r InProcess) Run(ctx context.Context) error {
 		}
 		s = fs
 	}
-	store := checkpoint.NewFileStore(filepath.Join(r.Dir, "checkpoint"), checkpoint.OSFS())
+	store := ckfile.New(filepath.Join(r.Dir, "checkpoint"), ckfile.OSFS())
 	cfg := r.Pipeline
 	cfg.EndLSN = r.End
 	if cfg.StatsInterval == 0 {

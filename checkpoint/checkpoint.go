@@ -12,7 +12,8 @@ import (
 var (
 	// ErrFatal marks a failure after which the store's durability is unknown, such as a failed fsync:
 	// the kernel may have dropped the dirty pages and cleared the error, so retrying would report a
-	// success that is not one. pgstream must stop; a FileStore that returned it refuses every later Save.
+	// success that is not one. pgstream must stop; a store that returned it (the file store does)
+	// refuses every later Save.
 	ErrFatal = errors.New("checkpoint store failed fatally")
 	// ErrCorrupt is returned by Load for a checkpoint file that cannot be decoded or fails its checksum.
 	ErrCorrupt = errors.New("checkpoint file corrupt")

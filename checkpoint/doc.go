@@ -3,10 +3,10 @@
 //
 // It has four parts:
 //
-//   - FileStore saves and loads a Checkpoint atomically (a temporary file, fsync, rename, fsync of the
-//     directory). The file is JSON carrying a format version and a CRC-32C of its payload, so a damaged
-//     file is reported rather than mistaken for a missing one. A failed fsync is fatal: see ErrFatal.
-//     Save writes format version 2; Load also reads version 1, which has no snapshot progress.
+//   - Store is where the checkpoint lives: Load, an atomic and durable Save, and Reconcile and Handed
+//     naming the store. Store types register themselves (Register, Lookup) as sink types do, and the
+//     checkpoint section's store key picks one; package checkpoint/file is the file store, and
+//     checkpoint/storetest the contract every store passes.
 //   - TableSnapshot records a table snapshot's progress: the table is split into chunks of heap pages
 //     by ctid, and the checkpoint lists the chunks every sink holds, so that a restart reads only the
 //     others again.

@@ -60,14 +60,15 @@ const anyFile = "the checkpoint file named by checkpoint.path"
 //   - otherwise start at the checkpoint's FlushLSN and drop transactions committed at or below its
 //     CommitLSN.
 //
-// The errors name the checkpoint file generically; FileStore.Reconcile names its path.
+// The errors name the checkpoint generically; a Store's Reconcile names it (ReconcileAt).
 func Reconcile(cp Checkpoint, found bool, srv Server) (Start, error) {
 	return reconcile(cp, found, srv, anyFile)
 }
 
-// Reconcile is the package's Reconcile with the store's path named in the errors' advice.
-func (s *FileStore) Reconcile(cp Checkpoint, found bool, srv Server) (Start, error) {
-	return reconcile(cp, found, srv, s.path)
+// ReconcileAt is Reconcile with where, the place the store keeps the checkpoint (a file's path),
+// named in the errors' advice ("remove <where> ..."). A Store's Reconcile calls it.
+func ReconcileAt(cp Checkpoint, found bool, srv Server, where string) (Start, error) {
+	return reconcile(cp, found, srv, where)
 }
 
 func reconcile(cp Checkpoint, found bool, srv Server, file string) (Start, error) {
@@ -164,9 +165,10 @@ func Handed(cp Checkpoint, srv Server, reach lsn.LSN) error {
 	return handed(cp, srv, reach, anyFile)
 }
 
-// Handed is the package's Handed with the store's path named in the error's advice.
-func (s *FileStore) Handed(cp Checkpoint, srv Server, reach lsn.LSN) error {
-	return handed(cp, srv, reach, s.path)
+// HandedAt is Handed with where, the place the store keeps the checkpoint, named in the error's
+// advice. A Store's Handed calls it.
+func HandedAt(cp Checkpoint, srv Server, reach lsn.LSN, where string) error {
+	return handed(cp, srv, reach, where)
 }
 
 func handed(cp Checkpoint, srv Server, reach lsn.LSN, file string) error {

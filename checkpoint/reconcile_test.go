@@ -12,7 +12,7 @@ func TestReconcileNamesFile(t *testing.T) {
 	cp := sampleCheckpoint()
 	srv := Server{SystemID: cp.SystemID, Database: cp.Database, Slot: cp.Slot, SlotExists: true, SlotConfirmedFlush: cp.FlushLSN + 1,
 		WALEnd: cp.FlushLSN + 1, Timeline: cp.Timeline}
-	s := NewFileStore("/var/lib/pgstream/cp.json", nil)
+	s := at("/var/lib/pgstream/cp.json")
 	_, err := s.Reconcile(cp, true, srv)
 	if !errors.Is(err, ErrSlotAhead) || !strings.Contains(err.Error(), "remove /var/lib/pgstream/cp.json (") {
 		t.Fatalf("Reconcile = %v; want ErrSlotAhead naming the file", err)
@@ -321,8 +321,8 @@ func TestHanded(t *testing.T) {
 			}
 		})
 	}
-	s := NewFileStore("/var/lib/pgstream/cp.json", nil)
+	s := at("/var/lib/pgstream/cp.json")
 	if err := s.Handed(cp, promoted, 0x1_01900000); !errors.Is(err, ErrRewound) || !strings.Contains(err.Error(), "remove /var/lib/pgstream/cp.json (") {
-		t.Fatalf("FileStore.Handed = %v; want ErrRewound naming the file", err)
+		t.Fatalf("Handed = %v; want ErrRewound naming the file", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgstream/pgstream/internal/bound"
 	"github.com/pgstream/pgstream/internal/pgsql"
+	"github.com/pgstream/pgstream/internal/redact"
 )
 
 // Config describes the source database and the replication objects pgstream uses there.
@@ -353,70 +354,8 @@ func displayHost(h string) string {
 	return h
 }
 
-var paramPasswordRE = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
-
 // RedactURL returns s with every password replaced by "xxxxx": the password of each URL's user
 // information, a password or sslpassword query parameter, and a password=... or sslpassword=...
 // key of a key=value string. It works on any text: a URL, a key=value string, an error message
-// quoting either.
-//
-// A URL's user information runs from its "://" to the last '@' of the URL, so that a password
-// holding an unencoded '@', '/', '?' or a quote is hidden whole (URL parsers end the user
-// information at the first or the last '@', and disagree). When s starts with a URL, the URL is
-// all of s; a URL quoted in a message ends at the next whitespace, quote or backtick. A URL
-// holding an '@' after its host (in a query value) then loses its host from the output too:
-// redacting too much is the safe side. A user name without a password is kept.
-func RedactURL(s string) string {
-	if strings.Contains(s, "://") && strings.Contains(s, "@") {
-		s = redactUserinfo(s)
-	}
-	return paramPasswordRE.ReplaceAllString(s, "${1}xxxxx")
-}
-
-func redactUserinfo(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	whole := startsWithScheme(s)
-	for {
-		i := strings.Index(s, "://")
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		b.WriteString(s[:i+3])
-		s = s[i+3:]
-		end := len(s)
-		if !whole {
-			if e := strings.IndexAny(s, " \t\r\n\"'`<>"); e >= 0 {
-				end = e
-			}
-		}
-		whole = false
-		at := strings.LastIndexByte(s[:end], '@')
-		if at < 0 {
-			continue
-		}
-		user, _, hasPassword := strings.Cut(s[:at], ":")
-		if !hasPassword {
-			continue // a user name alone is no secret
-		}
-		b.WriteString(user)
-		b.WriteString(":xxxxx")
-		s = s[at:] // from the '@'
-	}
-}
-
-// startsWithScheme reports whether s starts with a URL scheme and "://".
-func startsWithScheme(s string) bool {
-	i := strings.Index(s, "://")
-	if i <= 0 {
-		return false
-	}
-	for j, c := range s[:i] {
-		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-		if !letter && (j == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
-			return false
-		}
-	}
-	return true
-}
+// quoting either. The rules are redact.Postgres's.
+func RedactURL(s string) string { return redact.Postgres.Text(s) }

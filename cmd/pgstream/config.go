@@ -23,15 +23,13 @@ import (
 
 // Config is the whole configuration file. See configs/pgstream.yaml for every key.
 type Config struct {
-	Source     sourceConfig `mapstructure:"source"`
-	Checkpoint struct {
-		Path string `mapstructure:"path"`
-	} `mapstructure:"checkpoint"`
-	Sinks    []map[string]any        `mapstructure:"sinks"`
-	Pipeline pipeline.Config         `mapstructure:"pipeline"`
-	Snapshot pipeline.SnapshotConfig `mapstructure:"snapshot"`
-	WALGuard pipeline.WALGuardConfig `mapstructure:"wal_guard"`
-	HTTP     struct {
+	Source     sourceConfig            `mapstructure:"source"`
+	Checkpoint checkpointSection       `mapstructure:"checkpoint"`
+	Sinks      []map[string]any        `mapstructure:"sinks"`
+	Pipeline   pipeline.Config         `mapstructure:"pipeline"`
+	Snapshot   pipeline.SnapshotConfig `mapstructure:"snapshot"`
+	WALGuard   pipeline.WALGuardConfig `mapstructure:"wal_guard"`
+	HTTP       struct {
 		// Listen is the address of the operations endpoint (/metrics, /healthz, /readyz, /status),
 		// e.g. 127.0.0.1:9187. "" (the default) disables it.
 		Listen string `mapstructure:"listen"`
@@ -57,7 +55,7 @@ var envKeys = []string{
 	"source.create_publication", "source.status_interval", "source.connect_timeout", "source.failover",
 	"source.heartbeat_interval", "source.heartbeat_query", "source.heartbeat_to_sinks",
 	"wal_guard.poll_interval", "wal_guard.min_safe_wal_size",
-	"checkpoint.path", "log.level", "log.format", "http.listen",
+	"checkpoint.store", "checkpoint.path", "log.level", "log.format", "http.listen",
 	"pipeline.max_batch_events", "pipeline.max_batch_bytes", "pipeline.max_in_flight_bytes",
 	"pipeline.max_write_events", "pipeline.checkpoint_interval", "pipeline.shutdown_timeout",
 	"pipeline.reconnect_min", "pipeline.reconnect_max", "pipeline.reconnect_attempts", "pipeline.stats_interval",
@@ -238,8 +236,8 @@ func (c *Config) validate() error {
 	if err := c.Pipeline.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Checkpoint.Path == "" {
-		errs = append(errs, errors.New("checkpoint.path is required: the file where pgstream records what every sink has durably received"))
+	if _, err := c.Checkpoint.config(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Sinks) == 0 {
 		errs = append(errs, errors.New("sinks: at least one sink is required, e.g. sinks: [{type: file, path: ./changes.jsonl}]"))

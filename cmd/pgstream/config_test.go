@@ -40,7 +40,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if cfg.Source.Slot != "pgstream" || cfg.Source.StatusInterval != 10*time.Second || len(cfg.Sinks) == 0 {
 		t.Fatalf("unexpected config: %+v", cfg.Source)
 	}
-	if cfg.Pipeline.MaxInFlightBytes != 16<<20 || cfg.Checkpoint.Path == "" {
+	if cfg.Pipeline.MaxInFlightBytes != 16<<20 || cfg.Checkpoint.where() == "" {
 		t.Fatalf("pipeline/checkpoint: %+v %+v", cfg.Pipeline, cfg.Checkpoint)
 	}
 }
@@ -78,8 +78,8 @@ func TestEnvironmentAndFlagsOverride(t *testing.T) {
 	if cfg.Source.Slot != "from_env" || !strings.Contains(cfg.Source.URL, "envdb") {
 		t.Fatalf("environment not applied: slot %q url %q", cfg.Source.Slot, cfg.Source.URL)
 	}
-	if cfg.Checkpoint.Path != "/tmp/flag.ckpt" {
-		t.Fatalf("flag not applied: %q", cfg.Checkpoint.Path)
+	if cfg.Checkpoint.where() != "/tmp/flag.ckpt" {
+		t.Fatalf("flag not applied: %q", cfg.Checkpoint.where())
 	}
 	t.Setenv("PGSTREAM_SOURCE_SLOT", "from_env")
 	cfg, err = load(t, "--config", "../../configs/pgstream.yaml", "--source.slot", "from_flag")
@@ -540,4 +540,37 @@ func TestSecretFileWarnings(t *testing.T) {
 			t.Errorf("check log lacks the warning:\n%s", errb.String())
 		}
 	})
+}
+
+// TestCheckpointStoreKey: the checkpoint section picks its store type with store (file when
+// absent), and the rest of the section belongs to that type, as a sink entry's keys do.
+func TestCheckpointStoreKey(t *testing.T) {
+	write := func(section string) string {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		doc := "source:\n  url: postgres://u@h/db\ncheckpoint:\n" + section + "sinks:\n  - type: stdout\n"
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, section := range []string{"  path: ./cp.json\n", "  store: file\n  path: ./cp.json\n", "  store: FILE\n  path: ./cp.json\n"} {
+		cfg, err := load(t, "--config", write(section))
+		if err != nil || cfg.Checkpoint.where() != "./cp.json" {
+			t.Fatalf("%q: where %q, %v", section, cfg.Checkpoint.where(), err)
+		}
+	}
+	for section, want := range map[string]string{
+		"  store: etcd\n  path: ./cp.json\n": `checkpoint.store "etcd" is unknown: use file`,
+		"  pathh: ./cp.json\n":               "pathh",
+		"  store: file\n":                    "checkpoint.path is required",
+	} {
+		if _, err := load(t, "--config", write(section)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: load = %v, want an error saying %q", section, err, want)
+		}
+	}
+	t.Setenv("PGSTREAM_CHECKPOINT_PATH", "/tmp/env.ckpt")
+	cfg, err := load(t, "--config", write("  store: file\n"))
+	if err != nil || cfg.Checkpoint.where() != "/tmp/env.ckpt" {
+		t.Fatalf("PGSTREAM_CHECKPOINT_PATH: where %q, %v", cfg.Checkpoint.where(), err)
+	}
 }

@@ -65,7 +65,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	cfg := &Config{}
 	cfg.Source.URL = cluster.URL("postgres")
 	cfg.Source.StatusInterval = time.Second
-	cfg.Checkpoint.Path = filepath.Join(cluster.Dir, "pgstream.checkpoint")
+	cfg.Checkpoint.Keys = map[string]any{"path": filepath.Join(cluster.Dir, "pgstream.checkpoint")}
 	cfg.Sinks = []map[string]any{{"type": "stdout"}, {"type": "file", "path": out}}
 	cfg.Pipeline.StatsInterval = 5 * time.Second
 	if err := cfg.validate(); err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/httpapi"
 	"github.com/pgstream/pgstream/internal/inspect"
@@ -27,7 +26,11 @@ func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer,
 	if err != nil {
 		return err
 	}
-	store := checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())
+	store, err := cfg.Checkpoint.open(log)
+	if err != nil {
+		closeSinks(specs)
+		return err
+	}
 	p, err := pipeline.New(cfg.Pipeline, cfg.Source.Config, store, specs, log)
 	if err != nil {
 		closeSinks(specs)
@@ -37,7 +40,7 @@ func runStream(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer,
 	if cfg.Source.PrimaryURL != "" {
 		fields = append(fields, zap.String("primary", replication.RedactURL(cfg.Source.PrimaryURL)))
 	}
-	log.Info("pgstream starting", append(fields, zap.Int("sinks", len(specs)), zap.String("checkpoint", cfg.Checkpoint.Path))...)
+	log.Info("pgstream starting", append(fields, zap.Int("sinks", len(specs)), zap.String("checkpoint", cfg.Checkpoint.where()))...)
 	if cfg.HTTP.Listen != "" {
 		m, h := metrics.New(buildVersion()), health.NewBoard(nil)
 		p.Observe(m, h)
@@ -161,7 +164,7 @@ func checkSink(ctx context.Context, h sinkHeader, i int, log *zap.Logger) (note 
 // changes nothing: what run would create (slot, stream, topic, output file) is reported instead.
 // reportStart prints what a run would do at start-up, as Inspect decided it, or why it would refuse.
 func reportStart(out io.Writer, report func(string, error), cfg *Config, st pipeline.StartState, err error) {
-	ckpt := "checkpoint " + cfg.Checkpoint.Path
+	ckpt := "checkpoint " + cfg.Checkpoint.where()
 	if err != nil {
 		var re *replication.Error
 		if st.Slot.Name == "" || errors.As(err, &re) {
@@ -236,8 +239,11 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 		sys, err := conn.IdentifySystem(ctx)
 		report("IDENTIFY_SYSTEM", err)
 		if err == nil {
-			store := checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())
-			st, err := pipeline.Inspect(ctx, conn, sys, store, cfg.Pipeline)
+			store, err := cfg.Checkpoint.open(log)
+			var st pipeline.StartState
+			if err == nil {
+				st, err = pipeline.Inspect(ctx, conn, sys, store, cfg.Pipeline)
+			}
 			if st.Standby {
 				to := "source.primary_url is not set, so heartbeats, snapshots while streaming, new tables and the signal table must be off"
 				if cfg.Source.PrimaryURL != "" {

@@ -211,7 +211,7 @@ func get(ctx context.Context, c *http.Client, url string, codes ...int) ([]byte,
 // run would find at start-up (pipeline.Inspect) and the slot's WAL state (inspect.PollSlot).
 func inspectOffline(ctx context.Context, cfg *Config, r *statusReport) {
 	src := cfg.Source.WithDefaults()
-	r.Source, r.Checkpoint = replication.RedactURL(src.URL), cfg.Checkpoint.Path
+	r.Source, r.Checkpoint = replication.RedactURL(src.URL), cfg.Checkpoint.where()
 	if src.PrimaryURL != "" {
 		r.Primary = replication.RedactURL(src.PrimaryURL)
 	}
@@ -229,8 +229,12 @@ func inspectOffline(ctx context.Context, cfg *Config, r *statusReport) {
 	}
 	// Inspect reads the server's WAL end again after the checkpoint, so a pgstream streaming
 	// meanwhile does not look like a database gone back in time.
-	store := readOnlyStore{checkpoint.NewFileStore(cfg.Checkpoint.Path, checkpoint.OSFS())}
-	st, err := pipeline.Inspect(ctx, conn, sys, store, cfg.Pipeline)
+	opened, err := cfg.Checkpoint.open(nil)
+	if err != nil {
+		r.Refusal = err
+		return
+	}
+	st, err := pipeline.Inspect(ctx, conn, sys, readOnlyStore{opened}, cfg.Pipeline)
 	r.Start, r.Refusal = st, err
 	var refusal *replication.Error
 	slotRefused := errors.As(err, &refusal) && refusal.Check == "slot"
@@ -282,7 +286,7 @@ func inspectOffline(ctx context.Context, cfg *Config, r *statusReport) {
 // readOnlyStore is the checkpoint store pgstream status hands Inspect: it refuses to save, so that
 // status changes nothing whatever Inspect may become.
 type readOnlyStore struct {
-	*checkpoint.FileStore
+	checkpoint.Store
 }
 
 func (readOnlyStore) Save(checkpoint.Checkpoint) error {

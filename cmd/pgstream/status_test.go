@@ -439,7 +439,7 @@ func TestGatherStatus(t *testing.T) {
 		c := &Config{}
 		c.Source.URL = "postgres://pgstream:hunter2-secret@" + closedAddr(t) + "/app?sslmode=disable"
 		c.Source.ConnectTimeout = 5 * time.Second
-		c.Checkpoint.Path = filepath.Join(t.TempDir(), "checkpoint.json")
+		c.Checkpoint.Keys = map[string]any{"path": filepath.Join(t.TempDir(), "checkpoint.json")}
 		c.HTTP.Listen = listen
 		return c
 	}
@@ -492,7 +492,11 @@ func TestHumanBytes(t *testing.T) {
 // AfterTheCheckpoint in internal/e2e.)
 func TestStatusStoreSavesNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "checkpoint.json")
-	store := readOnlyStore{checkpoint.NewFileStore(path, checkpoint.OSFS())}
+	opened, err := (&checkpointSection{Keys: map[string]any{"path": path}}).open(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := readOnlyStore{opened}
 	cp := checkpoint.Checkpoint{SystemID: "7301", Timeline: 1, Database: "app", Slot: "pgstream", CommitLSN: 0x2000, FlushLSN: 0x2100}
 	if err := store.Save(cp); err == nil {
 		t.Error("Save succeeded: status must change nothing")

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgstream/pgstream/checkpoint"
+	ckfile "github.com/pgstream/pgstream/checkpoint/file"
 	"github.com/pgstream/pgstream/internal/pgcluster"
 	"github.com/pgstream/pgstream/internal/pgtest"
 )
@@ -278,7 +278,7 @@ func TestFailoverResumesOnPromotedStandby(t *testing.T) {
 	}
 
 	// The checkpoint moved to the new timeline: a new run resumes there.
-	cp, found, err := checkpoint.NewFileStore(ckpt, checkpoint.OSFS()).Load()
+	cp, found, err := ckfile.New(ckpt, ckfile.OSFS()).Load()
 	if err != nil || !found || cp.Timeline != 2 {
 		t.Fatalf("checkpoint after the failover = %+v, %v, %v; want timeline 2", cp, found, err)
 	}
@@ -353,7 +353,7 @@ func TestFailoverToAStandbyBehindIsRefused(t *testing.T) {
 			t.Fatalf("a change of the new primary was delivered past the gap: %s", e.Raw)
 		}
 	}
-	if cp, found, err := checkpoint.NewFileStore(ckpt, checkpoint.OSFS()).Load(); err != nil || !found || cp.Timeline != 1 {
+	if cp, found, err := ckfile.New(ckpt, ckfile.OSFS()).Load(); err != nil || !found || cp.Timeline != 1 {
 		t.Fatalf("checkpoint after the refusal = %+v, %v, %v; want it still on timeline 1", cp, found, err)
 	}
 	text, code := runBinary(t, 60*time.Second, "check", "--config", cfgPath)

@@ -20,7 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/pgstream/pgstream/checkpoint"
+	ckfile "github.com/pgstream/pgstream/checkpoint/file"
 	"github.com/pgstream/pgstream/internal/health"
 	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/pgtest"
@@ -314,7 +314,7 @@ func startPipeline(t testing.TB, db string, o runOpts) *runner {
 	if o.pg != nil {
 		src.URL, r.pg = o.pg.URL(db), o.pg
 	}
-	p, err := pipeline.New(pcfg, src, checkpoint.NewFileStore(r.ckpt, checkpoint.OSFS()), specs, log)
+	p, err := pipeline.New(pcfg, src, ckfile.New(r.ckpt, ckfile.OSFS()), specs, log)
 	if err != nil {
 		t.Fatal(err)
 	}

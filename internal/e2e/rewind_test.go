@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	ckfile "github.com/pgstream/pgstream/checkpoint/file"
 	"github.com/pgstream/pgstream/internal/pgtest"
 	"github.com/pgstream/pgstream/internal/pipeline"
 	"github.com/pgstream/pgstream/lsn"
@@ -249,7 +250,7 @@ func stopBinary(t *testing.T, p *proc) {
 // of a pgstream streaming beside `check` or `status` does: Load makes the server write WAL and
 // returns a checkpoint at the new WAL end.
 type movingStore struct {
-	*checkpoint.FileStore
+	*ckfile.Store
 	t    *testing.T
 	db   string
 	slot string
@@ -287,7 +288,7 @@ func TestInspectComparesWithTheWALEndAfterTheCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &movingStore{FileStore: checkpoint.NewFileStore(filepath.Join(t.TempDir(), "checkpoint.json"), checkpoint.OSFS()),
+	store := &movingStore{Store: ckfile.New(filepath.Join(t.TempDir(), "checkpoint.json"), ckfile.OSFS()),
 		t: t, db: db, slot: slot, sys: sys}
 	st, err := pipeline.Inspect(ctx, conn, sys, store, pipeline.Config{Snapshot: pipeline.SnapshotConfig{Mode: pipeline.SnapshotNever}})
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/inspect"
-	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 )
 
@@ -26,14 +25,7 @@ const receiveSlice = 250 * time.Millisecond
 var errEndReached = errors.New("end position reached")
 
 // Store is where the durable checkpoint lives.
-type Store interface {
-	Load() (checkpoint.Checkpoint, bool, error)
-	Save(checkpoint.Checkpoint) error
-	// Reconcile applies checkpoint.Reconcile, naming the store in its errors.
-	Reconcile(cp checkpoint.Checkpoint, found bool, srv checkpoint.Server) (checkpoint.Start, error)
-	// Handed applies checkpoint.Handed, naming the store in its errors.
-	Handed(cp checkpoint.Checkpoint, srv checkpoint.Server, reach lsn.LSN) error
-}
+type Store = checkpoint.Store
 
 // Pipeline streams changes from one replication slot to the configured sinks. It is used once:
 // New, then Observe (optionally), then Run. It is the wiring: Run builds the parts once open has

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/checkpoint"
+	ckfile "github.com/pgstream/pgstream/checkpoint/file"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
 )
@@ -110,7 +111,7 @@ func TestCheckpointFollowsTimeline(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "checkpoint.json")
-			store := checkpoint.NewFileStore(path, checkpoint.OSFS())
+			store := ckfile.New(path, ckfile.OSFS())
 			f := &fakeTimelines{srv: tc.srv, ok: tc.ok}
 			start := checkpoint.Position{CommitLSN: tc.durable, EndLSN: tc.durable}
 			c := &checkpointer{store: store, snap: &snapState{}, interval: time.Second, now: time.Now, log: zap.NewNop(),

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/internal/backoff"
+	"github.com/pgstream/pgstream/internal/retry"
 	"github.com/pgstream/pgstream/sinks"
 )
 
@@ -606,34 +607,14 @@ func chunkTopics(msgs []kafkago.Message) []string {
 // retry runs fn until it succeeds, fails permanently (*Error), ctx ends, or MaxRetries transient
 // failures have happened, sleeping with exponential backoff between attempts.
 func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil {
-			s.failing.Clear()
-			return nil
-		}
-		s.failing.Set(fmt.Errorf("%s: %w", what, err))
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
-		}
-		var perm *Error
-		if errors.As(err, &perm) {
-			return err
-		}
-		if s.cfg.MaxRetries > 0 && attempt > s.cfg.MaxRetries {
-			return fmt.Errorf("%w: %s after %d attempts: %w", ErrRetriesExhausted, what, attempt, err)
-		}
-		d := retryBackoff.Delay(attempt)
-		s.log.Warn("kafka write failed, retrying", zap.String("what", what), zap.Int("attempt", attempt),
-			zap.Duration("backoff", d), zap.Error(err))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
-		case <-t.C:
-		}
-	}
+	return retry.Loop{Backoff: retryBackoff, Log: s.log, Message: "kafka write failed, retrying", Permanent: isError,
+		MaxRetries: s.cfg.MaxRetries, Exhausted: ErrRetriesExhausted, Failing: &s.failing}.Do(ctx, what, fn)
+}
+
+// isError reports whether err is a permanent failure, an *Error.
+func isError(err error) bool {
+	var perm *Error
+	return errors.As(err, &perm)
 }
 
 // Health reports the failure the sink is retrying (a broker refusing or unreachable, with since

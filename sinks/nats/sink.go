@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/internal/backoff"
+	"github.com/pgstream/pgstream/internal/retry"
 	"github.com/pgstream/pgstream/sinks"
 )
 
@@ -436,30 +437,13 @@ func permanent(err error) bool {
 
 // retry runs fn until it succeeds, fails permanently, or ctx ends, with exponential backoff.
 func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil {
-			s.failing.Clear()
-			return nil
-		}
-		s.failing.Set(fmt.Errorf("%s: %w", what, err))
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
-		}
-		if errors.Is(err, ErrPublish) || errors.Is(err, ErrClosed) || errors.Is(err, ErrConfig) {
-			return err
-		}
-		d := retryBackoff.Delay(attempt)
-		s.log.Warn("nats write failed, retrying", zap.String("what", what), zap.Int("attempt", attempt),
-			zap.Duration("backoff", d), zap.Error(err))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
-		case <-t.C:
-		}
-	}
+	return retry.Loop{Backoff: retryBackoff, Log: s.log, Message: "nats write failed, retrying", Permanent: isFinal,
+		Failing: &s.failing}.Do(ctx, what, fn)
+}
+
+// isFinal reports whether err ends a retry: a rejection, a closed sink or a configuration error.
+func isFinal(err error) bool {
+	return errors.Is(err, ErrPublish) || errors.Is(err, ErrClosed) || errors.Is(err, ErrConfig)
 }
 
 // Health reports the failure the sink is retrying (a broker refusing or unreachable, with since
