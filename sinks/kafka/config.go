@@ -48,7 +48,8 @@ type Config struct {
 	// TopicPrefix is the value of {prefix}. Default "pgstream".
 	TopicPrefix string `mapstructure:"topic_prefix"`
 	// RequiredAcks is "all" (default: every in-sync replica), "one" (the leader) or "none" (no
-	// acknowledgement: a write then counts as delivered once it is sent).
+	// acknowledgement: a write then counts as delivered once it is sent, so a broker failure loses
+	// it, and records of one key that successive writes sent may land out of order).
 	RequiredAcks string `mapstructure:"required_acks"`
 	// BatchSize is the most records the producer puts in one request to one partition.
 	// Default 1000.
