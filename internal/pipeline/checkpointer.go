@@ -24,15 +24,14 @@ type checkpointer struct {
 	log      *zap.Logger
 
 	// Set by the pipeline before the first save. The timeline changes after a promotion: the
-	// session sets it after a reconnect, the follower before a save (setTimeline); saves read it
-	// under snap.saveMu.
+	// session sets it after a reconnect, the follower before a save (setTimeline); it is read and
+	// written under identMu.
+	identMu sync.Mutex
 	ident   checkpoint.Checkpoint // identity fields of the checkpoint
 	tracker *checkpoint.Tracker
 	// follow, set while the source is a standby, reads the server's timeline before each save of
 	// a new position, so that the checkpoint follows a promotion (timelineFollower).
 	follow timelineReader
-	// snapDone is set when the list of unfinished snapshots becomes empty after having tables.
-	snapDone *atomic.Bool
 
 	durable atomic.Pointer[checkpoint.Position] // newest position the store holds
 	health  *health.Board
@@ -52,8 +51,8 @@ type timelineReader interface {
 // identity returns the identity fields of the checkpoint, with the timeline it records now. Safe
 // for concurrent use once the pipeline has set ident.
 func (c *checkpointer) identity() checkpoint.Checkpoint {
-	c.snap.saveMu.Lock()
-	defer c.snap.saveMu.Unlock()
+	c.identMu.Lock()
+	defer c.identMu.Unlock()
 	return c.ident
 }
 
@@ -90,8 +89,8 @@ func (c *checkpointer) run(ctx context.Context, stop <-chan struct{}) error {
 // setTimeline records that the checkpoint's positions are on timeline tli from now on: the server
 // was promoted from the timeline of the positions saved so far, after all of them.
 func (c *checkpointer) setTimeline(tli int32) {
-	c.snap.saveMu.Lock()
-	defer c.snap.saveMu.Unlock()
+	c.identMu.Lock()
+	defer c.identMu.Unlock()
 	c.ident.Timeline = tli
 }
 
@@ -107,25 +106,24 @@ func (c *checkpointer) save() error {
 			return err
 		}
 	}
-	c.snap.saveMu.Lock()
-	defer c.snap.saveMu.Unlock()
-	had := len(c.snap.tables) > 0
-	completed, changed := c.snap.apply(seq)
-	if pos == c.Durable() && !changed {
+	completed, err := c.snap.save(seq, func(v snapView) error {
+		if pos == c.Durable() && !v.changed {
+			return nil
+		}
+		cp := c.identity()
+		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, c.now(), v.tables()
+		cp.Published = v.published()
+		if err := c.store.Save(cp); err != nil {
+			return fmt.Errorf("save checkpoint: %w", err)
+		}
+		c.durable.Store(&pos)
 		return nil
+	})
+	if err != nil {
+		return err
 	}
-	cp := c.ident
-	cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, c.now(), c.snap.tables
-	cp.Published = c.snap.publishedList()
-	if err := c.store.Save(cp); err != nil {
-		return fmt.Errorf("save checkpoint: %w", err)
-	}
-	c.durable.Store(&pos)
 	for _, t := range completed {
 		c.log.Info("table snapshot complete", zap.String("table", t))
-	}
-	if had && len(c.snap.tables) == 0 {
-		c.snapDone.Store(true)
 	}
 	return nil
 }

@@ -154,7 +154,7 @@ func (h *heartbeater) write(ctx context.Context, conn *pgconn.PgConn, now time.T
 	if h.cfg.Query != "" {
 		_, err = replication.Value(ctx, conn, h.cfg.Query)
 	} else {
-		content, _ := json.Marshal(heartbeat{Slot: h.p.src.Slot, Run: h.p.sn.runID, ID: id})
+		content, _ := json.Marshal(heartbeat{Slot: h.p.src.Slot, Run: h.p.sn.runID(), ID: id})
 		_, err = replication.Value(ctx, conn, "SELECT pg_logical_emit_message(true, $1, $2)::text", HeartbeatPrefix, string(content))
 	}
 	if err != nil {
@@ -193,7 +193,7 @@ func (h *heartbeater) overdue(now time.Time) bool {
 // received handles a heartbeat message that came through the slot (the replication goroutine).
 func (h *heartbeater) received(m *walparse.LogicalMessage) {
 	var hb heartbeat
-	if json.Unmarshal(m.Content, &hb) != nil || hb.Slot != h.p.src.Slot || hb.Run != h.p.sn.runID {
+	if json.Unmarshal(m.Content, &hb) != nil || hb.Slot != h.p.src.Slot || hb.Run != h.p.sn.runID() {
 		return
 	}
 	h.mu.Lock()

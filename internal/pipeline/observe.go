@@ -29,7 +29,7 @@ const sinkStallAfter = 30 * time.Second
 // may be nil. Call it before Run.
 func (p *Pipeline) Observe(m *metrics.Metrics, h *health.Board) {
 	p.metrics, p.health = m, h
-	p.sess.health, p.ck.health, p.sn.health, p.sn.metrics = h, h, h, m
+	p.sess.health, p.ck.health = h, h
 	h.Set(ComponentSource, false, "starting")
 	m.Register(p)
 	for _, s := range p.specs {

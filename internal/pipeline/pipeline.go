@@ -53,7 +53,8 @@ type Pipeline struct {
 	// The parts, wired by New and open; Pipeline owns their lifecycle.
 	sess    *session      // the replication connection (the replication goroutine's)
 	app     *applier      // decoded messages to batches (the replication goroutine's)
-	sn      *snapshotter  // table snapshots
+	sn      *snapshotter  // table snapshots, built by open
+	snap    *snapProgress // the snapshot record and progress, from New on
 	ck      *checkpointer // the durable position
 	catalog *lazyCatalog  // catalog queries on an ordinary connection
 	tracker *checkpoint.Tracker
@@ -99,11 +100,13 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 		log = zap.NewNop()
 	}
 	p := &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now}
-	p.sn = newSnapshotter(cfg, src, log, p.now)
-	p.ck = &checkpointer{store: store, snap: &p.sn.state, interval: cfg.CheckpointInterval, now: p.now, log: log, snapDone: &p.sn.done}
-	p.sess = &session{src: src, cfg: cfg, log: log, now: p.now, store: store, ck: p.ck, snapDone: &p.sn.done}
+	p.snap = newSnapProgress(cfg.Snapshot, log, p.now)
+	p.ck = &checkpointer{store: store, snap: p.snap.state, interval: cfg.CheckpointInterval, now: p.now, log: log}
+	p.sess = &session{src: src, cfg: cfg, log: log, now: p.now, store: store, ck: p.ck, snap: p.snap.state}
+	// The slot watch runs once open has built p.sn.
 	p.slots = &slotWatch{p: p, interval: cfg.WALGuard.PollInterval, minSafe: cfg.WALGuard.MinSafeWALSize, reconnectMax: cfg.ReconnectMax,
-		initialSnapshot: func() bool { return p.exported != "" && !p.sn.done.Load() }, endangered: p.sn.slotEndangered}
+		initialSnapshot: func() bool { return p.exported != "" && !p.snap.state.finished() },
+		endangered:      func(st SlotState, margin int64) { p.sn.slotEndangered(st, margin) }}
 	return p, nil
 }
 
@@ -111,7 +114,7 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 func (p *Pipeline) Durable() checkpoint.Position { return p.ck.Durable() }
 
 // SnapshotProgress is where the snapshots being read stand. Safe for concurrent use.
-func (p *Pipeline) SnapshotProgress() SnapshotProgress { return p.sn.progress() }
+func (p *Pipeline) SnapshotProgress() SnapshotProgress { return p.snap.progress() }
 
 // Run streams until ctx ends (a clean shutdown, returning nil) or an error that reconnecting cannot
 // cure. On the way out it stops reading, lets every sink acknowledge what it holds, saves the
@@ -128,8 +131,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	runCtx, fail := context.WithCancelCause(context.Background())
 	defer fail(nil)
 
-	p.tracker = checkpoint.NewTracker(len(p.specs), p.Durable())
-	p.ck.tracker, p.sn.tracker, p.sess.tracker = p.tracker, p.tracker, p.tracker
+	p.ck.tracker, p.sess.tracker = p.tracker, p.tracker
 	p.trackerRef.Store(p.tracker)
 	var wg sync.WaitGroup
 	for i, spec := range p.specs {
@@ -162,7 +164,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	snapLogDone := make(chan struct{})
 	go func() {
 		defer close(snapLogDone)
-		p.sn.logProgress(statsStop)
+		p.snap.logProgress(statsStop)
 	}()
 	sinksWatched := make(chan struct{})
 	go func() {
@@ -426,8 +428,6 @@ func (p *Pipeline) open(ctx context.Context) error {
 		p.ck.follow = &timelineFollower{src: p.src, log: p.log}
 	}
 	pos := checkpoint.Position{CommitLSN: start.SkipThrough, EndLSN: start.From}
-	p.sn.db, p.sn.push, p.sn.catalog, p.sn.save = sys.DBName, p.push, p.catalog, p.ck.save
-	p.sn.watermarks = !st.Standby || hasPrimary
 	// The snapshot state is read by SnapshotProgress from other goroutines from the start.
 	tables := cp.Snapshot
 	if !found {
@@ -438,7 +438,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 	if !found || cp.Published == nil {
 		// A first start, or a checkpoint that predates the list: the tables published now are the
 		// ones taken into account (snapshotted below, or streamed from here on).
-		pub, err := p.sn.publishedTables(ctx)
+		pub, err := publishedTables(ctx, p.catalog, p.src.Publication)
 		if err != nil {
 			return err
 		}
@@ -452,13 +452,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 			tables = snapshot.Plan(pub, start.From, uint32(p.cfg.Snapshot.ChunkPages))
 		}
 	}
-	ss := &p.sn.state
-	ss.saveMu.Lock()
-	ss.tables = tables
-	ss.setPublished(published)
-	ss.pubChanged = pubChanged
-	publishedList := ss.publishedList()
-	ss.saveMu.Unlock()
+	publishedList := p.snap.state.load(tables, published, pubChanged)
 	if !found || start.Fresh {
 		cp := p.ck.ident
 		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, p.now(), tables
@@ -468,6 +462,11 @@ func (p *Pipeline) open(ctx context.Context) error {
 		}
 	}
 	p.ck.durable.Store(&pos)
+	// The tracker starts at the durable position, and the snapshot parts are built once it is
+	// known, the last of what they need.
+	p.tracker = checkpoint.NewTracker(len(p.specs), pos)
+	p.sn = newSnapshotter(snapDeps{cfg: p.cfg, src: p.src, log: p.log, now: p.now, db: sys.DBName, tracker: p.tracker, push: p.push,
+		catalog: p.catalog, save: p.ck.save, watermarks: !st.Standby || hasPrimary, health: p.health, metrics: p.metrics, progress: p.snap})
 
 	p.app = &applier{tx: newTxState(start.SkipThrough), cur: newBatch(), hooks: p.sn, handOver: p.push, txs: &p.stats.txs,
 		enc:       events.NewEncoder(events.Options{Database: sys.DBName, Now: p.now}, p.catalog),

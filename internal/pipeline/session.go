@@ -31,10 +31,10 @@ type session struct {
 	ck    *checkpointer
 
 	// Set by the pipeline before streaming.
-	app      *applier
-	tracker  *checkpoint.Tracker
-	catalog  *lazyCatalog
-	snapDone *atomic.Bool // the snapshotter's: every table snapshot is done
+	app     *applier
+	tracker *checkpoint.Tracker
+	catalog *lazyCatalog
+	snap    *snapState // the snapshot record: is every table snapshot done
 
 	conn           *replication.Conn
 	dec            *walparse.Decoder
@@ -65,7 +65,7 @@ func (s *session) publish() {
 
 // initialOnlyDone reports that snapshot.mode is initial_only and the snapshot is complete.
 func (s *session) initialOnlyDone() bool {
-	return s.cfg.Snapshot.Mode == SnapshotInitialOnly && s.snapDone.Load()
+	return s.cfg.Snapshot.Mode == SnapshotInitialOnly && s.snap.finished()
 }
 
 // dial opens the replication connection (kept in s.conn, so that closeConn releases it whatever
