@@ -23,16 +23,15 @@ type checkpointer struct {
 	now      func() time.Time
 	log      *zap.Logger
 
-	// The identity fields of the checkpoint, under identMu. The timeline changes after a
-	// promotion: the session sets it after a reconnect, the follower before a save (setTimeline).
+	// Set by the pipeline before the first save. The timeline changes after a promotion: the
+	// session sets it after a reconnect, the follower before a save (setTimeline); it is read and
+	// written under identMu.
 	identMu sync.Mutex
-	ident   checkpoint.Checkpoint
+	ident   checkpoint.Checkpoint // identity fields of the checkpoint
 	tracker *checkpoint.Tracker
 	// follow, set while the source is a standby, reads the server's timeline before each save of
 	// a new position, so that the checkpoint follows a promotion (timelineFollower).
 	follow timelineReader
-	// snapDone is set when the list of unfinished snapshots becomes empty after having tables.
-	snapDone *atomic.Bool
 
 	durable atomic.Pointer[checkpoint.Position] // newest position the store holds
 	health  *health.Board
@@ -50,7 +49,7 @@ type timelineReader interface {
 }
 
 // identity returns the identity fields of the checkpoint, with the timeline it records now. Safe
-// for concurrent use.
+// for concurrent use once the pipeline has set ident.
 func (c *checkpointer) identity() checkpoint.Checkpoint {
 	c.identMu.Lock()
 	defer c.identMu.Unlock()
@@ -107,25 +106,24 @@ func (c *checkpointer) save() error {
 			return err
 		}
 	}
-	cp := c.identity()
-	c.snap.saveMu.Lock()
-	defer c.snap.saveMu.Unlock()
-	had := len(c.snap.tables) > 0
-	completed, changed := c.snap.apply(seq)
-	if pos == c.Durable() && !changed {
+	completed, err := c.snap.save(seq, func(v snapView) error {
+		if pos == c.Durable() && !v.changed {
+			return nil
+		}
+		cp := c.identity()
+		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, c.now(), v.tables()
+		cp.Published = v.published()
+		if err := c.store.Save(cp); err != nil {
+			return fmt.Errorf("save checkpoint: %w", err)
+		}
+		c.durable.Store(&pos)
 		return nil
+	})
+	if err != nil {
+		return err
 	}
-	cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = pos.CommitLSN, pos.EndLSN, c.now(), c.snap.tables
-	cp.Published = c.snap.publishedList()
-	if err := c.store.Save(cp); err != nil {
-		return fmt.Errorf("save checkpoint: %w", err)
-	}
-	c.durable.Store(&pos)
 	for _, t := range completed {
 		c.log.Info("table snapshot complete", zap.String("table", t))
-	}
-	if had && len(c.snap.tables) == 0 {
-		c.snapDone.Store(true)
 	}
 	return nil
 }

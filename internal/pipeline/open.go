@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,11 +28,8 @@ type opened struct {
 	// with source.primary_url.
 	watermarks bool
 
-	// The snapshot state at start: the unfinished table snapshots and the published tables taken
-	// into account; pubChanged asks for a save of the latter.
-	tables     []checkpoint.TableSnapshot
-	published  []uint32
-	pubChanged bool
+	// The unfinished table snapshots at start; the snapshot record holds them.
+	tables []checkpoint.TableSnapshot
 }
 
 // ident returns the identity fields of the checkpoint.
@@ -84,14 +80,15 @@ func (p *Pipeline) open(ctx context.Context) (*opened, error) {
 			return o, err
 		}
 	}
-	if err := p.planSnapshot(ctx, o); err != nil {
+	published, err := p.planSnapshot(ctx, o)
+	if err != nil {
 		return o, err
 	}
 	o.pos = checkpoint.Position{CommitLSN: o.start.SkipThrough, EndLSN: o.start.From}
 	if !st.Found || o.start.Fresh {
 		cp := o.ident(p.src.Slot)
 		cp.CommitLSN, cp.FlushLSN, cp.UpdatedAt, cp.Snapshot = o.pos.CommitLSN, o.pos.EndLSN, p.now(), o.tables
-		cp.Published = sortedOIDs(o.published)
+		cp.Published = published
 		if err := p.store.Save(cp); err != nil {
 			return o, fmt.Errorf("save checkpoint: %w", err)
 		}
@@ -164,54 +161,30 @@ func (p *Pipeline) createSlot(ctx context.Context, o *opened) error {
 	return err
 }
 
-// planSnapshot sets the snapshot state the run starts with: the checkpoint's, or on a first start
-// (and with a checkpoint that predates the list of published tables) the tables published now,
-// which are snapshotted (a first start) or streamed from here on.
-func (p *Pipeline) planSnapshot(ctx context.Context, o *opened) error {
+// planSnapshot loads the snapshot record the run starts with and returns the published tables it
+// takes into account, as the checkpoint stores them: the checkpoint's, or on a first start (and
+// with a checkpoint that predates the list of published tables) the tables published now, which
+// are snapshotted (a first start) or streamed from here on.
+func (p *Pipeline) planSnapshot(ctx context.Context, o *opened) ([]uint32, error) {
 	cp, found := o.st.Checkpoint, o.st.Found
 	if found {
 		o.tables = cp.Snapshot
 	}
-	o.published = cp.Published
-	if found && cp.Published != nil {
-		return nil
+	published, pubChanged := cp.Published, false
+	if !found || cp.Published == nil {
+		pub, err := publishedTables(ctx, o.catalog, p.src.Publication)
+		if err != nil {
+			return nil, err
+		}
+		published = make([]uint32, len(pub))
+		for i, t := range pub {
+			published[i] = t.OID
+		}
+		pubChanged = found
+		if o.st.Snapshot {
+			// The plan is saved before the first row is read: a crash from here on resumes it.
+			o.tables = snapshot.Plan(pub, o.start.From, uint32(p.cfg.Snapshot.ChunkPages))
+		}
 	}
-	pub, err := publishedTables(ctx, o.catalog, p.src.Publication)
-	if err != nil {
-		return err
-	}
-	o.published = make([]uint32, len(pub))
-	for i, t := range pub {
-		o.published[i] = t.OID
-	}
-	o.pubChanged = found
-	if o.st.Snapshot {
-		// The plan is saved before the first row is read: a crash from here on resumes it.
-		o.tables = snapshot.Plan(pub, o.start.From, uint32(p.cfg.Snapshot.ChunkPages))
-	}
-	return nil
-}
-
-// publishedTables lists the tables of the publication.
-func publishedTables(ctx context.Context, catalog *lazyCatalog, publication string) ([]snapshot.Table, error) {
-	conn, err := catalog.pg(ctx)
-	if err != nil {
-		return nil, err
-	}
-	tables, err := snapshot.ListTables(ctx, conn, publication)
-	if err != nil {
-		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
-	}
-	return tables, nil
-}
-
-// sortedOIDs returns a sorted copy of oids, as the checkpoint stores them; nil stays nil.
-func sortedOIDs(oids []uint32) []uint32 {
-	if oids == nil {
-		return nil
-	}
-	out := make([]uint32, len(oids))
-	copy(out, oids)
-	slices.Sort(out)
-	return out
+	return p.snap.state.load(o.tables, published, pubChanged), nil
 }

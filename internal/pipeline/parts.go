@@ -47,15 +47,15 @@ func (p *Pipeline) build(o *opened) *parts {
 	cfg := p.cfg
 	tracker := checkpoint.NewTracker(len(p.specs), o.pos)
 	fan := newFanout(p.specs, tracker, cfg.MaxWriteEvents, p.obs, &p.stats, &p.commits, p.now)
-	sn := p.buildSnapshotter(o, tracker, fan.push)
 	var follow timelineReader
 	if o.st.Standby {
 		follow = &timelineFollower{src: p.src, log: p.log}
 	}
-	ck := &checkpointer{store: p.store, snap: &sn.state, interval: cfg.CheckpointInterval, now: p.now, log: p.log,
-		ident: o.ident(p.src.Slot), tracker: tracker, follow: follow, snapDone: &sn.done, health: p.obs.health}
+	ck := &checkpointer{store: p.store, snap: p.snap.state, interval: cfg.CheckpointInterval, now: p.now, log: p.log,
+		ident: o.ident(p.src.Slot), tracker: tracker, follow: follow, health: p.obs.health}
 	ck.durable.Store(&o.pos)
-	sn.save = ck.save
+	sn := newSnapshotter(snapDeps{cfg: cfg, src: p.src, log: p.log, now: p.now, db: o.sys.DBName, tracker: tracker, push: fan.push,
+		catalog: o.catalog, save: ck.save, watermarks: o.watermarks, health: p.obs.health, metrics: p.obs.metrics, progress: p.snap})
 	var beats *heartbeater
 	if heartbeatsOn(cfg) {
 		beats = newHeartbeater(cfg.Heartbeat, p.src, p.runID, &p.stats.txs, p.log, p.now, p.obs)
@@ -70,27 +70,14 @@ func (p *Pipeline) build(o *opened) *parts {
 		app.markers = events.NewMarkers(events.Options{Database: o.sys.DBName, Now: p.now})
 	}
 	sess := &session{src: p.src, cfg: cfg, log: p.log, now: p.now, store: p.store, ck: ck, app: app, tracker: tracker,
-		catalog: o.catalog, snapDone: &sn.done, health: p.obs.health, conn: o.conn, serverEnd: o.sys.XLogPos, pub: &p.pub,
+		catalog: o.catalog, snap: p.snap.state, health: p.obs.health, conn: o.conn, serverEnd: o.sys.XLogPos, pub: &p.pub,
 		dec: walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion}), clock: statusClock{interval: o.statusInterval}}
 	sess.publish()
 	exported := o.exported
 	slots := &slotWatch{src: p.src, log: p.log, obs: p.obs, interval: cfg.WALGuard.PollInterval, minSafe: cfg.WALGuard.MinSafeWALSize,
-		reconnectMax: cfg.ReconnectMax, initialSnapshot: func() bool { return exported != "" && !sn.done.Load() }, endangered: sn.slotEndangered}
+		reconnectMax: cfg.ReconnectMax, initialSnapshot: func() bool { return exported != "" && !p.snap.state.finished() }, endangered: sn.slotEndangered}
 	return &parts{cfg: cfg, log: p.log, now: p.now, obs: p.obs, stats: &p.stats, sess: sess, app: app, sn: sn, ck: ck,
 		catalog: o.catalog, tracker: tracker, fan: fan, slots: slots, beats: beats, exported: exported, startFrom: o.start.From}
-}
-
-// buildSnapshotter builds the snapshotter with the snapshot state the run starts with.
-func (p *Pipeline) buildSnapshotter(o *opened, tracker *checkpoint.Tracker, push func(*batch) uint64) *snapshotter {
-	sn := newSnapshotter(p.cfg, p.src, p.log, p.now)
-	sn.db, sn.push, sn.catalog, sn.tracker = o.sys.DBName, push, o.catalog, tracker
-	sn.watermarks = o.watermarks
-	sn.health, sn.metrics = p.obs.health, p.obs.metrics
-	ss := &sn.state
-	ss.tables = o.tables
-	ss.setPublished(o.published)
-	ss.pubChanged = o.pubChanged
-	return sn
 }
 
 // run runs the loops in one errgroup until reading stops, then shuts down in this order:
@@ -118,7 +105,7 @@ func (pp *parts) run(ctx context.Context) error {
 		return ckErr
 	})
 	reporting.start(pp.logStats)
-	reporting.start(func(ctx context.Context) error { pp.sn.logProgress(ctx.Done()); return nil })
+	reporting.start(func(ctx context.Context) error { pp.sn.progress.logProgress(ctx.Done()); return nil })
 	reporting.start(func(ctx context.Context) error { return watchSinks(ctx, pp.fan.workers, pp.obs.health, pp.now) })
 	reading.start(pp.slots.run)
 

@@ -40,7 +40,8 @@ type Pipeline struct {
 	runID string // identifies this run's watermarks and heartbeats
 
 	// Readable by other goroutines (Observe's scrapes, Status) from New on.
-	obs     observers // set by Observe, before Run
+	obs     observers     // set by Observe, before Run
+	snap    *snapProgress // the snapshot record and progress
 	stats   stats
 	pub     sessionPub
 	commits commitTimes
@@ -73,7 +74,9 @@ func New(cfg Config, src replication.Config, store Store, specs []SinkSpec, log 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now, runID: newRunID()}, nil
+	p := &Pipeline{cfg: cfg, src: src, store: store, specs: specs, log: log, now: time.Now, runID: newRunID()}
+	p.snap = newSnapProgress(cfg.Snapshot, log, p.now)
+	return p, nil
 }
 
 // Durable returns the newest position the checkpoint store holds (and the server may be told);
@@ -86,12 +89,7 @@ func (p *Pipeline) Durable() checkpoint.Position {
 }
 
 // SnapshotProgress is where the snapshots being read stand. Safe for concurrent use.
-func (p *Pipeline) SnapshotProgress() SnapshotProgress {
-	if pp := p.parts.Load(); pp != nil {
-		return pp.sn.progress()
-	}
-	return SnapshotProgress{}
-}
+func (p *Pipeline) SnapshotProgress() SnapshotProgress { return p.snap.progress() }
 
 // Run streams until ctx ends (a clean shutdown, returning nil) or an error that reconnecting cannot
 // cure. On the way out it stops reading, lets every sink acknowledge what it holds, saves the

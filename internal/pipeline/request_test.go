@@ -31,18 +31,18 @@ func TestSnapshotRequestSurvivesAFailedLookup(t *testing.T) {
 	ln.Close()
 
 	src := replication.Config{URL: dead, Slot: "s", Publication: "pub", ConnectTimeout: 5 * time.Second}
-	sn := newSnapshotter(Config{Snapshot: SnapshotConfig{ChunkPages: 1}}, src, zaptest.NewLogger(t), time.Now)
-	sn.catalog = newLazyCatalog(src)
-	defer sn.catalog.close()
+	log := zaptest.NewLogger(t)
+	catalog := newLazyCatalog(src)
+	defer catalog.close()
+	cfg := Config{Snapshot: SnapshotConfig{ChunkPages: 1}}
+	sn := newSnapshotter(snapDeps{cfg: cfg, src: src, log: log, now: time.Now, catalog: catalog, progress: newSnapProgress(cfg.Snapshot, log, time.Now)})
 	r := newApplyRig(t, 100, 0)
 	r.app.hooks = sn
 	var marksAtHandOver []int
 	handOver := r.app.handOver
 	r.app.handOver = func(b *batch) uint64 {
 		seq := handOver(b) // the rig calls b.numbered first, as the pipeline does before the sinks
-		sn.state.marksMu.Lock()
-		marksAtHandOver = append(marksAtHandOver, len(sn.state.marks))
-		sn.state.marksMu.Unlock()
+		marksAtHandOver = append(marksAtHandOver, len(sn.state.marksNow()))
 		return seq
 	}
 	const commit = lsn.LSN(0x5000)
@@ -61,7 +61,7 @@ func TestSnapshotRequestSurvivesAFailedLookup(t *testing.T) {
 
 	// The reconnect: the stream starts again at the transaction's Begin, the catalog answers.
 	r.app.reconnect()
-	sn.catalog.conn.src.URL = pg.URL("postgres")
+	catalog.conn.src.URL = pg.URL("postgres")
 	if err := r.apply(tx...); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestSnapshotRequestSurvivesAFailedLookup(t *testing.T) {
 	if len(marksAtHandOver) != 1 || marksAtHandOver[0] != 1 {
 		t.Fatalf("marks when the batch was handed over: %v, want the requested table's", marksAtHandOver)
 	}
-	m := sn.state.marks[0]
+	m := sn.state.marksNow()[0]
 	if m.seq != 1 || m.add == nil || m.add.Table != "orders" || m.add.Gen != commit {
 		t.Fatalf("mark %+v, want orders of generation %s with batch 1", m, commit)
 	}

@@ -23,17 +23,17 @@ import (
 // only. Its receive deadline is the next status update, so that a slow sink never costs the
 // session its wal_sender_timeout.
 type session struct {
-	src      replication.Config
-	cfg      Config
-	log      *zap.Logger
-	now      func() time.Time
-	store    Store
-	ck       *checkpointer
-	app      *applier
-	tracker  *checkpoint.Tracker
-	catalog  *lazyCatalog
-	snapDone *atomic.Bool // every table snapshot is done
-	health   *health.Board
+	src     replication.Config
+	cfg     Config
+	log     *zap.Logger
+	now     func() time.Time
+	store   Store
+	ck      *checkpointer
+	app     *applier
+	tracker *checkpoint.Tracker
+	catalog *lazyCatalog
+	snap    *snapState // the snapshot record: is every table snapshot done
+	health  *health.Board
 
 	conn      *replication.Conn
 	dec       *walparse.Decoder
@@ -71,7 +71,7 @@ func (s *session) publish() {
 
 // initialOnlyDone reports that snapshot.mode is initial_only and the snapshot is complete.
 func (s *session) initialOnlyDone() bool {
-	return s.cfg.Snapshot.Mode == SnapshotInitialOnly && s.snapDone.Load()
+	return s.cfg.Snapshot.Mode == SnapshotInitialOnly && s.snap.finished()
 }
 
 // dial opens the replication connection (kept in s.conn, so that closeConn releases it whatever

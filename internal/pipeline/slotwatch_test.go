@@ -81,17 +81,17 @@ func TestSlotWatchReport(t *testing.T) {
 // the slot's state as the cause; at any other time it does nothing.
 func TestSlotEndangeredEndsExportedReads(t *testing.T) {
 	size := func(n int64) *int64 { return &n }
-	sn := &snapshotter{}
+	guard := &exportGuard{}
 	under := inspect.SlotState{WALStatus: "extended", SafeWALSize: size(10 << 20), MaxSlotWALKeepBytes: 128 << 20}
-	sn.slotEndangered(under, 64<<20) // no exported snapshot is read: nothing to end
+	guard.slotEndangered(under, 64<<20) // no exported snapshot is read: nothing to end
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	disarm := sn.guard.arm(cancel)
+	disarm := guard.arm(cancel)
 	if ctx.Err() != nil {
 		t.Fatal("arming ended the reads")
 	}
-	sn.slotEndangered(under, 64<<20)
+	guard.slotEndangered(under, 64<<20)
 	var danger *slotDanger
 	if !errors.As(context.Cause(ctx), &danger) || danger.margin != 64<<20 || *danger.st.SafeWALSize != 10<<20 {
 		t.Fatalf("cause %v, want the slot's danger", context.Cause(ctx))
@@ -99,15 +99,15 @@ func TestSlotEndangeredEndsExportedReads(t *testing.T) {
 	if msg := danger.Error(); !strings.Contains(msg, "safe_wal_size 10485760 bytes is under the margin of 67108864 bytes") {
 		t.Fatalf("cause says %q", msg)
 	}
-	if sn.guard.trip(errors.New("again")) {
+	if guard.trip(errors.New("again")) {
 		t.Fatal("the guard tripped twice")
 	}
 	disarm()
 
 	ctx2, cancel2 := context.WithCancelCause(context.Background())
 	defer cancel2(nil)
-	sn.guard.arm(cancel2)()
-	sn.slotEndangered(inspect.SlotState{WALStatus: "unreserved", SafeWALSize: size(-1 << 20)}, 64<<20)
+	guard.arm(cancel2)()
+	guard.slotEndangered(inspect.SlotState{WALStatus: "unreserved", SafeWALSize: size(-1 << 20)}, 64<<20)
 	if ctx2.Err() != nil {
 		t.Fatal("a disarmed guard ended the reads")
 	}

@@ -6,23 +6,21 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/pgstream/pgstream/checkpoint"
 	"github.com/pgstream/pgstream/internal/backoff"
 	"github.com/pgstream/pgstream/internal/health"
+	"github.com/pgstream/pgstream/internal/inspect"
 	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
 	"github.com/pgstream/pgstream/replication"
+	"github.com/pgstream/pgstream/walparse"
 )
 
 // Prefixes of the logical decoding messages that steer snapshots. Messages with either prefix are
@@ -64,60 +62,113 @@ type watermark struct {
 	High bool   `json:"high"`
 }
 
-// snapshotter reads table snapshots: the initial one inside the snapshot the slot's creation
-// exported, and chunks read between watermarks while streaming (a resumed snapshot, requests, tables
-// that join the publication). It owns the snapshot progress, the watermark windows, the chunk queue
-// and its readers, and learns from the stream through the streamHooks it implements.
-type snapshotter struct {
-	cfg                                        SnapshotConfig
-	src                                        replication.Config
-	log                                        *zap.Logger
-	now                                        func() time.Time
-	limit                                      *rate.Limiter // cfg.MaxRowsPerSecond, shared by every reader; nil: no cap
-	runID                                      string        // identifies this run's watermarks
-	maxBatchEvents, maxBatchBytes, maxInFlight int
-	retry                                      backoff.Policy // between attempts at a chunk
-
-	// Set by the pipeline before the first read.
+// snapDeps is what the snapshot parts need from the pipeline, known once the run has found where it
+// starts: they are built from it whole (newSnapshotter).
+type snapDeps struct {
+	cfg     Config
+	src     replication.Config
+	log     *zap.Logger
+	now     func() time.Time
 	db      string              // the database's name, for the events
 	tracker *checkpoint.Tracker // in-flight bound and acknowledgements
 	push    func(*batch) uint64 // hands a batch to the sinks
 	catalog *lazyCatalog        // catalog queries
 	save    func() error        // saves the checkpoint now
-
-	// The replication goroutine's (streamHooks).
-	requests  []Request // snapshot requests of the open transaction
-	openRel   map[uint32][]*window
-	signalRel uint32 // relation id of cfg.SignalTable once its Relation message arrived
-	signalCol int    // index of its "tables" column, -1 when it has none
-	// signalArray reports that the "tables" column is an array (text[] or varchar[]), not a
-	// comma-separated list.
-	signalArray bool
-
-	health  *health.Board
-	metrics *metrics.Metrics
-
-	state     snapState
-	stats     snapStats
-	done      atomic.Bool // the snapshot list became empty after having tables
-	jobs      jobQueue
-	wins      windows
-	windowSeq atomic.Uint64
-
 	// watermarks reports that watermarks can be written: the source is a primary, or a standby
-	// with source.primary_url. Set by the pipeline before the first read.
-	watermarks    bool
-	guard         exportGuard // lets the slot watch end the reads inside the exported snapshot
-	guardSwitched atomic.Bool // the exported snapshot gave way to streaming (slotEndangered)
+	// with source.primary_url.
+	watermarks bool
+	health     *health.Board    // may be nil
+	metrics    *metrics.Metrics // may be nil
+	progress   *snapProgress    // the snapshot record and counters, built with the pipeline
+}
+
+// snapshotter reads table snapshots: the initial one inside the snapshot the slot's creation
+// exported, and chunks read between watermarks while streaming (a resumed snapshot, requests, tables
+// that join the publication). It only holds its parts, one per job, and hands each call to the part
+// that does it; it implements the streamHooks the applier calls on the replication goroutine by
+// handing them to the watermark windows and the requests. Built by newSnapshotter, it is used by
+// the pipeline's goroutines as each part documents.
+type snapshotter struct {
+	state    *snapState      // the snapshot record (shared with the checkpointer and the session)
+	progress *snapProgress   // counters, SnapshotProgress, the progress log line
+	jobs     *jobQueue       // chunks waiting for a reader while streaming
+	planner  *chunkPlanner   // tables to chunk jobs
+	exported *exportedReader // the initial snapshot, inside the exported one, and its guard
+	windows  *chunkWindows   // chunks read between watermarks
+	readers  *resnapReaders  // the readers of queued chunks while streaming
+	requests *snapRequests   // request messages and signal-table rows, asked at commit
+	poll     *tablePoll      // tables that join the publication
 }
 
 var _ streamHooks = (*snapshotter)(nil)
 
-func newSnapshotter(cfg Config, src replication.Config, log *zap.Logger, now func() time.Time) *snapshotter {
-	return &snapshotter{cfg: cfg.Snapshot, src: src, log: log, now: now, limit: newRowLimit(cfg.Snapshot.MaxRowsPerSecond),
-		runID: newRunID(), maxBatchEvents: cfg.MaxBatchEvents, maxBatchBytes: cfg.MaxBatchBytes, maxInFlight: cfg.MaxInFlightBytes,
-		retry:   backoff.Policy{Min: cfg.ReconnectMin, Max: cfg.ReconnectMax},
-		openRel: map[uint32][]*window{}, jobs: jobQueue{wake: make(chan struct{}, 1)}, wins: windows{m: map[uint64]*window{}}}
+// newSnapshotter builds the snapshot parts from d.
+func newSnapshotter(d snapDeps) *snapshotter {
+	chunks := &chunkReader{limit: newRowLimit(d.cfg.Snapshot.MaxRowsPerSecond), log: d.log}
+	jobs := newJobQueue()
+	planner := &chunkPlanner{catalog: d.catalog, publication: d.src.Publication, progress: d.progress}
+	windows := newChunkWindows(d, chunks)
+	return &snapshotter{
+		state:    d.progress.state,
+		progress: d.progress,
+		jobs:     jobs,
+		planner:  planner,
+		exported: &exportedReader{d: d, chunks: chunks, planner: planner, guard: &exportGuard{}},
+		windows:  windows,
+		readers: &resnapReaders{workers: d.cfg.Snapshot.Workers, src: d.src, db: d.db, now: d.now, log: d.log,
+			retry: backoff.Policy{Min: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}, jobs: jobs, windows: windows},
+		requests: newSnapRequests(d, planner, jobs),
+		poll:     &tablePoll{interval: d.cfg.Snapshot.PollInterval, src: d.src, log: d.log, state: d.progress.state},
+	}
+}
+
+// runID identifies this run's watermarks (and heartbeats): those of an earlier run are ignored.
+func (sn *snapshotter) runID() string { return sn.windows.runID }
+
+// snapshotExported reads the initial snapshot inside the slot's exported snapshot name (see
+// exportedReader.read).
+func (sn *snapshotter) snapshotExported(ctx, runCtx context.Context, name string, startFrom lsn.LSN, tables []checkpoint.TableSnapshot) ([]chunkJob, error) {
+	return sn.exported.read(ctx, runCtx, name, startFrom, tables)
+}
+
+// slotEndangered is told by the slot watch that the slot's WAL is in danger. Safe for concurrent
+// use.
+func (sn *snapshotter) slotEndangered(st inspect.SlotState, margin int64) {
+	sn.exported.slotEndangered(st, margin)
+}
+
+// pendingSnapshot returns a copy of the durable list of unfinished table snapshots.
+func (sn *snapshotter) pendingSnapshot() []checkpoint.TableSnapshot { return sn.state.pending() }
+
+// pendingJobs returns a job for every chunk not done of tables, counted in the progress.
+func (sn *snapshotter) pendingJobs(ctx context.Context, tables []checkpoint.TableSnapshot) []chunkJob {
+	return sn.planner.queue(ctx, tables)
+}
+
+// startResnap starts the readers of queued chunks; wait waits for them once ctx ended.
+func (sn *snapshotter) startResnap(ctx context.Context, fail context.CancelCauseFunc) (wait func()) {
+	return sn.readers.start(ctx, fail)
+}
+
+// pollPublication requests a snapshot of the tables that join the publication until ctx ends.
+func (sn *snapshotter) pollPublication(ctx context.Context) { sn.poll.run(ctx) }
+
+// The streamHooks, on the replication goroutine.
+
+func (sn *snapshotter) relation(m *walparse.Relation)       { sn.requests.relation(m) }
+func (sn *snapshotter) inserted(m *walparse.Insert)         { sn.requests.inserted(m) }
+func (sn *snapshotter) watching() bool                      { return sn.windows.watching() }
+func (sn *snapshotter) keyChanged(relID uint32, key []byte) { sn.windows.keyChanged(relID, key) }
+func (sn *snapshotter) truncated(relID uint32)              { sn.windows.truncated(relID) }
+func (sn *snapshotter) began()                              { sn.requests.began() }
+func (sn *snapshotter) request(m *walparse.LogicalMessage)  { sn.requests.request(m) }
+
+func (sn *snapshotter) watermark(m *walparse.LogicalMessage) (*batch, func(seq uint64)) {
+	return sn.windows.watermark(m)
+}
+
+func (sn *snapshotter) committing(ctx context.Context, commit lsn.LSN) (func(seq uint64), error) {
+	return sn.requests.committing(ctx, commit)
 }
 
 // chunkJob is one chunk of a table snapshot to read.
@@ -126,148 +177,44 @@ type chunkJob struct {
 	idx   uint32
 }
 
-// snapMark is a change to the durable snapshot state that takes effect once the batch seq (and every
-// batch before it) is acknowledged by every sink: a table added to the snapshot, or a chunk done.
-type snapMark struct {
-	seq   uint64
-	add   *checkpoint.TableSnapshot
-	gen   lsn.LSN
-	oid   uint32
-	chunk uint32
+// chunkPlanner turns table snapshots into the chunk jobs still to read, and counts them in the
+// progress. Used by the exported reads, the pipeline's resume and the requests (on the replication
+// goroutine); it keeps no state of its own.
+type chunkPlanner struct {
+	catalog     *lazyCatalog
+	publication string
+	progress    *snapProgress
 }
 
-// snapState is the snapshot progress: the marks waiting for acknowledgement and the durable list the
-// checkpoint holds. marks is shared by the producers and the checkpointer under marksMu; tables,
-// published and pubChanged are guarded by saveMu, which the checkpointer holds across a save so
-// that the list and the position are written together.
-type snapState struct {
-	marksMu sync.Mutex
-	marks   []snapMark
-
-	saveMu sync.Mutex
-	tables []checkpoint.TableSnapshot
-	// published holds the OIDs of the publication's tables taken into account (see
-	// checkpoint.Checkpoint.Published); nil when not known. pubChanged asks for a save.
-	published  map[uint32]bool
-	pubChanged bool
-}
-
-// publishedList returns published as the checkpoint stores it.
-func (s *snapState) publishedList() []uint32 {
-	if s.published == nil {
-		return nil
-	}
-	out := make([]uint32, 0, len(s.published))
-	for oid := range s.published {
-		out = append(out, oid)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func (s *snapState) setPublished(oids []uint32) {
-	s.published = make(map[uint32]bool, len(oids))
-	for _, oid := range oids {
-		s.published[oid] = true
-	}
-}
-
-func (s *snapState) mark(m snapMark) {
-	s.marksMu.Lock()
-	s.marks = append(s.marks, m)
-	s.marksMu.Unlock()
-}
-
-// apply moves the marks of batches up to seq into tables, and reports the tables completed (nil when
-// nothing changed, with changed false). The caller holds saveMu.
-func (s *snapState) apply(seq uint64) (completed []string, changed bool) {
-	s.marksMu.Lock()
-	n := 0
-	for n < len(s.marks) && s.marks[n].seq <= seq {
-		n++
-	}
-	ready := append([]snapMark(nil), s.marks[:n]...)
-	s.marks = append(s.marks[:0], s.marks[n:]...)
-	s.marksMu.Unlock()
-	changed = s.pubChanged
-	s.pubChanged = false
-	for _, m := range ready {
-		changed = true
-		if m.add != nil {
-			s.tables = append(s.tables, m.add.Clone())
-			if s.published != nil {
-				s.published[m.add.OID] = true
-			}
-			continue
-		}
-		for i := range s.tables {
-			t := &s.tables[i]
-			if t.Gen != m.gen || t.OID != m.oid {
-				continue
-			}
-			t.MarkDone(m.chunk)
-			if t.Complete() {
-				completed = append(completed, t.Name())
-				s.tables = append(s.tables[:i], s.tables[i+1:]...)
-			}
-			break
+// jobs returns a job for every chunk not done of the given tables, in table order, and an estimate
+// of the rows they hold.
+func (pl *chunkPlanner) jobs(ctx context.Context, tables []checkpoint.TableSnapshot) (jobs []chunkJob, estRows float64) {
+	// pg_class.reltuples of the published tables, for the estimate of the time left; unknown
+	// (0) when the listing fails or the table left the publication.
+	reltuples := map[uint32]float64{}
+	if pub, err := publishedTables(ctx, pl.catalog, pl.publication); err == nil {
+		for _, t := range pub {
+			reltuples[t.OID] = t.Rows
 		}
 	}
-	return completed, changed
-}
-
-// snapStats counts snapshot progress for the progress log.
-type snapStats struct {
-	started     atomic.Int64 // unix nanoseconds when the chunks being read were queued
-	rowsAtStart atomic.Int64
-	rows        atomic.Int64
-	chunks      atomic.Int64 // chunks read by this run
-	totalChunks atomic.Int64 // chunks this run has to read
-	estRows     atomic.Int64 // estimated rows of the chunks this run has to read (pg_class.reltuples)
-	active      atomic.Int32 // snapshots being read
-}
-
-// jobQueue is the chunks waiting for a reader while streaming. The replication goroutine adds to it
-// without blocking.
-type jobQueue struct {
-	mu   sync.Mutex
-	jobs []chunkJob
-	wake chan struct{} // cap 1
-}
-
-func (q *jobQueue) add(jobs ...chunkJob) {
-	q.mu.Lock()
-	q.jobs = append(q.jobs, jobs...)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (q *jobQueue) next(ctx context.Context) (chunkJob, bool) {
-	for {
-		q.mu.Lock()
-		if len(q.jobs) > 0 {
-			j := q.jobs[0]
-			q.jobs = q.jobs[1:]
-			more := len(q.jobs) > 0
-			q.mu.Unlock()
-			if more {
-				select {
-				case q.wake <- struct{}{}:
-				default:
-				}
-			}
-			return j, true
+	for i := range tables {
+		t := tables[i].Clone()
+		pending := t.Pending()
+		for _, c := range pending {
+			jobs = append(jobs, chunkJob{table: &t, idx: c})
 		}
-		q.mu.Unlock()
-		select {
-		case <-q.wake:
-		case <-ctx.Done():
-			return chunkJob{}, false
+		if rows := reltuples[t.OID]; rows > 0 {
+			estRows += rows * float64(len(pending)) / float64(t.Chunks())
 		}
 	}
+	return jobs, estRows
+}
+
+// queue returns jobs for the tables' chunks not done and counts them in the progress.
+func (pl *chunkPlanner) queue(ctx context.Context, tables []checkpoint.TableSnapshot) []chunkJob {
+	jobs, est := pl.jobs(ctx, tables)
+	pl.progress.queued(len(jobs), est)
+	return jobs
 }
 
 func newRunID() string {
@@ -277,51 +224,16 @@ func newRunID() string {
 }
 
 // publishedTables lists the tables of the publication.
-func (sn *snapshotter) publishedTables(ctx context.Context) ([]snapshot.Table, error) {
-	conn, err := sn.catalog.pg(ctx)
+func publishedTables(ctx context.Context, catalog *lazyCatalog, publication string) ([]snapshot.Table, error) {
+	conn, err := catalog.pg(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tables, err := snapshot.ListTables(ctx, conn, sn.src.Publication)
+	tables, err := snapshot.ListTables(ctx, conn, publication)
 	if err != nil {
-		return nil, fmt.Errorf("list the tables of publication %s: %w", sn.src.Publication, err)
+		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
 	}
 	return tables, nil
-}
-
-// pendingJobs returns a job for every chunk not done of the given tables, in table order, and
-// counts them in the progress statistics.
-func (sn *snapshotter) pendingJobs(ctx context.Context, tables []checkpoint.TableSnapshot) []chunkJob {
-	// pg_class.reltuples of the published tables, for the estimate of the time left; unknown
-	// (0) when the listing fails or the table left the publication.
-	reltuples := map[uint32]float64{}
-	if pub, err := sn.publishedTables(ctx); err == nil {
-		for _, t := range pub {
-			reltuples[t.OID] = t.Rows
-		}
-	}
-	var jobs []chunkJob
-	var est float64
-	for i := range tables {
-		t := tables[i].Clone()
-		pending := t.Pending()
-		for _, c := range pending {
-			jobs = append(jobs, chunkJob{table: &t, idx: c})
-		}
-		if rows := reltuples[t.OID]; rows > 0 {
-			est += rows * float64(len(pending)) / float64(t.Chunks())
-		}
-	}
-	st := &sn.stats
-	if st.chunks.Load() >= st.totalChunks.Load() && st.active.Load() == 0 {
-		// A new snapshot after an idle time: its rate and estimate start now.
-		st.started.Store(sn.now().UnixNano())
-		st.rowsAtStart.Store(st.rows.Load())
-		st.estRows.Store(st.rows.Load())
-	}
-	st.totalChunks.Add(int64(len(jobs)))
-	st.estRows.Add(int64(est))
-	return jobs
 }
 
 // pubTables resolves the publication's column list and row filter of tables by OID, loading the

@@ -1,11 +1,10 @@
 package pipeline
 
 import (
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/pgstream/pgstream/checkpoint"
 )
 
 // Where the snapshots stand: the progress /status reports and the periodic log line.
@@ -24,17 +23,72 @@ type SnapshotProgress struct {
 	GuardSwitched bool `json:"guard_switched"`
 }
 
+// snapProgress is where the snapshots stand: the snapshot record (the durable list and the marks
+// waiting for acknowledgement, with its own locks) and the counters of this run, for
+// SnapshotProgress and the periodic log line. It is built with the pipeline, before anything is
+// read, and used by every snapshot part (the exported reads, the replication goroutine's windows and
+// requests), by logProgress's goroutine and by scrapes. Safe for concurrent use: the counters are
+// atomic.
+type snapProgress struct {
+	state    *snapState
+	interval time.Duration // snapshot.progress_interval; < 0: no log line
+	log      *zap.Logger
+	now      func() time.Time
+
+	started     atomic.Int64 // unix nanoseconds when the chunks being read were queued
+	rowsAtStart atomic.Int64
+	rows        atomic.Int64
+	chunks      atomic.Int64 // chunks read by this run
+	totalChunks atomic.Int64 // chunks this run has to read
+	estRows     atomic.Int64 // estimated rows of the chunks this run has to read (pg_class.reltuples)
+	active      atomic.Int32 // snapshots being read
+	switched    atomic.Bool  // the exported snapshot gave way to streaming (slotEndangered)
+}
+
+func newSnapProgress(cfg SnapshotConfig, log *zap.Logger, now func() time.Time) *snapProgress {
+	return &snapProgress{state: &snapState{}, interval: cfg.ProgressInterval, log: log, now: now}
+}
+
+// queued counts jobs chunks, holding about estRows rows, that this run has to read.
+func (st *snapProgress) queued(jobs int, estRows float64) {
+	if st.chunks.Load() >= st.totalChunks.Load() && st.active.Load() == 0 {
+		// A new snapshot after an idle time: its rate and estimate start now.
+		st.started.Store(st.now().UnixNano())
+		st.rowsAtStart.Store(st.rows.Load())
+		st.estRows.Store(st.rows.Load())
+	}
+	st.totalChunks.Add(int64(jobs))
+	st.estRows.Add(int64(estRows))
+}
+
+// handed counts rows handed to the sinks.
+func (st *snapProgress) handed(rows int) { st.rows.Add(int64(rows)) }
+
+// handedRows returns the rows handed to the sinks by this run.
+func (st *snapProgress) handedRows() int64 { return st.rows.Load() }
+
+// chunkDone counts a chunk whose rows are all handed to the sinks.
+func (st *snapProgress) chunkDone() { st.chunks.Add(1) }
+
+// reading counts a snapshot being read until the returned function is called.
+func (st *snapProgress) reading() (done func()) {
+	st.active.Add(1)
+	return func() { st.active.Add(-1) }
+}
+
+// gaveWay records that the initial snapshot stopped reading inside the slot's exported snapshot.
+func (st *snapProgress) gaveWay() { st.switched.Store(true) }
+
 // progress returns the progress of the snapshots being read. Safe for concurrent use.
-func (sn *snapshotter) progress() SnapshotProgress {
-	st := &sn.stats
-	pr := SnapshotProgress{ChunksDone: st.chunks.Load(), Chunks: st.totalChunks.Load(), Rows: st.rows.Load(), TablesPending: sn.pendingTables(),
-		GuardSwitched: sn.guardSwitched.Load()}
+func (st *snapProgress) progress() SnapshotProgress {
+	pr := SnapshotProgress{ChunksDone: st.chunks.Load(), Chunks: st.totalChunks.Load(), Rows: st.rows.Load(), TablesPending: st.state.pendingCount(),
+		GuardSwitched: st.switched.Load()}
 	pr.Active = pr.Chunks > 0 && (pr.ChunksDone < pr.Chunks || st.active.Load() > 0)
 	started := st.started.Load()
 	if started == 0 || pr.Rows == 0 {
 		return pr
 	}
-	elapsed := sn.now().Sub(time.Unix(0, started)).Seconds()
+	elapsed := st.now().Sub(time.Unix(0, started)).Seconds()
 	if elapsed <= 0 {
 		return pr
 	}
@@ -55,22 +109,22 @@ func (sn *snapshotter) progress() SnapshotProgress {
 	return pr
 }
 
-// logSnapshotProgress logs snapshot progress every Snapshot.ProgressInterval while a snapshot runs.
-func (sn *snapshotter) logProgress(stop <-chan struct{}) {
-	if sn.cfg.ProgressInterval < 0 {
+// logProgress logs snapshot progress every Snapshot.ProgressInterval while a snapshot runs.
+func (st *snapProgress) logProgress(stop <-chan struct{}) {
+	if st.interval < 0 {
 		<-stop
 		return
 	}
-	t := time.NewTicker(sn.cfg.ProgressInterval)
+	t := time.NewTicker(st.interval)
 	defer t.Stop()
 	var lastRows int64
-	last := sn.now()
+	last := st.now()
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			pr := sn.progress()
+			pr := st.progress()
 			if !pr.Active {
 				lastRows, last = pr.Rows, now
 				continue
@@ -80,25 +134,8 @@ func (sn *snapshotter) logProgress(stop <-chan struct{}) {
 			if pr.ETA > 0 {
 				fields = append(fields, zap.Duration("eta", pr.ETA))
 			}
-			sn.log.Info("snapshot progress", fields...)
+			st.log.Info("snapshot progress", fields...)
 			lastRows, last = pr.Rows, now
 		}
 	}
-}
-
-// pendingSnapshot returns a copy of the durable list of unfinished table snapshots.
-func (sn *snapshotter) pendingSnapshot() []checkpoint.TableSnapshot {
-	sn.state.saveMu.Lock()
-	defer sn.state.saveMu.Unlock()
-	out := make([]checkpoint.TableSnapshot, len(sn.state.tables))
-	for i := range sn.state.tables {
-		out[i] = sn.state.tables[i].Clone()
-	}
-	return out
-}
-
-func (sn *snapshotter) pendingTables() int {
-	sn.state.saveMu.Lock()
-	defer sn.state.saveMu.Unlock()
-	return len(sn.state.tables)
 }

@@ -10,6 +10,13 @@ import (
 	"github.com/pgstream/pgstream/sinks"
 )
 
+// marksNow returns a copy of the marks waiting for acknowledgement.
+func (s *snapState) marksNow() []snapMark {
+	s.marksMu.Lock()
+	defer s.marksMu.Unlock()
+	return append([]snapMark(nil), s.marks...)
+}
+
 func TestSnapStateApply(t *testing.T) {
 	tbl := checkpoint.TableSnapshot{Gen: 100, OID: 7, Schema: "public", Table: "t", Pages: 30, ChunkPages: 10}
 	other := checkpoint.TableSnapshot{Gen: 200, OID: 7, Schema: "public", Table: "t", Pages: 10, ChunkPages: 10}

@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
-	"github.com/pgstream/pgstream/internal/backoff"
+	"github.com/pgstream/pgstream/internal/metrics"
 	"github.com/pgstream/pgstream/internal/pgsql"
 	"github.com/pgstream/pgstream/internal/snapshot"
 	"github.com/pgstream/pgstream/lsn"
@@ -61,6 +61,8 @@ func (w *window) keepUnchanged(rows *batch) {
 	rows.events = kept
 }
 
+// windows are the windows readers registered and the replication goroutine has not closed, by id,
+// with the rows each reader handed over. Safe for concurrent use: guarded by mu.
 type windows struct {
 	mu sync.Mutex
 	m  map[uint64]*window
@@ -123,89 +125,48 @@ func discard(b *batch) {
 	batchPool.Put(b)
 }
 
-// startResnap starts the readers of chunks while streaming (resumed and online snapshots). They
-// stop when ctx ends; wait waits for them.
-func (sn *snapshotter) startResnap(ctx context.Context, fail context.CancelCauseFunc) (wait func()) {
-	var wg sync.WaitGroup
-	for i := range sn.cfg.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := sn.resnapWorker(ctx, i); err != nil {
-				fail(err)
-			}
-		}()
-	}
-	return wg.Wait
+// chunkWindows reads chunks between a low and a high watermark while streaming, and watches the
+// stream for the changes that touch their rows. The readers (resnapReaders, each on its own
+// goroutine) call readWindow; the replication goroutine calls the rest (watching, keyChanged,
+// truncated, watermark), and alone uses openRel. The windows a reader registered are shared with
+// the replication goroutine under wins.mu; the open/keys/truncated fields of a window belong to the
+// replication goroutine.
+type chunkWindows struct {
+	src      replication.Config
+	log      *zap.Logger
+	runID    string // identifies this run's watermarks
+	chunks   *chunkReader
+	progress *snapProgress
+	metrics  *metrics.Metrics
+
+	seq     atomic.Uint64 // the newest window's id
+	wins    windows
+	openRel map[uint32][]*window // the replication goroutine's: open windows by relation
 }
 
-// resnapWorker reads queued chunks one at a time between watermarks, retrying a failed chunk with
-// backoff on a new connection.
-func (sn *snapshotter) resnapWorker(ctx context.Context, worker int) error {
-	var conn *pgconn.PgConn
-	var r *snapshot.Reader
-	pt := &pubTables{publication: sn.src.Publication}
-	target := newWriteTarget(sn.src)
-	defer func() { closeSQL(conn); target.close() }()
-	for {
-		j, ok := sn.jobs.next(ctx)
-		if !ok {
-			return nil
-		}
-		for attempt := 1; ; attempt++ {
-			if conn == nil || conn.IsClosed() {
-				c, err := replication.NewSQLConn(ctx, sn.src)
-				if err == nil {
-					conn, r, pt.byOID = c, snapshot.NewReader(c, sn.db, sn.now), nil
-				} else if ctx.Err() != nil {
-					return nil
-				} else {
-					sn.log.Warn("snapshot connection failed", zap.Error(err))
-				}
-			}
-			var err error
-			if conn != nil && !conn.IsClosed() {
-				if err = sn.readWindow(ctx, conn, target, r, pt, j); err == nil {
-					break
-				}
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if attempt >= 5 {
-				return fmt.Errorf("snapshot of %s, chunk %d: giving up after %d attempts: %w", j.table.Name(), j.idx, attempt, err)
-			}
-			wait := sn.retry.Delay(attempt)
-			sn.log.Warn("snapshot chunk failed; retrying", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx),
-				zap.Int("worker", worker), zap.Error(err), zap.Duration("backoff", wait))
-			if conn != nil {
-				_ = pgsql.Exec(ctx, conn, "ROLLBACK")
-			}
-			if !backoff.Wait(ctx, wait) {
-				return nil
-			}
-		}
-	}
+func newChunkWindows(d snapDeps, chunks *chunkReader) *chunkWindows {
+	return &chunkWindows{src: d.src, log: d.log, runID: newRunID(), chunks: chunks, progress: d.progress, metrics: d.metrics,
+		wins: windows{m: map[uint64]*window{}}, openRel: map[uint32][]*window{}}
 }
 
 // readWindow reads one chunk between a low and a high watermark and waits until the replication
 // goroutine has handed its rows to the sinks. The chunk is read on conn, a connection to the
 // source; the watermarks are written where target says: on the source while it is a primary, on
 // its primary while it is a standby.
-func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, target *writeTarget, r *snapshot.Reader, pt *pubTables, j chunkJob) error {
-	w := &window{id: sn.windowSeq.Add(1), job: j, done: make(chan struct{})}
-	sn.wins.put(w)
+func (cw *chunkWindows) readWindow(ctx context.Context, conn *pgconn.PgConn, target *writeTarget, r *snapshot.Reader, pt *pubTables, j chunkJob) error {
+	w := &window{id: cw.seq.Add(1), job: j, done: make(chan struct{})}
+	cw.wins.put(w)
 	ok := false
 	defer func() {
 		if !ok {
-			sn.wins.abort(w.id)
+			cw.wins.abort(w.id)
 		}
 	}()
 	wconn, standby, err := target.pick(ctx, conn)
 	if err != nil {
 		return err
 	}
-	low, err := sn.writeWatermark(ctx, wconn, w.id, false)
+	low, err := cw.writeWatermark(ctx, wconn, w.id, false)
 	if err != nil {
 		return err
 	}
@@ -218,17 +179,17 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, targ
 		// would need no wait, but would put the snapshot's reads on the server that decoding on a
 		// standby means to spare.) Everything it sees beyond the watermark was replayed before the
 		// high one is written, so it commits inside the window, whose keys the stream records.
-		if err := waitReplayed(ctx, conn, low, "the low watermark", sn.log); err != nil {
+		if err := waitReplayed(ctx, conn, low, "the low watermark", cw.log); err != nil {
 			return err
 		}
 		if err := pgsql.Exec(ctx, conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"); err != nil {
 			return fmt.Errorf("begin chunk read: %w", err)
 		}
-	} else if err := sn.beginAfterRunning(ctx, conn); err != nil {
+	} else if err := beginAfterRunning(ctx, conn); err != nil {
 		return err
 	}
 	var rows *batch
-	err = sn.readChunk(ctx, conn, r, pt, j, nil, 0, 0, func(b *batch) bool { rows = b; return true })
+	err = cw.chunks.readChunk(ctx, conn, r, pt, j, nil, 0, 0, func(b *batch) bool { rows = b; return true })
 	if err != nil {
 		return err
 	}
@@ -236,11 +197,11 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, targ
 		discard(rows)
 		return fmt.Errorf("end chunk read: %w", err)
 	}
-	if !sn.wins.setRows(w.id, rows) {
+	if !cw.wins.setRows(w.id, rows) {
 		discard(rows)
 		return errors.New("watermark window lost")
 	}
-	high, err := sn.writeWatermark(ctx, wconn, w.id, true)
+	high, err := cw.writeWatermark(ctx, wconn, w.id, true)
 	if err != nil {
 		return err
 	}
@@ -248,7 +209,7 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, targ
 		// Promoted before replaying the high watermark, the standby never decodes it (it is on the
 		// old primary's timeline only): the chunk is read again, with watermarks written on the
 		// promoted server itself.
-		if err := waitReplayed(ctx, conn, high, "the high watermark", sn.log); err != nil {
+		if err := waitReplayed(ctx, conn, high, "the high watermark", cw.log); err != nil {
 			return err
 		}
 	}
@@ -270,7 +231,7 @@ func (sn *snapshotter) readWindow(ctx context.Context, conn *pgconn.PgConn, targ
 // lock on its own xid until after it has become visible. txid_current_snapshot() does not: its xip
 // leaves out running transactions newer than the newest completed one (they lie at or past its
 // xmax), which is the common case of a transaction committing just then.
-func (sn *snapshotter) beginAfterRunning(ctx context.Context, conn *pgconn.PgConn) error {
+func beginAfterRunning(ctx context.Context, conn *pgconn.PgConn) error {
 	const runningXIDs = "SELECT transactionid FROM pg_catalog.pg_locks WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted"
 	running, err := pgsql.Value(ctx, conn, "SELECT coalesce(array_agg(transactionid)::text, '{}') FROM ("+runningXIDs+") r")
 	if err != nil {
@@ -295,8 +256,8 @@ func (sn *snapshotter) beginAfterRunning(ctx context.Context, conn *pgconn.PgCon
 }
 
 // writeWatermark writes a watermark on conn and returns its WAL position.
-func (sn *snapshotter) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id uint64, high bool) (lsn.LSN, error) {
-	content, _ := json.Marshal(watermark{Slot: sn.src.Slot, Run: sn.runID, ID: id, High: high})
+func (cw *chunkWindows) writeWatermark(ctx context.Context, conn *pgconn.PgConn, id uint64, high bool) (lsn.LSN, error) {
+	content, _ := json.Marshal(watermark{Slot: cw.src.Slot, Run: cw.runID, ID: id, High: high})
 	v, err := pgsql.Value(ctx, conn, "SELECT pg_logical_emit_message(false, $1, $2)::text", WatermarkPrefix, string(content))
 	if err != nil {
 		return 0, fmt.Errorf("write watermark: %w", err)
@@ -309,11 +270,11 @@ func (sn *snapshotter) writeWatermark(ctx context.Context, conn *pgconn.PgConn, 
 }
 
 // watching reports whether a watermark window is open.
-func (sn *snapshotter) watching() bool { return len(sn.openRel) > 0 }
+func (cw *chunkWindows) watching() bool { return len(cw.openRel) > 0 }
 
 // keyChanged records, for every open window of the relation, that the row with key k changed.
-func (sn *snapshotter) keyChanged(relID uint32, k []byte) {
-	ws := sn.openRel[relID]
+func (cw *chunkWindows) keyChanged(relID uint32, k []byte) {
+	ws := cw.openRel[relID]
 	if len(ws) == 0 {
 		return
 	}
@@ -322,19 +283,19 @@ func (sn *snapshotter) keyChanged(relID uint32, k []byte) {
 			w.keys[string(k)] = struct{}{}
 		}
 	}
-	sn.pruneAborted(relID)
+	cw.pruneAborted(relID)
 }
 
 // truncated records, for every open window of the relation, that all its rows changed.
-func (sn *snapshotter) truncated(relID uint32) {
-	for _, w := range sn.openRel[relID] {
+func (cw *chunkWindows) truncated(relID uint32) {
+	for _, w := range cw.openRel[relID] {
 		w.truncated = true
 	}
-	sn.pruneAborted(relID)
+	cw.pruneAborted(relID)
 }
 
-func (sn *snapshotter) pruneAborted(relID uint32) {
-	ws := sn.openRel[relID]
+func (cw *chunkWindows) pruneAborted(relID uint32) {
+	ws := cw.openRel[relID]
 	kept := ws[:0]
 	for _, w := range ws {
 		if !w.aborted.Load() {
@@ -343,20 +304,20 @@ func (sn *snapshotter) pruneAborted(relID uint32) {
 	}
 	clear(ws[len(kept):])
 	if len(kept) == 0 {
-		delete(sn.openRel, relID)
+		delete(cw.openRel, relID)
 		return
 	}
-	sn.openRel[relID] = kept
+	cw.openRel[relID] = kept
 }
 
 // watermark handles a watermark of this run: the low one opens the chunk's window, the high one
 // closes it and returns the chunk's rows whose keys did not change inside the window.
-func (sn *snapshotter) watermark(m *walparse.LogicalMessage) (*batch, func(seq uint64)) {
+func (cw *chunkWindows) watermark(m *walparse.LogicalMessage) (*batch, func(seq uint64)) {
 	var wm watermark
-	if err := json.Unmarshal(m.Content, &wm); err != nil || wm.Slot != sn.src.Slot || wm.Run != sn.runID {
+	if err := json.Unmarshal(m.Content, &wm); err != nil || wm.Slot != cw.src.Slot || wm.Run != cw.runID {
 		return nil, nil
 	}
-	w := sn.wins.get(wm.ID)
+	w := cw.wins.get(wm.ID)
 	if w == nil {
 		return nil, nil
 	}
@@ -365,30 +326,30 @@ func (sn *snapshotter) watermark(m *walparse.LogicalMessage) (*batch, func(seq u
 		if !w.open {
 			w.open = true
 			w.keys = make(map[string]struct{})
-			sn.openRel[oid] = append(sn.openRel[oid], w)
+			cw.openRel[oid] = append(cw.openRel[oid], w)
 		}
 		return nil, nil
 	}
-	rows := sn.wins.take(wm.ID)
-	ws := sn.openRel[oid]
+	rows := cw.wins.take(wm.ID)
+	ws := cw.openRel[oid]
 	for i, o := range ws {
 		if o == w {
-			sn.openRel[oid] = append(ws[:i], ws[i+1:]...)
+			cw.openRel[oid] = append(ws[:i], ws[i+1:]...)
 			break
 		}
 	}
-	if len(sn.openRel[oid]) == 0 {
-		delete(sn.openRel, oid)
+	if len(cw.openRel[oid]) == 0 {
+		delete(cw.openRel, oid)
 	}
 	if rows == nil {
 		return nil, nil
 	}
 	w.keepUnchanged(rows)
-	sn.stats.rows.Add(int64(len(rows.events)))
-	sn.metrics.SnapshotRows(w.job.table.Name(), len(rows.events))
+	cw.progress.handed(len(rows.events))
+	cw.metrics.SnapshotRows(w.job.table.Name(), len(rows.events))
 	return rows, func(seq uint64) {
-		sn.state.mark(snapMark{seq: seq, gen: w.job.table.Gen, oid: oid, chunk: w.job.idx})
-		sn.stats.chunks.Add(1)
+		cw.progress.state.mark(snapMark{seq: seq, gen: w.job.table.Gen, oid: oid, chunk: w.job.idx})
+		cw.progress.chunkDone()
 		close(w.done)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,7 +114,7 @@ func TestCheckpointFollowsTimeline(t *testing.T) {
 			f := &fakeTimelines{srv: tc.srv, ok: tc.ok}
 			start := checkpoint.Position{CommitLSN: tc.durable, EndLSN: tc.durable}
 			c := &checkpointer{store: store, snap: &snapState{}, interval: time.Second, now: time.Now, log: zap.NewNop(),
-				snapDone: &atomic.Bool{}, follow: f, tracker: checkpoint.NewTracker(1, start),
+				follow: f, tracker: checkpoint.NewTracker(1, start),
 				ident: checkpoint.Checkpoint{SystemID: "7", Timeline: 1, Database: "db", Slot: "s"}}
 			c.durable.Store(&start)
 			if err := c.save(); err != nil || f.reads != 0 {
