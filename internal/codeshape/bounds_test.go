@@ -21,8 +21,7 @@ const (
 
 // known lists what broke a bound when the bound was set, to be reshaped: an entry that no longer
 // breaks its bound fails the test until it is removed, so the list only shrinks.
-var known = []string{
-}
+var known = []string{}
 
 // root is the module's root directory.
 func root(t *testing.T) string {
