@@ -60,15 +60,18 @@ func (p *Pipeline) build(o *opened) *parts {
 	if heartbeatsOn(cfg) {
 		beats = newHeartbeater(cfg.Heartbeat, p.src, p.runID, &p.stats.txs, p.log, p.now, p.obs)
 	}
+	var onHeartbeat func(*walparse.LogicalMessage)
+	if beats != nil {
+		onHeartbeat = beats.received
+	}
+	var markers *events.Markers
+	if cfg.TransactionMarkers {
+		markers = events.NewMarkers(events.Options{Database: o.sys.DBName, Now: p.now})
+	}
 	app := &applier{tx: newTxState(o.start.SkipThrough), cur: newBatch(), hooks: sn, handOver: fan.push, txs: &p.stats.txs,
 		enc:       events.NewEncoder(events.Options{Database: o.sys.DBName, Now: p.now}, o.catalog),
-		maxEvents: cfg.MaxBatchEvents, maxBytes: cfg.MaxBatchBytes, endLSN: cfg.EndLSN, heartbeatToSinks: cfg.Heartbeat.ToSinks}
-	if beats != nil {
-		app.onHeartbeat = beats.received
-	}
-	if cfg.TransactionMarkers {
-		app.markers = events.NewMarkers(events.Options{Database: o.sys.DBName, Now: p.now})
-	}
+		maxEvents: cfg.MaxBatchEvents, maxBytes: cfg.MaxBatchBytes, endLSN: cfg.EndLSN, heartbeatToSinks: cfg.Heartbeat.ToSinks,
+		onHeartbeat: onHeartbeat, markers: markers}
 	sess := &session{src: p.src, cfg: cfg, log: p.log, now: p.now, store: p.store, ck: ck, app: app, tracker: tracker,
 		catalog: o.catalog, snap: p.snap.state, health: p.obs.health, conn: o.conn, serverEnd: o.sys.XLogPos, pub: &p.pub,
 		dec: walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion}), clock: statusClock{interval: o.statusInterval}}
