@@ -3,10 +3,8 @@ package inspect
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,59 +12,19 @@ import (
 	"github.com/pgstream/pgstream/replication"
 )
 
-// Clusters are shared by every test of the package and stopped by TestMain. The tests create
-// fixed-name objects on them, so a test run again in the same process (go test -count=2) starts a
-// new set of clusters: seen holds the tests that used the current set, last the latest of them.
-var shared struct {
-	mu   sync.Mutex
-	m    map[string]*pgtest.Cluster
-	seen map[string]bool
-	last string
-}
+// shared holds the clusters every test of the package shares; TestMain stops them.
+var shared pgtest.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	shared.mu.Lock()
-	for _, c := range shared.m {
-		c.Close()
-	}
-	shared.mu.Unlock()
+	shared.Close()
 	os.Exit(code)
 }
 
 // cluster returns the shared cluster called name, starting it with opts the first time.
 func cluster(t *testing.T, name string, opts pgtest.Options) *pgtest.Cluster {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs PostgreSQL")
-	}
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	test, _, _ := strings.Cut(t.Name(), "/")
-	if test != shared.last {
-		if shared.seen[test] {
-			for _, c := range shared.m {
-				c.Close()
-			}
-			shared.m, shared.seen = nil, nil
-		}
-		if shared.seen == nil {
-			shared.seen = map[string]bool{}
-		}
-		shared.seen[test], shared.last = true, test
-	}
-	if c := shared.m[name]; c != nil {
-		return c
-	}
-	c, err := pgtest.Start(opts)
-	if err != nil {
-		t.Fatalf("start PostgreSQL %s: %v", name, err)
-	}
-	if shared.m == nil {
-		shared.m = map[string]*pgtest.Cluster{}
-	}
-	shared.m[name] = c
-	return c
+	return shared.Cluster(t, name, opts)
 }
 
 // mainCluster: wal_level logical, default timeouts.
@@ -95,22 +53,7 @@ func connect(t *testing.T, cfg replication.Config) *replication.Conn {
 }
 
 // dropSlotLater removes a slot at the end of a test, waiting (up to 60s) for it to become inactive.
-func dropSlotLater(t *testing.T, c *pgtest.Cluster, slot string) {
-	t.Cleanup(func() {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			err := c.Exec("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("drop slot %s: %v", slot, err)
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-}
+func dropSlotLater(t *testing.T, c *pgtest.Cluster, slot string) { c.DropSlotLater(t, slot) }
 
 // kindOf returns the sentinel an *Error carries, for messages.
 func kindOf(err error) error {
@@ -138,16 +81,4 @@ func wantKind(t *testing.T, err, kind error, fixHas ...string) *replication.Erro
 	return e
 }
 
-func slotName(t *testing.T) string {
-	n := strings.ToLower(t.Name())
-	n = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, n)
-	if len(n) > 50 {
-		n = n[len(n)-50:]
-	}
-	return fmt.Sprintf("s_%s", n)
-}
+func slotName(t *testing.T) string { return pgtest.SlotName(t) }
