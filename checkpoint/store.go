@@ -1,9 +1,7 @@
 package checkpoint
 
 import (
-	"slices"
-	"strings"
-	"sync"
+	"github.com/pgstream/pgstream/internal/registry"
 
 	"go.uber.org/zap"
 
@@ -69,53 +67,22 @@ func (e Env) Logger() *zap.Logger {
 // DefaultStore is the store type used when the checkpoint section names none.
 const DefaultStore = "file"
 
-var (
-	registryMu sync.RWMutex
-	registry   = map[string]Type{}
-)
+var types = registry.New[Type]("checkpoint")
 
 // Register makes a store type available. It panics when the type has no name or no NewConfig, or
 // when its name is taken: both are programming errors found at start-up.
 func Register(t Type) {
-	if t.Name == "" || t.NewConfig == nil {
-		panic("checkpoint: Register of a type without a name or a NewConfig")
+	if t.NewConfig == nil {
+		panic("checkpoint: Register of type " + t.Name + " without a NewConfig")
 	}
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := registry[t.Name]; dup {
-		panic("checkpoint: Register called twice for type " + t.Name)
-	}
-	registry[t.Name] = t
+	types.Register(t.Name, t)
 }
 
 // Lookup returns the registered store type called name.
-func Lookup(name string) (Type, bool) {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	t, ok := registry[name]
-	return t, ok
-}
+func Lookup(name string) (Type, bool) { return types.Lookup(name) }
 
 // Names returns the registered store types' names, sorted.
-func Names() []string {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	out := make([]string, 0, len(registry))
-	for name := range registry {
-		out = append(out, name)
-	}
-	slices.Sort(out)
-	return out
-}
+func Names() []string { return types.Names() }
 
 // TypeList names the registered store types for an error text: "file or postgres".
-func TypeList() string {
-	names := Names()
-	switch len(names) {
-	case 0:
-		return "(none registered)"
-	case 1:
-		return names[0]
-	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
-}
+func TypeList() string { return types.List() }

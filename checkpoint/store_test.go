@@ -26,10 +26,8 @@ func TestRegistry(t *testing.T) {
 	Register(Type{Name: "test-zz", Summary: "nothing", NewConfig: newNop})
 	Register(Type{Name: "test-aa", Summary: "nothing", NewConfig: newNop})
 	t.Cleanup(func() {
-		registryMu.Lock()
-		delete(registry, "test-zz")
-		delete(registry, "test-aa")
-		registryMu.Unlock()
+		types.Remove("test-zz")
+		types.Remove("test-aa")
 	})
 	if tp, ok := Lookup("test-zz"); !ok || tp.Name != "test-zz" || tp.NewConfig().Where() != "nowhere" {
 		t.Fatalf("Lookup = %+v, %v", tp, ok)

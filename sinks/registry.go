@@ -4,10 +4,9 @@ import (
 	"context"
 	"io"
 	"os"
-	"slices"
-	"strings"
-	"sync"
 	"time"
+
+	"github.com/pgstream/pgstream/internal/registry"
 
 	"go.uber.org/zap"
 )
@@ -67,62 +66,25 @@ type Checker interface {
 	Check(ctx context.Context) (note string, err error)
 }
 
-var (
-	registryMu sync.RWMutex
-	registry   = map[string]Type{}
-)
+var types = registry.New[Type]("sinks")
 
 // Register makes a sink type available. It panics when the type has no name or no NewConfig, or
 // when its name is taken: both are programming errors found at start-up.
 func Register(t Type) {
-	if t.Name == "" || t.NewConfig == nil {
-		panic("sinks: Register of a type without a name or a NewConfig")
+	if t.NewConfig == nil {
+		panic("sinks: Register of type " + t.Name + " without a NewConfig")
 	}
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := registry[t.Name]; dup {
-		panic("sinks: Register called twice for type " + t.Name)
-	}
-	registry[t.Name] = t
+	types.Register(t.Name, t)
 }
 
 // Lookup returns the registered type called name.
-func Lookup(name string) (Type, bool) {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	t, ok := registry[name]
-	return t, ok
-}
+func Lookup(name string) (Type, bool) { return types.Lookup(name) }
 
 // Types returns the registered types, sorted by name.
-func Types() []Type {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	out := make([]Type, 0, len(registry))
-	for _, t := range registry {
-		out = append(out, t)
-	}
-	slices.SortFunc(out, func(a, b Type) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
-	return out
-}
+func Types() []Type { return types.Types() }
 
 // Names returns the registered types' names, sorted.
-func Names() []string {
-	types := Types()
-	out := make([]string, len(types))
-	for i, t := range types {
-		out[i] = t.Name
-	}
-	return out
-}
+func Names() []string { return types.Names() }
 
 // CheckTimeout bounds Check's conversation with a destination.
 const CheckTimeout = 30 * time.Second
@@ -152,13 +114,4 @@ func Check(ctx context.Context, cfg Config, env Env) (note string, err error) {
 }
 
 // TypeList names the registered types for an error text: "file, kafka, nats or stdout".
-func TypeList() string {
-	names := Names()
-	switch len(names) {
-	case 0:
-		return "(none registered)"
-	case 1:
-		return names[0]
-	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
-}
+func TypeList() string { return types.List() }
