@@ -26,6 +26,7 @@ func TestBrokersURL(t *testing.T) {
 		"nats://alice:s3c\"r`e<t@h:4222":  "nats://alice:xxxxx@h:4222",
 		"nats://a:p1@h1,nats://t0k@h2":    "nats://a:xxxxx@h1,nats://xxxxx@h2",
 		"nats://alice:%40s3cret@h:4222/x": "nats://alice:xxxxx@h:4222/x",
+		"nats://alice:s3c ret@h:4222":     "nats://alice:xxxxx@h:4222",
 	} {
 		if got := Brokers.URL(in); got != want {
 			t.Errorf("Brokers.URL(%q) = %q, want %q", in, got, want)
@@ -37,6 +38,7 @@ func TestBrokersText(t *testing.T) {
 	for in, want := range map[string]string{
 		"unreachable: nats://a:pw1@h1:1,nats://tok@h2:2: no servers": "unreachable: nats://a:xxxxx@h1:1,nats://xxxxx@h2:2: no servers",
 		`parse "nats://a:p@w@h:bad": invalid port`:                   `parse "nats://a:xxxxx@h:bad": invalid port`,
+		"reconnected to nats://tok@h:4222 after 2s":                  "reconnected to nats://xxxxx@h:4222 after 2s",
 		"no URL here: user@example.com":                              "no URL here: user@example.com",
 		"nats://h:4222 and nats://u:p@h2":                            "nats://h:4222 and nats://u:xxxxx@h2",
 	} {

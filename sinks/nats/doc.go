@@ -36,5 +36,9 @@
 // Buffer lifetimes: Write copies each Value into an arena owned by the Sink, reused by the next
 // Write when every publish of this one resolved and dropped when Write returned early.
 //
+// Credentials: the sink's errors, its log lines and those of nats.go's callbacks quote server URLs
+// with their user information redacted (redact.Brokers: an entry may list several URLs separated
+// by commas, a URL without a scheme is host[:port], a user name without a password is a token).
+//
 // Write and Ping are called from one goroutine; Close may be called from any goroutine.
 package nats

@@ -2,57 +2,17 @@ package nats
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgstream/pgstream/internal/logtest"
 	"github.com/pgstream/pgstream/internal/natstest"
 	"github.com/pgstream/pgstream/sinks"
 )
-
-func TestRedactURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"nats://alice:s3cret@h:4222":      "nats://alice:xxxxx@h:4222",
-		"nats://t0ken@h:4222":             "nats://xxxxx@h:4222",
-		"tls://alice:p@ss@h:4222":         "tls://alice:xxxxx@h:4222",
-		"nats://alice:p@s/s@h:4222":       "nats://alice:xxxxx@h:4222",
-		"alice:s3cret@h:4222":             "alice:xxxxx@h:4222",
-		"t0ken@h":                         "xxxxx@h",
-		"nats://h:4222":                   "nats://h:4222",
-		"h:4222":                          "h:4222",
-		"nats://alice:s3cret@[::1]:4222":  "nats://alice:xxxxx@[::1]:4222",
-		"nats://alice:%40s3cret@h:4222/x": "nats://alice:xxxxx@h:4222/x",
-		"nats://alice:s3c\"r`e<t@h:4222":  "nats://alice:xxxxx@h:4222",
-		"nats://alice:s3c ret@h:4222":     "nats://alice:xxxxx@h:4222",
-		"nats://a:p1@h1,nats://t0k@h2":    "nats://a:xxxxx@h1,nats://xxxxx@h2",
-	} {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestRedactText(t *testing.T) {
-	for in, want := range map[string]string{
-		"nats servers unreachable: nats://a:pw1@h1:1,nats://tok@h2:2: nats: no servers available": "nats servers unreachable: nats://a:xxxxx@h1:1,nats://xxxxx@h2:2: nats: no servers available",
-		`parse "nats://a:p@w@h:bad": invalid port ":bad" after host`:                              `parse "nats://a:xxxxx@h:bad": invalid port ":bad" after host`,
-		"reconnected to nats://tok@h:4222 after 2s":                                               "reconnected to nats://xxxxx@h:4222 after 2s",
-		"no URL here: user@example.com":                                                           "no URL here: user@example.com",
-		"nats://h:4222 and nats://u:p@h2":                                                         "nats://h:4222 and nats://u:xxxxx@h2",
-	} {
-		if got := redactText(in); got != want {
-			t.Errorf("redactText(%q)\n = %q\nwant %q", in, got, want)
-		}
-	}
-}
 
 func requireNoSecret(t *testing.T, what, out string, secrets ...string) {
 	t.Helper()
@@ -64,31 +24,6 @@ func requireNoSecret(t *testing.T, what, out string, secrets ...string) {
 		}
 	}
 }
-
-func TestRedactLogger(t *testing.T) {
-	core, logs := observer.New(zapcore.DebugLevel)
-	log := redactLogger(zap.New(core)).With(zap.String("with", "nats://tok3n@h"))
-	log.Warn("lost nats://u:pw@h1:4222", zap.Error(errors.New(`parse "nats://u:p@w@h": bad`)),
-		zap.String("server", "nats://tok3n@h"), zap.Stringer("stringer", stringer("tls://u:pw@h")),
-		zap.ByteString("bytes", []byte("nats://u:pw@h")), zap.Int("n", 1))
-	entries := logs.All()
-	if len(entries) != 1 {
-		t.Fatalf("%d entries", len(entries))
-	}
-	e := entries[0]
-	text := e.Message
-	for k, v := range e.ContextMap() {
-		text += fmt.Sprintf(" %s=%v", k, v)
-	}
-	requireNoSecret(t, "log entry", text, "pw", "p@w", "tok3n")
-	if !strings.Contains(text, "nats://u:xxxxx@h1:4222") || !strings.Contains(text, "server=nats://xxxxx@h") || !strings.Contains(text, "n=1") {
-		t.Errorf("entry = %s", text)
-	}
-}
-
-type stringer string
-
-func (s stringer) String() string { return string(s) }
 
 // A server URL with credentials is never quoted whole: not in Ping's error when nothing listens,
 // not in what the sink logs, whether the server accepts the connection or not.

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/internal/backoff"
+	"github.com/pgstream/pgstream/internal/redact"
 	"github.com/pgstream/pgstream/internal/retry"
 	"github.com/pgstream/pgstream/sinks"
 )
@@ -85,7 +86,7 @@ func New(cfg Config, env sinks.Env) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log = redactLogger(log)
+	log = redact.Brokers.Logger(log)
 	return &Sink{
 		cfg:      cfg,
 		log:      log,
@@ -111,9 +112,9 @@ func (s *Sink) conn() (jetstream.JetStream, error) {
 	}
 	nc, err := nats.Connect(strings.Join(s.cfg.Servers, ","), opts...)
 	if err != nil {
-		return nil, redactErr(fmt.Errorf("%w: %s: %w", ErrUnreachable, s.servers(), err))
+		return nil, redact.Brokers.Err(fmt.Errorf("%w: %s: %w", ErrUnreachable, s.servers(), err))
 	}
-	s.log.Debug("nats connected", zap.String("server", redactURL(nc.ConnectedUrl())))
+	s.log.Debug("nats connected", zap.String("server", redact.Brokers.URL(nc.ConnectedUrl())))
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(s.cfg.MaxPending),
 		jetstream.WithPublishAsyncTimeout(s.cfg.AckTimeout))
@@ -130,7 +131,7 @@ func (s *Sink) conn() (jetstream.JetStream, error) {
 func (s *Sink) servers() string {
 	r := make([]string, len(s.cfg.Servers))
 	for i, u := range s.cfg.Servers {
-		r[i] = redactURL(u)
+		r[i] = redact.Brokers.URL(u)
 	}
 	return strings.Join(r, ",")
 }
@@ -153,7 +154,7 @@ func (s *Sink) options(done chan struct{}) ([]nats.Option, error) {
 		nats.ClosedHandler(func(*nats.Conn) { close(done) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			// ConnectedUrlRedacted would show a token: it hides passwords only.
-			log.Info("nats reconnected", zap.String("server", redactURL(nc.ConnectedUrl())))
+			log.Info("nats reconnected", zap.String("server", redact.Brokers.URL(nc.ConnectedUrl())))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Warn("nats async error", zap.Error(err))
@@ -188,14 +189,14 @@ func (s *Sink) options(done chan struct{}) ([]nats.Option, error) {
 // that its subjects cover every subject the template can produce.
 func (s *Sink) Ping(ctx context.Context) error {
 	_, err := s.checkStream(ctx, true)
-	return redactErr(err)
+	return redact.Brokers.Err(err)
 }
 
 // Check is Ping without changing anything on the server: a missing stream that Ping would
 // create is not created; note then says so, and the configured subjects are checked instead.
 func (s *Sink) Check(ctx context.Context) (note string, err error) {
 	note, err = s.checkStream(ctx, false)
-	return note, redactErr(err)
+	return note, redact.Brokers.Err(err)
 }
 
 func (s *Sink) checkStream(ctx context.Context, create bool) (note string, err error) {
@@ -293,7 +294,7 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	if len(b.Events) == 0 {
 		return nil
 	}
-	return redactErr(s.write(ctx, b))
+	return redact.Brokers.Err(s.write(ctx, b))
 }
 
 func (s *Sink) write(ctx context.Context, b *sinks.Batch) error {
@@ -448,7 +449,7 @@ func isFinal(err error) bool {
 
 // Health reports the failure the sink is retrying (a broker refusing or unreachable, with since
 // when), or nil while its requests succeed. Safe for concurrent use.
-func (s *Sink) Health() error { return redactErr(s.failing.Err()) }
+func (s *Sink) Health() error { return redact.Brokers.Err(s.failing.Err()) }
 
 // retryBackoff is the wait between attempts of a failed request.
 var retryBackoff = backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second}
