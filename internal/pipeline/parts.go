@@ -73,7 +73,7 @@ func (p *Pipeline) build(o *opened) *parts {
 		maxEvents: cfg.MaxBatchEvents, maxBytes: cfg.MaxBatchBytes, endLSN: cfg.EndLSN, heartbeatToSinks: cfg.Heartbeat.ToSinks,
 		onHeartbeat: onHeartbeat, markers: markers}
 	sess := &session{src: p.src, cfg: cfg, log: p.log, now: p.now, store: p.store, ck: ck, app: app, tracker: tracker,
-		catalog: o.catalog, snap: p.snap.state, health: p.obs.health, conn: o.conn, serverEnd: o.sys.XLogPos, pub: &p.pub,
+		snap: p.snap.state, health: p.obs.health, conn: o.conn, serverEnd: o.sys.XLogPos, pub: &p.pub,
 		dec: walparse.NewDecoder(walparse.Options{ProtoVersion: protoVersion}), clock: statusClock{interval: o.statusInterval}}
 	sess.publish()
 	exported := o.exported

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/internal/snapshot"
@@ -27,9 +26,9 @@ type tablePoll struct {
 // request reaches the checkpoint with its transaction, so it survives a crash. A table that left it
 // is forgotten, so that adding it again snapshots it again. Failures are logged and retried.
 func (tp *tablePoll) run(ctx context.Context) {
-	var conn *pgconn.PgConn
+	conn := sqlConn{src: tp.src}
 	target := newWriteTarget(tp.src)
-	defer func() { closeSQL(conn); target.close() }()
+	defer func() { conn.close(); target.close() }()
 	requested := map[uint32]bool{}
 	t := time.NewTicker(tp.interval)
 	defer t.Stop()
@@ -39,17 +38,14 @@ func (tp *tablePoll) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if conn == nil || conn.IsClosed() {
-			c, err := replication.NewSQLConn(ctx, tp.src)
-			if err != nil {
-				if ctx.Err() == nil {
-					tp.log.Warn("list publication tables: connect failed", zap.Error(err))
-				}
-				continue
+		c, err := conn.get(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				tp.log.Warn("list publication tables: connect failed", zap.Error(err))
 			}
-			conn = c
+			continue
 		}
-		tables, err := snapshot.ListTables(ctx, conn, tp.src.Publication)
+		tables, err := snapshot.ListTables(ctx, c, tp.src.Publication)
 		if err != nil {
 			if ctx.Err() == nil {
 				tp.log.Warn("list publication tables failed", zap.String("publication", tp.src.Publication), zap.Error(err))
@@ -76,7 +72,7 @@ func (tp *tablePoll) run(ctx context.Context) {
 		if len(added) == 0 {
 			continue
 		}
-		wconn, _, err := target.pick(ctx, conn)
+		wconn, _, err := target.pick(ctx, c)
 		if err == nil {
 			_, err = WriteRequest(ctx, wconn, tp.src.Slot, added)
 		}

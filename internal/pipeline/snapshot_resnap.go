@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/pgstream/pgstream/internal/backoff"
@@ -97,21 +96,21 @@ func (rr *resnapReaders) start(ctx context.Context, fail context.CancelCauseFunc
 // worker reads queued chunks one at a time between watermarks, retrying a failed chunk with
 // backoff on a new connection.
 func (rr *resnapReaders) worker(ctx context.Context, worker int) error {
-	var conn *pgconn.PgConn
+	conn := sqlConn{src: rr.src}
 	var r *snapshot.Reader
 	pt := &pubTables{publication: rr.src.Publication}
 	target := newWriteTarget(rr.src)
-	defer func() { closeSQL(conn); target.close() }()
+	defer func() { conn.close(); target.close() }()
 	for {
 		j, ok := rr.jobs.next(ctx)
 		if !ok {
 			return nil
 		}
 		for attempt := 1; ; attempt++ {
-			if conn == nil || conn.IsClosed() {
-				c, err := replication.NewSQLConn(ctx, rr.src)
+			if conn.fresh() {
+				c, err := conn.get(ctx)
 				if err == nil {
-					conn, r, pt.byOID = c, snapshot.NewReader(c, rr.db, rr.now), nil
+					r, pt.byOID = snapshot.NewReader(c, rr.db, rr.now), nil
 				} else if ctx.Err() != nil {
 					return nil
 				} else {
@@ -119,8 +118,8 @@ func (rr *resnapReaders) worker(ctx context.Context, worker int) error {
 				}
 			}
 			var err error
-			if conn != nil && !conn.IsClosed() {
-				if err = rr.windows.readWindow(ctx, conn, target, r, pt, j); err == nil {
+			if !conn.fresh() {
+				if err = rr.windows.readWindow(ctx, conn.conn, target, r, pt, j); err == nil {
 					break
 				}
 			}
@@ -133,8 +132,8 @@ func (rr *resnapReaders) worker(ctx context.Context, worker int) error {
 			wait := rr.retry.Delay(attempt)
 			rr.log.Warn("snapshot chunk failed; retrying", zap.String("table", j.table.Name()), zap.Uint32("chunk", j.idx),
 				zap.Int("worker", worker), zap.Error(err), zap.Duration("backoff", wait))
-			if conn != nil {
-				_ = pgsql.Exec(ctx, conn, "ROLLBACK")
+			if !conn.fresh() {
+				_ = pgsql.Exec(ctx, conn.conn, "ROLLBACK")
 			}
 			if !backoff.Wait(ctx, wait) {
 				return nil
