@@ -24,8 +24,9 @@ test: setup
 	$(GO) test -race -count=1 -timeout 20m -p 2 ./...
 	bash scripts/test-versions.sh
 
-# The protocol, catalog and snapshot packages and the end-to-end contract tests against each of
-# PostgreSQL 14, 16, 17 and 18, whose server binaries scripts/postgres.sh installs into a cache.
+# The protocol, server inspection, catalog and snapshot packages and the end-to-end contract tests
+# against each of PostgreSQL 14, 16, 17 and 18, whose server binaries scripts/postgres.sh installs
+# into a cache.
 # PG_VERSIONS="17 18" and VERSION_RUN='^TestFailover' narrow it.
 test-versions: setup
 	bash scripts/test-versions.sh

@@ -5,7 +5,7 @@
 #
 #   PG_VERSIONS   the major versions (default "14 16 17 18"; the default suite runs on 15)
 #   VERSION_RUN   the -run pattern of the end-to-end tests (default: the contract below)
-#   VERSION_PKGS  the packages run whole (default: replication, events and snapshot; "" for none)
+#   VERSION_PKGS  the packages run whole (default: replication, inspect, events and snapshot; "" for none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +13,11 @@ versions="${PG_VERSIONS:-14 16 17 18}"
 # Every op and value, TOAST and both replica identities, schema changes, transactions, crash safety
 # under SIGKILL, snapshot + stream, the database gone back in time, and what only some versions
 # have (failover slots, decoding from a standby, the slot's columns and idle timeout, a lost slot's
-# cause, a dropped publication's error or warning). The protocol, catalog and snapshot packages run
-# whole.
+# cause, a dropped publication's error or warning). The protocol, server inspection, catalog and
+# snapshot packages run whole.
 contract='^(TestEveryOperation|TestValueMapping|TestReplicaIdentityFullAndToast|TestSchemaChangeMidStream|TestRollbackAndSavepointsAreInvisible|TestCopyRowsGetTheirOwnIDs|TestCrashSafety|TestSnapshotConsistentUnderLoad|TestOnlineResnapshot|TestDatabaseWentBackInTime|TestCheckCommandOnAHealthyServer|TestFailover.*|TestStandbyDecoding.*|TestSlotFieldsByVersion|TestLostSlotRefused|TestHeartbeatsOutliveADroppedPublication)$'
 run="${VERSION_RUN:-$contract}"
-pkgs="${VERSION_PKGS-./replication/ ./internal/events/ ./internal/snapshot/}"
+pkgs="${VERSION_PKGS-./replication/ ./internal/inspect/ ./internal/events/ ./internal/snapshot/}"
 
 failed=""
 for major in $versions; do
