@@ -208,16 +208,6 @@ func reportFailover(out io.Writer, rep inspect.FailoverReport) {
 	}
 }
 
-// hasCheck reports whether a preflight finding is about check.
-func hasCheck(probs []inspect.Problem, check string) bool {
-	for _, p := range probs {
-		if p.Check == check {
-			return true
-		}
-	}
-	return false
-}
-
 func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) int {
 	failed := false
 	report := func(name string, err error) {
@@ -262,7 +252,7 @@ func runCheck(ctx context.Context, cfg *Config, log *zap.Logger, out io.Writer) 
 				report("preflight: "+p.Check, fmt.Errorf("%s\n      fix: %s", p.Message, p.Fix))
 			}
 			reportStart(out, report, cfg, st, err)
-			if cfg.Source.Failover && !hasCheck(st.Problems, "failover") {
+			if cfg.Source.Failover && !inspect.HasCheck(st.Problems, "failover") {
 				reportFailover(out, inspect.Failover(ctx, cfg.Source.Config))
 			}
 		}

@@ -17,6 +17,16 @@ type Problem struct {
 	Fix     string // what to do
 }
 
+// HasCheck reports whether probs holds a finding of the named check.
+func HasCheck(probs []Problem, check string) bool {
+	for _, p := range probs {
+		if p.Check == check {
+			return true
+		}
+	}
+	return false
+}
+
 // problemOf returns err as a preflight finding: a *replication.Error with its check, message and
 // fix, any other error as a failed query.
 func problemOf(err error) Problem {

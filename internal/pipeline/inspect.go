@@ -55,7 +55,7 @@ func Inspect(ctx context.Context, conn *replication.Conn, sys replication.System
 	if st.Standby {
 		st.Problems = append(st.Problems, standbyWriteProblems(cfg, conn.Config(), st)...)
 	}
-	if heartbeatsOn(cfg) && !hasCheck(st.Problems, "heartbeat") {
+	if heartbeatsOn(cfg) && !inspect.HasCheck(st.Problems, "heartbeat") {
 		probs, err := heartbeatGrant(ctx, cfg.Heartbeat, conn.Config())
 		if err != nil {
 			return st, err
@@ -112,14 +112,4 @@ func ServerState(ctx context.Context, conn *replication.Conn, sys replication.Sy
 // heartbeatsOn reports whether a run with cfg writes heartbeats.
 func heartbeatsOn(cfg Config) bool {
 	return cfg.Heartbeat.Interval > 0 && cfg.Snapshot.Mode != SnapshotInitialOnly
-}
-
-// hasCheck reports whether probs holds a finding of the named check.
-func hasCheck(probs []inspect.Problem, check string) bool {
-	for _, p := range probs {
-		if p.Check == check {
-			return true
-		}
-	}
-	return false
 }
